@@ -1,0 +1,315 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the agent's configuration file (YAML). Every field is optional
+// unless marked; the zero value means the default written beside it.
+// Unknown fields are an error.
+type Config struct {
+	// NodeName is this node's name. Default: the host name.
+	NodeName string `yaml:"nodeName"`
+	// ClusterID names the cluster; nodes of another cluster are ignored.
+	// Default "default".
+	ClusterID string `yaml:"clusterID"`
+	// ClusterCIDR is the whole pod network. Default 10.244.0.0/16.
+	ClusterCIDR string `yaml:"clusterCIDR"`
+	// BlockSize is the prefix length of each node's pod block. Default 24.
+	BlockSize int `yaml:"blockSize"`
+
+	Underlay UnderlayConfig `yaml:"underlay"`
+	Gossip   GossipConfig   `yaml:"gossip"`
+	Tunnel   TunnelConfig   `yaml:"tunnel"`
+
+	// ResyncInterval is how often the data plane is re-read and repaired
+	// even when nothing changed. Default 10s.
+	ResyncInterval Duration `yaml:"resyncInterval"`
+	// StateFile is where the node's subnet and MTU are written for weft-cni.
+	// Default /run/weft/node.json.
+	StateFile string `yaml:"stateFile"`
+	// StatusSocket is the unix socket `weft status` talks to.
+	// Default /run/weft/weft.sock.
+	StatusSocket string `yaml:"statusSocket"`
+	// MetricsAddress serves /healthz, /readyz and /metrics.
+	// Default 127.0.0.1:9464; "off" disables it.
+	MetricsAddress string `yaml:"metricsAddress"`
+	// Masquerade: pod traffic leaving the cluster CIDR is masqueraded to
+	// the node's address. Default true.
+	Masquerade *bool `yaml:"masquerade"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"logLevel"`
+}
+
+// UnderlayConfig says how this node is reached by the others.
+type UnderlayConfig struct {
+	// Interface is the underlay interface. Default: the interface of the
+	// default route.
+	Interface string `yaml:"interface"`
+	// Address is this node's underlay address. Default: the first IPv4
+	// address of Interface.
+	Address string `yaml:"address"`
+	// MTU overrides the detected underlay MTU. Default 0 (detect).
+	MTU int `yaml:"mtu"`
+}
+
+// GossipConfig configures membership and leases.
+type GossipConfig struct {
+	// Port is the memberlist TCP/UDP port. Default 7946.
+	Port int `yaml:"port"`
+	// Seeds are host:port (or host, port defaults to Port) of other nodes.
+	// Empty: this node starts a new cluster.
+	Seeds []string `yaml:"seeds"`
+	// KeyFile holds the base64 gossip encryption key. Required.
+	KeyFile string `yaml:"keyFile"`
+	// LeaseFile persists this node's lease across restarts.
+	// Default /var/lib/weft/lease.json.
+	LeaseFile string `yaml:"leaseFile"`
+	// LeaseGrace is how long a dead node's lease is held before reuse.
+	// Default 5m.
+	LeaseGrace Duration `yaml:"leaseGrace"`
+}
+
+// TunnelConfig selects and configures the tunnel backend.
+type TunnelConfig struct {
+	// Backend is "wireguard" or "vxlan". Default wireguard.
+	Backend string `yaml:"backend"`
+	// Interface is the tunnel device name. Default weft0 / weft-vxlan.
+	Interface string `yaml:"interface"`
+	// Port is the tunnel UDP port. Default 51820 / 4789.
+	Port int `yaml:"port"`
+	// KeyFile is the WireGuard private key (created 0600 if absent).
+	// Default /var/lib/weft/wireguard.key.
+	KeyFile string `yaml:"keyFile"`
+	// VNI is the VXLAN network identifier. Default 1.
+	VNI int `yaml:"vni"`
+}
+
+// Duration is a time.Duration written as "10s" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Defaults for Config.
+const (
+	DefaultClusterID      = "default"
+	DefaultClusterCIDR    = "10.244.0.0/16"
+	DefaultBlockSize      = 24
+	DefaultGossipPort     = 7946
+	DefaultLeaseFile      = "/var/lib/weft/lease.json"
+	DefaultLeaseGrace     = 5 * time.Minute
+	DefaultBackend        = "wireguard"
+	DefaultWGKeyFile      = "/var/lib/weft/wireguard.key"
+	DefaultResync         = 10 * time.Second
+	DefaultStatusSocket   = "/run/weft/weft.sock"
+	DefaultMetricsAddress = "127.0.0.1:9464"
+)
+
+// LoadConfig reads a YAML config file. It does not apply defaults or
+// validate; call Complete.
+func LoadConfig(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("failed to open config: %w", err)
+	}
+	defer f.Close()
+	c, err := ParseConfig(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes YAML, rejecting unknown fields.
+func ParseConfig(r io.Reader) (Config, error) {
+	var c Config
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return c, fmt.Errorf("failed to read config: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return c, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("invalid config: %w", err)
+	}
+	return c, nil
+}
+
+// Complete fills defaults and validates, naming the field of the first
+// problem found.
+func (c *Config) Complete() error {
+	if c.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("nodeName: not set and the host name is unknown: %w", err)
+		}
+		c.NodeName = h
+	}
+	setDefault(&c.ClusterID, DefaultClusterID)
+	setDefault(&c.ClusterCIDR, DefaultClusterCIDR)
+	if c.BlockSize == 0 {
+		c.BlockSize = DefaultBlockSize
+	}
+	if c.Gossip.Port == 0 {
+		c.Gossip.Port = DefaultGossipPort
+	}
+	setDefault(&c.Gossip.LeaseFile, DefaultLeaseFile)
+	if c.Gossip.LeaseGrace.Duration == 0 {
+		c.Gossip.LeaseGrace.Duration = DefaultLeaseGrace
+	}
+	setDefault(&c.Tunnel.Backend, DefaultBackend)
+	if c.ResyncInterval.Duration == 0 {
+		c.ResyncInterval.Duration = DefaultResync
+	}
+	setDefault(&c.StatusSocket, DefaultStatusSocket)
+	setDefault(&c.MetricsAddress, DefaultMetricsAddress)
+	setDefault(&c.LogLevel, "info")
+	if c.Masquerade == nil {
+		t := true
+		c.Masquerade = &t
+	}
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	if len(c.NodeName) > 63 || strings.ContainsAny(c.NodeName, " \t\n/") {
+		return fmt.Errorf("nodeName: %q is not a valid node name", c.NodeName)
+	}
+	cidr, err := netip.ParsePrefix(c.ClusterCIDR)
+	if err != nil {
+		return fmt.Errorf("clusterCIDR: %q is not a CIDR: %w", c.ClusterCIDR, err)
+	}
+	if !cidr.Addr().Is4() {
+		return fmt.Errorf("clusterCIDR: %q: only IPv4 is supported", c.ClusterCIDR)
+	}
+	if cidr.Masked() != cidr {
+		return fmt.Errorf("clusterCIDR: %q has host bits set (did you mean %s?)", c.ClusterCIDR, cidr.Masked())
+	}
+	if c.BlockSize <= cidr.Bits() || c.BlockSize > 30 {
+		return fmt.Errorf("blockSize: %d must be longer than the clusterCIDR prefix /%d and at most 30", c.BlockSize, cidr.Bits())
+	}
+	if c.Underlay.Address != "" {
+		a, err := netip.ParseAddr(c.Underlay.Address)
+		if err != nil {
+			return fmt.Errorf("underlay.address: %q is not an IP address", c.Underlay.Address)
+		}
+		if cidr.Contains(a) {
+			return fmt.Errorf("underlay.address: %s lies inside clusterCIDR %s", a, cidr)
+		}
+	}
+	if c.Underlay.MTU != 0 && (c.Underlay.MTU < 1280 || c.Underlay.MTU > 65535) {
+		return fmt.Errorf("underlay.mtu: %d is out of range 1280-65535", c.Underlay.MTU)
+	}
+	if err := validPort("gossip.port", c.Gossip.Port); err != nil {
+		return err
+	}
+	for i, s := range c.Gossip.Seeds {
+		if _, err := c.seedAddr(s); err != nil {
+			return fmt.Errorf("gossip.seeds[%d]: %w", i, err)
+		}
+	}
+	if c.Gossip.KeyFile == "" {
+		return errors.New("gossip.keyFile: required (generate one with `weft keygen --gossip FILE`)")
+	}
+	if c.Gossip.LeaseGrace.Duration < 0 {
+		return fmt.Errorf("gossip.leaseGrace: %s is negative", c.Gossip.LeaseGrace)
+	}
+	switch c.Tunnel.Backend {
+	case "wireguard":
+		setDefault(&c.Tunnel.Interface, "weft0")
+		if c.Tunnel.Port == 0 {
+			c.Tunnel.Port = 51820
+		}
+		setDefault(&c.Tunnel.KeyFile, DefaultWGKeyFile)
+	case "vxlan":
+		setDefault(&c.Tunnel.Interface, "weft-vxlan")
+		if c.Tunnel.Port == 0 {
+			c.Tunnel.Port = 4789
+		}
+		if c.Tunnel.VNI == 0 {
+			c.Tunnel.VNI = 1
+		}
+		if c.Tunnel.VNI < 0 || c.Tunnel.VNI > 1<<24-1 {
+			return fmt.Errorf("tunnel.vni: %d is out of range 1-16777215", c.Tunnel.VNI)
+		}
+	default:
+		return fmt.Errorf("tunnel.backend: %q is not one of wireguard, vxlan", c.Tunnel.Backend)
+	}
+	if len(c.Tunnel.Interface) > 15 {
+		return fmt.Errorf("tunnel.interface: %q is longer than 15 characters", c.Tunnel.Interface)
+	}
+	if err := validPort("tunnel.port", c.Tunnel.Port); err != nil {
+		return err
+	}
+	if c.ResyncInterval.Duration < time.Second {
+		return fmt.Errorf("resyncInterval: %s is shorter than 1s", c.ResyncInterval)
+	}
+	if c.MetricsAddress != "off" {
+		if _, err := netip.ParseAddrPort(c.MetricsAddress); err != nil {
+			return fmt.Errorf("metricsAddress: %q is not ip:port or \"off\"", c.MetricsAddress)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("logLevel: %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	return nil
+}
+
+// seedAddr normalises a seed to host:port, adding the gossip port if absent.
+func (c *Config) seedAddr(s string) (string, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.String(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, uint16(c.Gossip.Port)).String(), nil
+	}
+	return "", fmt.Errorf("%q is not ip or ip:port", s)
+}
+
+// ClusterPrefix returns the parsed cluster CIDR; valid after Complete.
+func (c *Config) ClusterPrefix() netip.Prefix {
+	p, _ := netip.ParsePrefix(c.ClusterCIDR)
+	return p
+}
+
+func validPort(field string, p int) error {
+	if p < 1 || p > 65535 {
+		return fmt.Errorf("%s: %d is out of range 1-65535", field, p)
+	}
+	return nil
+}
+
+func setDefault(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
+}

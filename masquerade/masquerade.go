@@ -1,0 +1,121 @@
+// Package masquerade lets pods reach the world outside the cluster: traffic
+// from the cluster CIDR to anything outside it leaves with the node's address.
+// Cluster-internal traffic is never rewritten, so pods see each other's real
+// addresses.
+//
+// The rules live in one nftables table of their own ("ip weft-nat"), replaced
+// atomically in one netlink batch on every Apply, so a hand-deleted rule
+// returns on the next resync and no half-written table is ever visible.
+package masquerade
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+)
+
+// TableName is the nftables table weft owns for masquerading.
+const TableName = "weft-nat"
+
+// Ruleset is the desired nftables state for one cluster CIDR.
+type Ruleset struct {
+	Table *nftables.Table
+	Chain *nftables.Chain
+	Rules []*nftables.Rule
+}
+
+// Plan builds the ruleset: in a postrouting NAT chain,
+// `ip saddr CLUSTER ip daddr != CLUSTER counter masquerade`.
+// It is pure; Apply sends it to the kernel.
+func Plan(cluster netip.Prefix) (Ruleset, error) {
+	if !cluster.IsValid() || !cluster.Addr().Is4() {
+		return Ruleset{}, fmt.Errorf("masquerade: cluster CIDR %v is not an IPv4 prefix", cluster)
+	}
+	cluster = cluster.Masked()
+	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
+	c := &nftables.Chain{
+		Name:     "postrouting",
+		Table:    t,
+		Type:     nftables.ChainTypeNAT,
+		Hooknum:  nftables.ChainHookPostrouting,
+		Priority: nftables.ChainPriorityNATSource,
+	}
+	mask := prefixMask(cluster)
+	net4 := cluster.Addr().As4()
+	r := &nftables.Rule{
+		Table: t,
+		Chain: c,
+		Exprs: []expr.Any{
+			// ip saddr & mask == cluster
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: net4[:]},
+			// ip daddr & mask != cluster
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: net4[:]},
+			&expr.Counter{},
+			&expr.Masq{FullyRandom: true},
+		},
+	}
+	return Ruleset{Table: t, Chain: c, Rules: []*nftables.Rule{r}}, nil
+}
+
+func prefixMask(p netip.Prefix) []byte {
+	m := make([]byte, 4)
+	for i := 0; i < p.Bits(); i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return m
+}
+
+// Conn is the part of *nftables.Conn that Apply uses.
+type Conn interface {
+	AddTable(*nftables.Table) *nftables.Table
+	DelTable(*nftables.Table)
+	AddChain(*nftables.Chain) *nftables.Chain
+	AddRule(*nftables.Rule) *nftables.Rule
+	Flush() error
+}
+
+var _ Conn = (*nftables.Conn)(nil)
+
+// Apply replaces weft's NAT table with rs in one atomic batch.
+func Apply(conn Conn, rs Ruleset) error {
+	// add + delete + add: the first add makes the delete valid even when
+	// the table does not exist yet; all three commit together.
+	conn.AddTable(rs.Table)
+	conn.DelTable(rs.Table)
+	conn.AddTable(rs.Table)
+	conn.AddChain(rs.Chain)
+	for _, r := range rs.Rules {
+		conn.AddRule(r)
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("failed to apply nftables table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// Remove deletes weft's NAT table; a missing table is not an error.
+func Remove(conn Conn) error {
+	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
+	conn.AddTable(t)
+	conn.DelTable(t)
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("failed to remove nftables table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// NewConn opens a netlink connection for nftables in the current network
+// namespace.
+func NewConn() (*nftables.Conn, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
+	}
+	return c, nil
+}

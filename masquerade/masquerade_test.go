@@ -1,0 +1,152 @@
+package masquerade
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netns"
+)
+
+func TestPlanMatchesClusterOnly(t *testing.T) {
+	tests := []struct {
+		cidr     string
+		wantMask []byte
+		wantNet  []byte
+	}{
+		{"10.244.0.0/16", []byte{255, 255, 0, 0}, []byte{10, 244, 0, 0}},
+		{"10.244.7.9/16", []byte{255, 255, 0, 0}, []byte{10, 244, 0, 0}}, // host bits masked
+		{"172.16.0.0/12", []byte{255, 240, 0, 0}, []byte{172, 16, 0, 0}},
+	}
+	for _, tc := range tests {
+		rs, err := Plan(netip.MustParsePrefix(tc.cidr))
+		if err != nil {
+			t.Fatalf("Plan(%s): %v", tc.cidr, err)
+		}
+		if len(rs.Rules) != 1 {
+			t.Fatalf("Plan(%s): %d rules, want 1", tc.cidr, len(rs.Rules))
+		}
+		ex := rs.Rules[0].Exprs
+		var cmps []*expr.Cmp
+		var masks [][]byte
+		for _, e := range ex {
+			switch v := e.(type) {
+			case *expr.Cmp:
+				cmps = append(cmps, v)
+			case *expr.Bitwise:
+				masks = append(masks, v.Mask)
+			}
+		}
+		if len(cmps) != 2 || cmps[0].Op != expr.CmpOpEq || cmps[1].Op != expr.CmpOpNeq {
+			t.Fatalf("Plan(%s): want saddr == cluster and daddr != cluster, got %+v", tc.cidr, cmps)
+		}
+		for i := range cmps {
+			if !bytes.Equal(cmps[i].Data, tc.wantNet) || !bytes.Equal(masks[i], tc.wantMask) {
+				t.Errorf("Plan(%s): match %d = %v/%v, want %v/%v", tc.cidr, i, cmps[i].Data, masks[i], tc.wantNet, tc.wantMask)
+			}
+		}
+		if _, ok := ex[len(ex)-1].(*expr.Masq); !ok {
+			t.Errorf("Plan(%s): last expression is %T, want masquerade", tc.cidr, ex[len(ex)-1])
+		}
+	}
+}
+
+func TestPlanRejectsBadCIDR(t *testing.T) {
+	for _, p := range []netip.Prefix{{}, netip.MustParsePrefix("fd00::/64")} {
+		if _, err := Plan(p); err == nil {
+			t.Errorf("Plan(%v): want error", p)
+		}
+	}
+}
+
+type fakeConn struct {
+	ops     []string
+	flushed int
+}
+
+var _ Conn = (*fakeConn)(nil)
+
+func (f *fakeConn) AddTable(t *nftables.Table) *nftables.Table {
+	f.ops = append(f.ops, "add table")
+	return t
+}
+func (f *fakeConn) DelTable(*nftables.Table) { f.ops = append(f.ops, "del table") }
+func (f *fakeConn) AddChain(c *nftables.Chain) *nftables.Chain {
+	f.ops = append(f.ops, "add chain")
+	return c
+}
+func (f *fakeConn) AddRule(r *nftables.Rule) *nftables.Rule {
+	f.ops = append(f.ops, "add rule")
+	return r
+}
+func (f *fakeConn) Flush() error { f.flushed++; return nil }
+
+func TestApplyIsOneBatch(t *testing.T) {
+	rs, _ := Plan(netip.MustParsePrefix("10.244.0.0/16"))
+	f := &fakeConn{}
+	if err := Apply(f, rs); err != nil {
+		t.Fatal(err)
+	}
+	want := "add table,del table,add table,add chain,add rule"
+	if got := strings.Join(f.ops, ","); got != want || f.flushed != 1 {
+		t.Errorf("ops = %s (flushes %d), want %s in one flush", got, f.flushed, want)
+	}
+}
+
+// TestApplyInNamespace applies the table twice in a fresh network namespace
+// and reads it back with nft: the second Apply replaces, never duplicates.
+func TestApplyInNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs the nft tool to read the ruleset back")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New() // also switches this thread into it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	defer netns.Set(orig)
+
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := Plan(netip.MustParsePrefix("10.244.0.0/16"))
+	for i := 0; i < 2; i++ {
+		if err := Apply(conn, rs); err != nil {
+			t.Fatalf("Apply #%d: %v", i+1, err)
+		}
+	}
+	out, err := exec.Command("nft", "list", "table", "ip", TableName).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v\n%s", err, out)
+	}
+	got := string(out)
+	if n := strings.Count(got, "masquerade"); n != 1 {
+		t.Errorf("want exactly one masquerade rule after two applies, got %d:\n%s", n, got)
+	}
+	if !strings.Contains(got, "ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16") {
+		t.Errorf("rule does not match cluster-to-outside traffic:\n%s", got)
+	}
+	if err := Remove(conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(conn); err != nil {
+		t.Fatalf("second Remove must be a no-op: %v", err)
+	}
+}
