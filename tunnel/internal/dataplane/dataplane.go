@@ -1,0 +1,195 @@
+// Package dataplane applies tunnel plans to the kernel and to WireGuard
+// devices. OS access sits behind three small interfaces (Routes, Neighbors,
+// WireGuard) with fakes beside them (fake.go), so the Sync functions — the
+// read-diff-write loop that repairs drift — are unit-tested without root.
+//
+// Every Sync re-reads what is installed, diffs it against the plan with the
+// pure tunnel.Diff* functions, deletes what is stale, then installs what is
+// missing. A failing entry does not stop the others; all errors are joined.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/weftnet/weft/tunnel"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// ErrNotFound is returned (wrapped) by deletes of entries that are already
+// gone; Sync treats it as success.
+var ErrNotFound = errors.New("not found")
+
+// Routes reads and writes weft's routes (tagged tunnel.RouteProtocol, main
+// table) on one device.
+type Routes interface {
+	ListRoutes(linkIndex int) ([]tunnel.Route, error)
+	ReplaceRoute(r tunnel.Route) error
+	DeleteRoute(r tunnel.Route) error
+}
+
+// Neighbors reads and writes permanent neighbour entries and FDB entries on
+// one device.
+type Neighbors interface {
+	ListNeighbors(linkIndex int) ([]tunnel.Neighbor, error)
+	SetNeighbor(linkIndex int, n tunnel.Neighbor) error
+	DeleteNeighbor(linkIndex int, n tunnel.Neighbor) error
+	ListFDB(linkIndex int) ([]tunnel.FDBEntry, error)
+	SetFDB(linkIndex int, f tunnel.FDBEntry) error
+	DeleteFDB(linkIndex int, f tunnel.FDBEntry) error
+}
+
+// WireGuard is the part of *wgctrl.Client weft uses.
+type WireGuard interface {
+	Device(name string) (*wgtypes.Device, error)
+	ConfigureDevice(name string, cfg wgtypes.Config) error
+	Close() error
+}
+
+// SyncRoutes makes the weft routes on linkIndex exactly desired.
+func SyncRoutes(rc Routes, linkIndex int, desired []tunnel.Route) error {
+	want := make([]tunnel.Route, len(desired))
+	for i, r := range desired {
+		r.LinkIndex = linkIndex
+		want[i] = r
+	}
+	actual, err := rc.ListRoutes(linkIndex)
+	if err != nil {
+		return fmt.Errorf("failed to list routes: %w", err)
+	}
+	add, del := tunnel.DiffRoutes(want, actual)
+	var errs []error
+	for _, r := range del {
+		if err := rc.DeleteRoute(r); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, fmt.Errorf("failed to delete route %v: %w", r, err))
+		}
+	}
+	for _, r := range add {
+		if err := rc.ReplaceRoute(r); err != nil {
+			errs = append(errs, fmt.Errorf("failed to install route %v: %w", r, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SyncNeighbors makes the permanent neighbours on linkIndex exactly desired.
+func SyncNeighbors(nc Neighbors, linkIndex int, desired []tunnel.Neighbor) error {
+	actual, err := nc.ListNeighbors(linkIndex)
+	if err != nil {
+		return fmt.Errorf("failed to list neighbours: %w", err)
+	}
+	add, del := tunnel.DiffNeighbors(desired, actual)
+	var errs []error
+	for _, n := range del {
+		if err := nc.DeleteNeighbor(linkIndex, n); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, fmt.Errorf("failed to delete neighbour %v lladdr %v: %w", n.IP, n.MAC, err))
+		}
+	}
+	for _, n := range add {
+		if err := nc.SetNeighbor(linkIndex, n); err != nil {
+			errs = append(errs, fmt.Errorf("failed to set neighbour %v lladdr %v: %w", n.IP, n.MAC, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SyncFDB makes the FDB entries on linkIndex exactly desired.
+func SyncFDB(nc Neighbors, linkIndex int, desired []tunnel.FDBEntry) error {
+	actual, err := nc.ListFDB(linkIndex)
+	if err != nil {
+		return fmt.Errorf("failed to list FDB entries: %w", err)
+	}
+	add, del := tunnel.DiffFDB(desired, actual)
+	var errs []error
+	for _, f := range del {
+		if err := nc.DeleteFDB(linkIndex, f); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, fmt.Errorf("failed to delete FDB entry %v dst %v: %w", f.MAC, f.Dst, err))
+		}
+	}
+	for _, f := range add {
+		if err := nc.SetFDB(linkIndex, f); err != nil {
+			errs = append(errs, fmt.Errorf("failed to set FDB entry %v dst %v: %w", f.MAC, f.Dst, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SyncWGPeers makes the peers of WireGuard device name exactly desired.
+// lastSet holds the endpoints set by the previous call (see
+// tunnel.DiffWGPeers); the returned map is the one to pass next time.
+func SyncWGPeers(wg WireGuard, name string, desired []tunnel.WGPeer, lastSet map[wgtypes.Key]netip.AddrPort) (map[wgtypes.Key]netip.AddrPort, error) {
+	dev, err := wg.Device(name)
+	if err != nil {
+		return lastSet, fmt.Errorf("failed to read WireGuard device %s: %w", name, err)
+	}
+	actual := make([]tunnel.WGPeer, 0, len(dev.Peers))
+	for _, p := range dev.Peers {
+		actual = append(actual, PeerFromWG(p))
+	}
+	changes := tunnel.DiffWGPeers(desired, actual, lastSet)
+	next := make(map[wgtypes.Key]netip.AddrPort, len(desired))
+	for _, d := range desired {
+		next[d.PublicKey] = d.Endpoint
+	}
+	if len(changes) == 0 {
+		return next, nil
+	}
+	if err := wg.ConfigureDevice(name, wgtypes.Config{Peers: changes}); err != nil {
+		return lastSet, fmt.Errorf("failed to configure peers of WireGuard device %s: %w", name, err)
+	}
+	return next, nil
+}
+
+// PeerFromWG converts a peer read from a device.
+func PeerFromWG(p wgtypes.Peer) tunnel.WGPeer {
+	out := tunnel.WGPeer{PublicKey: p.PublicKey}
+	if p.Endpoint != nil {
+		ap := p.Endpoint.AddrPort()
+		out.Endpoint = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	for _, n := range p.AllowedIPs {
+		if pfx, ok := PrefixFromIPNet(&n); ok {
+			out.AllowedIPs = append(out.AllowedIPs, pfx)
+		}
+	}
+	return out
+}
+
+// PrefixFromIPNet converts n (IPv4 kept as 4 bytes).
+func PrefixFromIPNet(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	addr, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	addr = addr.Unmap()
+	if addr.Is4() && ones > 32 {
+		ones -= 96
+	}
+	return netip.PrefixFrom(addr, ones).Masked(), true
+}
+
+// IPNet converts p.
+func IPNet(p netip.Prefix) *net.IPNet {
+	p = p.Masked()
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// IP converts a (nil for the zero Addr).
+func IP(a netip.Addr) net.IP {
+	if !a.IsValid() {
+		return nil
+	}
+	return net.IP(a.Unmap().AsSlice())
+}
+
+// AddrFromIP converts ip (zero Addr for nil).
+func AddrFromIP(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap()
+}

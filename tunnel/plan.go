@@ -1,0 +1,223 @@
+package tunnel
+
+// Planning is pure: from Local and the peer table it computes the routes,
+// neighbour/FDB entries and WireGuard peers a backend should install. No I/O
+// happens here; backends apply the plan with thin, idempotent setters.
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/weftnet/weft/nodestate"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// RouteProtocol tags every route weft installs (rtm_protocol, shown as
+// "proto 87" by ip-route). Backends only ever delete routes that carry it.
+const RouteProtocol = 0x57
+
+// Route is one route to a peer's pod block through the tunnel device.
+type Route struct {
+	Dst netip.Prefix
+	// Via is the on-link next hop (VXLAN: the peer's gateway). Zero means
+	// the block is reached directly on the device (WireGuard, scope link).
+	Via netip.Addr
+	// Src is the preferred source address (the local gateway).
+	Src netip.Addr
+	// LinkIndex is the device. Plans leave it 0; appliers fill it in before
+	// diffing against the kernel.
+	LinkIndex int
+}
+
+func (r Route) String() string {
+	s := r.Dst.String()
+	if r.Via.IsValid() {
+		s += " via " + r.Via.String() + " onlink"
+	}
+	if r.Src.IsValid() {
+		s += " src " + r.Src.String()
+	}
+	return s
+}
+
+// Neighbor is a permanent neighbour (ARP/NDP) entry on the VXLAN device:
+// the peer's gateway has the peer's VTEP MAC.
+type Neighbor struct {
+	IP  netip.Addr
+	MAC net.HardwareAddr
+}
+
+// FDBEntry is a forwarding database entry on the VXLAN device: frames for
+// MAC are encapsulated to the underlay address Dst.
+type FDBEntry struct {
+	MAC net.HardwareAddr
+	Dst netip.Addr
+}
+
+// WGPeer is one WireGuard peer as it should be configured.
+type WGPeer struct {
+	Name       string // for logs only; WireGuard knows peers by key
+	PublicKey  wgtypes.Key
+	Endpoint   netip.AddrPort
+	AllowedIPs []netip.Prefix
+}
+
+// SkippedPeer is a peer the planner refused to route, with the reason.
+type SkippedPeer struct {
+	Name   string
+	Reason string
+}
+
+func (s SkippedPeer) String() string { return s.Name + ": " + s.Reason }
+
+// Plan is the desired data-plane state for one backend.
+type Plan struct {
+	Routes    []Route
+	Neighbors []Neighbor // VXLAN only
+	FDB       []FDBEntry // VXLAN only
+	WGPeers   []WGPeer   // WireGuard only
+	Skipped   []SkippedPeer
+}
+
+// PlanWireGuard computes the WireGuard peers (AllowedIPs = the peer's pod
+// block, endpoint = UnderlayIP:Port, or defaultPort when the peer published
+// none) and one route per peer block on the device, with the local gateway
+// as source. Unusable peers are left out and listed in Plan.Skipped.
+func PlanWireGuard(local Local, peers []Peer, defaultPort int) Plan {
+	var p Plan
+	usable, skipped := usablePeers(local, peers, func(peer Peer) string {
+		if peer.PublicKey == "" {
+			return "no WireGuard public key"
+		}
+		if _, err := wgtypes.ParseKey(peer.PublicKey); err != nil {
+			return fmt.Sprintf("invalid WireGuard public key: %v", err)
+		}
+		return ""
+	}, func(peer Peer) string { return peer.PublicKey }, "public key")
+	p.Skipped = skipped
+	for _, peer := range usable {
+		key, _ := wgtypes.ParseKey(peer.PublicKey) // validated above
+		port := peer.Port
+		if port == 0 {
+			port = defaultPort
+		}
+		cidr := peer.PodCIDR.Masked()
+		p.WGPeers = append(p.WGPeers, WGPeer{
+			Name:       peer.Name,
+			PublicKey:  key,
+			Endpoint:   netip.AddrPortFrom(peer.UnderlayIP.Unmap(), uint16(port)),
+			AllowedIPs: []netip.Prefix{cidr},
+		})
+		p.Routes = append(p.Routes, Route{Dst: cidr, Src: local.Gateway})
+	}
+	return p
+}
+
+// PlanVXLAN computes, per peer, flannel-style: a permanent neighbour
+// (peer gateway → peer VTEP MAC), an FDB entry (peer VTEP MAC → peer
+// underlay address) and a route to the peer's block via its gateway,
+// on-link, with the local gateway as source. The peer gateway is the first
+// usable address of its block (nodestate.GatewayFor).
+func PlanVXLAN(local Local, peers []Peer) Plan {
+	var p Plan
+	usable, skipped := usablePeers(local, peers, func(peer Peer) string {
+		mac := peer.VTEPMAC
+		switch {
+		case len(mac) == 0:
+			return "no VTEP MAC"
+		case len(mac) != 6:
+			return fmt.Sprintf("VTEP MAC %v is not a 48-bit MAC", mac)
+		case mac[0]&1 == 1:
+			return fmt.Sprintf("VTEP MAC %v is a multicast address", mac)
+		case bytes.Equal(mac, make([]byte, 6)):
+			return "VTEP MAC is all zeros"
+		}
+		return ""
+	}, func(peer Peer) string { return peer.VTEPMAC.String() }, "VTEP MAC")
+	p.Skipped = skipped
+	for _, peer := range usable {
+		cidr := peer.PodCIDR.Masked()
+		gw := nodestate.GatewayFor(cidr)
+		mac := slices.Clone(peer.VTEPMAC)
+		p.Neighbors = append(p.Neighbors, Neighbor{IP: gw, MAC: mac})
+		p.FDB = append(p.FDB, FDBEntry{MAC: mac, Dst: peer.UnderlayIP.Unmap()})
+		p.Routes = append(p.Routes, Route{Dst: cidr, Via: gw, Src: local.Gateway})
+	}
+	return p
+}
+
+// usablePeers applies the checks common to both backends and the backend's
+// own check, and rejects peers whose identity (idOf, e.g. the public key)
+// or pod block collides with another peer's. Peers in a collision are all
+// rejected: routing a block to the wrong node is worse than not routing it
+// until gossip resolves the conflict. The result is sorted by name.
+func usablePeers(local Local, peers []Peer, check func(Peer) string, idOf func(Peer) string, idName string) ([]Peer, []SkippedPeer) {
+	var skipped []SkippedPeer
+	skip := func(p Peer, format string, args ...any) {
+		skipped = append(skipped, SkippedPeer{Name: p.Name, Reason: fmt.Sprintf(format, args...)})
+	}
+
+	var cands []Peer
+	for _, p := range peers {
+		switch {
+		case p.Name == "":
+			skip(p, "no name")
+		case p.Name == local.Name:
+			skip(p, "has this node's name")
+		case !p.UnderlayIP.IsValid():
+			skip(p, "no underlay address")
+		case p.Port < 0 || p.Port > 65535:
+			skip(p, "port %d out of range", p.Port)
+		case !p.PodCIDR.IsValid():
+			skip(p, "invalid pod CIDR")
+		case local.PodCIDR.IsValid() && p.PodCIDR.Addr().Is4() != local.PodCIDR.Addr().Is4():
+			skip(p, "pod CIDR %v is not the same address family as ours (%v)", p.PodCIDR, local.PodCIDR)
+		case local.PodCIDR.IsValid() && p.PodCIDR.Overlaps(local.PodCIDR):
+			skip(p, "pod CIDR %v overlaps ours (%v)", p.PodCIDR, local.PodCIDR)
+		default:
+			if reason := check(p); reason != "" {
+				skip(p, "%s", reason)
+				continue
+			}
+			cands = append(cands, p)
+		}
+	}
+
+	// Pairwise collisions: name, identity, overlapping block.
+	bad := make([]string, len(cands))
+	for i := range cands {
+		for j := range cands {
+			if i == j {
+				continue
+			}
+			a, b := cands[i], cands[j]
+			var why string
+			switch {
+			case a.Name == b.Name:
+				why = "name is published twice"
+			case idOf(a) == idOf(b):
+				why = fmt.Sprintf("%s is also published by %s", idName, b.Name)
+			case a.PodCIDR.Overlaps(b.PodCIDR):
+				why = fmt.Sprintf("pod CIDR %v overlaps %s's %v", a.PodCIDR, b.Name, b.PodCIDR)
+			}
+			if why != "" && bad[i] == "" {
+				bad[i] = why
+			}
+		}
+	}
+	var out []Peer
+	for i, p := range cands {
+		if bad[i] != "" {
+			skip(p, "%s", bad[i])
+			continue
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(skipped, func(a, b SkippedPeer) int { return strings.Compare(a.Name, b.Name) })
+	return out, skipped
+}

@@ -1,0 +1,76 @@
+package wireguard
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// embedded is an in-process wireguard-go device with its UAPI socket
+// (/var/run/wireguard/<name>.sock), set up exactly as wireguard-go's main.go
+// does, so that wg(8) and wgctrl drive it like a kernel device.
+//
+// wireguard-go opens its TUN, netlink and UDP sockets from its own
+// goroutines, on whatever OS thread they run: every unlocked thread of the
+// process must be in the node's network namespace. The device lives only
+// as long as the process; when it exits, the interface and its routes go.
+type embedded struct {
+	dev  *device.Device
+	uapi net.Listener
+	wg   sync.WaitGroup
+}
+
+func startEmbedded(name string, mtu int, log *slog.Logger) (*embedded, error) {
+	tdev, err := tun.CreateTUN(name, mtu)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create TUN device %s: %w", name, err)
+	}
+	if real, err := tdev.Name(); err == nil && real != name {
+		tdev.Close()
+		return nil, fmt.Errorf("TUN device came up as %s, not %s", real, name)
+	}
+	logger := &device.Logger{
+		Verbosef: func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
+		Errorf:   func(format string, args ...any) { log.Error(fmt.Sprintf(format, args...)) },
+	}
+	dev := device.NewDevice(tdev, conn.NewDefaultBind(), logger) // owns tdev now
+
+	f, err := ipc.UAPIOpen(name)
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("failed to open UAPI socket for %s: %w", name, err)
+	}
+	l, err := ipc.UAPIListen(name, f)
+	f.Close() // UAPIListen holds its own copy of the descriptor
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("failed to listen on UAPI socket for %s: %w", name, err)
+	}
+	e := &embedded{dev: dev, uapi: l}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return // closed, or the socket file was removed
+			}
+			go dev.IpcHandle(c)
+		}
+	}()
+	return e, nil
+}
+
+// close removes the UAPI socket and stops the device, which deletes the
+// interface and every route through it.
+func (e *embedded) close() {
+	e.uapi.Close()
+	e.wg.Wait()
+	e.dev.Close()
+}
