@@ -1,0 +1,293 @@
+// Package ipam is weft-cni's address store: it hands out pod addresses from
+// the node's block and remembers which attachment holds which address.
+//
+// Design note. Every plugin invocation is a separate process, so all state
+// lives on disk under one directory:
+//
+//	<dir>/lock              empty file; an exclusive flock(2) on it guards
+//	                        every read-modify-write of the state file
+//	<dir>/allocations.json  {"block", "last", "allocations": {ip: holder}}
+//
+// A transaction takes the lock, reads allocations.json, changes it in
+// memory, writes it to a temporary file, fsyncs it and renames it over the
+// old one, then drops the lock. A crash at any point leaves either the old
+// or the new file, never a torn one. The lock is held only for that short
+// file work, never across netlink calls.
+//
+// An attachment (containerID, ifname) holds at most one address. Addresses
+// are handed out round-robin from the address after "last", so a freed
+// address is not reused until the rest of the block has been. When the
+// node's block changes, allocations from the old block stay recorded (their
+// pods still use them) until DEL or GC releases them, but are never handed
+// out again, and the cursor restarts in the new block.
+package ipam
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+const (
+	lockName  = "lock"
+	stateName = "allocations.json"
+)
+
+// Attachment identifies one interface of one container, as the CNI spec
+// does: (CNI_CONTAINERID, CNI_IFNAME).
+type Attachment struct {
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifname"`
+}
+
+func (a Attachment) String() string { return a.ContainerID + "/" + a.IfName }
+
+// Allocation is one reserved address and its holder.
+type Allocation struct {
+	IP netip.Addr `json:"-"`
+	Attachment
+	// Network is the CNI network name of the ADD that made the
+	// reservation; GC only considers allocations of its own network.
+	Network string `json:"network"`
+}
+
+// file is the on-disk form of allocations.json.
+type file struct {
+	// Block is the block the cursor Last belongs to.
+	Block netip.Prefix `json:"block,omitzero"`
+	// Last is the most recently handed-out address.
+	Last        netip.Addr                `json:"last,omitzero"`
+	Allocations map[netip.Addr]Allocation `json:"allocations"`
+}
+
+// Store is a file-backed allocation store. It is safe for concurrent use by
+// many goroutines and many processes that open the same directory.
+type Store struct {
+	dir string
+	// LockTimeout bounds how long a transaction waits for the lock.
+	LockTimeout time.Duration
+}
+
+// Open returns the store in dir, creating the directory if needed.
+func Open(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("ipam: empty data directory")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create IPAM directory %s: %w", dir, err)
+	}
+	return &Store{dir: dir, LockTimeout: 30 * time.Second}, nil
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Allocate reserves an address of block for a. If a already holds an
+// address of block it is returned with fresh == false (a repeated ADD gets
+// the same address and must not release it on failure). A reservation a
+// holds in another (old) block is dropped and a new address allocated.
+func (s *Store) Allocate(block netip.Prefix, gateway netip.Addr, a Attachment, network string) (ip netip.Addr, fresh bool, err error) {
+	if err := CheckBlock(block, gateway); err != nil {
+		return netip.Addr{}, false, err
+	}
+	block = block.Masked()
+	err = s.update(func(f *file) (bool, error) {
+		dirty := false
+		for addr, al := range f.Allocations {
+			if al.Attachment != a {
+				continue
+			}
+			if Assignable(block, gateway, addr) {
+				ip = addr
+				return false, nil
+			}
+			delete(f.Allocations, addr) // stale: from an old block
+			dirty = true
+		}
+		last := f.Last
+		if f.Block != block {
+			last = netip.Addr{}
+		}
+		next, err := pick(block, gateway, last, func(x netip.Addr) bool {
+			_, ok := f.Allocations[x]
+			return ok
+		})
+		if err != nil {
+			return dirty, err
+		}
+		f.Allocations[next] = Allocation{IP: next, Attachment: a, Network: network}
+		f.Block, f.Last = block, next
+		ip, fresh = next, true
+		return true, nil
+	})
+	if err != nil {
+		return netip.Addr{}, false, fmt.Errorf("failed to allocate an address for %v from %v: %w", a, block, err)
+	}
+	return ip, fresh, nil
+}
+
+// Release frees whatever a holds. If only is valid, the reservation is
+// freed only when it is that address (a failed ADD rolls back exactly what
+// it took). Releasing nothing is not an error; released lists what was
+// freed.
+func (s *Store) Release(a Attachment, only netip.Addr) (released []netip.Addr, err error) {
+	err = s.update(func(f *file) (bool, error) {
+		for addr, al := range f.Allocations {
+			if al.Attachment == a && (!only.IsValid() || only == addr) {
+				delete(f.Allocations, addr)
+				released = append(released, addr)
+			}
+		}
+		return len(released) > 0, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to release the address of %v: %w", a, err)
+	}
+	return released, nil
+}
+
+// Lookup returns the allocation a holds, if any.
+func (s *Store) Lookup(a Attachment) (Allocation, bool, error) {
+	var out Allocation
+	var found bool
+	err := s.update(func(f *file) (bool, error) {
+		for _, al := range f.Allocations {
+			if al.Attachment == a {
+				out, found = al, true
+			}
+		}
+		return false, nil
+	})
+	return out, found, err
+}
+
+// List returns every allocation, sorted by address.
+func (s *Store) List() ([]Allocation, error) {
+	var out []Allocation
+	err := s.update(func(f *file) (bool, error) {
+		for _, al := range f.Allocations {
+			out = append(out, al)
+		}
+		return false, nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].IP.Less(out[j].IP) })
+	return out, err
+}
+
+// GC releases every allocation of network whose attachment is not in
+// keep, and returns what it released, sorted by address.
+func (s *Store) GC(network string, keep map[Attachment]bool) ([]Allocation, error) {
+	var gone []Allocation
+	err := s.update(func(f *file) (bool, error) {
+		for addr, al := range f.Allocations {
+			if al.Network == network && !keep[al.Attachment] {
+				delete(f.Allocations, addr)
+				gone = append(gone, al)
+			}
+		}
+		return len(gone) > 0, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to garbage-collect allocations of network %q: %w", network, err)
+	}
+	sort.Slice(gone, func(i, j int) bool { return gone[i].IP.Less(gone[j].IP) })
+	return gone, nil
+}
+
+// Free returns how many addresses of block can still be allocated.
+func (s *Store) Free(block netip.Prefix, gateway netip.Addr) (int, error) {
+	n := 0
+	err := s.update(func(f *file) (bool, error) {
+		n = countFree(block, gateway, func(x netip.Addr) bool {
+			_, ok := f.Allocations[x]
+			return ok
+		})
+		return false, nil
+	})
+	return n, err
+}
+
+// update runs fn on the state file under the lock and writes the file
+// back when fn reports a change. fn's error is returned as is, after any
+// change it made was saved.
+func (s *Store) update(fn func(*file) (dirty bool, err error)) error {
+	unlock, err := lockFile(filepath.Join(s.dir, lockName), s.LockTimeout)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	f, err := s.readLocked()
+	if err != nil {
+		return err
+	}
+	dirty, fnErr := fn(f)
+	if dirty {
+		if err := s.writeLocked(f); err != nil {
+			return err
+		}
+	}
+	return fnErr
+}
+
+func (s *Store) readLocked() (*file, error) {
+	path := filepath.Join(s.dir, stateName)
+	f := &file{Allocations: map[netip.Addr]Allocation{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return f, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, f); err != nil {
+		// Never start over from an empty table: that would hand out
+		// addresses live pods still use.
+		return nil, fmt.Errorf("failed to parse %s (fix or remove it by hand): %w", path, err)
+	}
+	if f.Allocations == nil {
+		f.Allocations = map[netip.Addr]Allocation{}
+	}
+	for addr, al := range f.Allocations {
+		al.IP = addr
+		f.Allocations[addr] = al
+	}
+	return f, nil
+}
+
+func (s *Store) writeLocked(f *file) error {
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("failed to encode allocations: %w", err)
+	}
+	path := filepath.Join(s.dir, stateName)
+	tmp, err := os.CreateTemp(s.dir, ".allocations-*")
+	if err != nil {
+		return fmt.Errorf("failed to create temporary allocations file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("failed to write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("failed to sync %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("failed to close %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("failed to replace %s: %w", path, err)
+	}
+	if d, err := os.Open(s.dir); err == nil {
+		_ = d.Sync() // make the rename durable; best effort
+		d.Close()
+	}
+	return nil
+}
