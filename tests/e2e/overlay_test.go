@@ -1,0 +1,327 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/lab"
+	"github.com/weftnet/weft/lab/probe"
+)
+
+const (
+	underlayMTU = 1400 // deliberately not 1500, as on many clouds
+	podPort     = 8080
+	nodePort    = 8081
+	worldPort   = 8082
+)
+
+// overhead per backend on an IPv4 underlay.
+var overhead = map[string]int{"wireguard": 60, "vxlan": 50}
+
+func TestOverlayWireGuard(t *testing.T) { testOverlay(t, "wireguard") }
+func TestOverlayVXLAN(t *testing.T)     { testOverlay(t, "vxlan") }
+
+func testOverlay(t *testing.T, backend string) {
+	c := newCluster(t, "--nodes", "3", "--backend", backend, "--mtu", fmt.Sprint(underlayMTU), "--pods-per-node", "2")
+	st := c.status()
+	if len(st.Nodes) != 3 || len(st.Pods) != 6 {
+		t.Fatalf("lab has %d nodes and %d pods, want 3 and 6", len(st.Nodes), len(st.Pods))
+	}
+	leases := map[string]string{}
+	for _, n := range st.Nodes {
+		p, err := netip.ParsePrefix(n.PodCIDR)
+		if err != nil || !netip.MustParsePrefix("10.244.0.0/16").Contains(p.Addr()) || p.Bits() != 24 {
+			t.Fatalf("node %s has lease %q, want a /24 of 10.244.0.0/16", n.Name, n.PodCIDR)
+		}
+		if other, dup := leases[n.PodCIDR]; dup {
+			t.Fatalf("nodes %s and %s hold the same lease %s", other, n.Name, n.PodCIDR)
+		}
+		leases[n.PodCIDR] = n.Name
+	}
+
+	servers := startPodServers(t, st.Pods)
+	defer closeAll(servers)
+
+	t.Run("pod MTU is underlay minus overhead", func(t *testing.T) {
+		want := underlayMTU - overhead[backend]
+		for _, p := range st.Pods {
+			out, err := exec.Command("ip", "-n", p.NetNS, "-o", "link", "show", "eth0").CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v %s", p.Name, err, out)
+			}
+			if !strings.Contains(string(out), fmt.Sprintf(" mtu %d ", want)) {
+				t.Errorf("pod %s/%s eth0: want mtu %d, got %s", p.Node, p.Name, want, out)
+			}
+		}
+	})
+
+	t.Run("pods reach pods on other nodes over TCP and UDP without NAT", func(t *testing.T) {
+		checkPodMatrix(t, st.Pods, 15*time.Second)
+	})
+
+	t.Run("nodes reach remote pods and pods reach remote nodes", func(t *testing.T) {
+		for _, n := range st.Nodes {
+			s, err := probe.Serve(c.nodeNSPath(n.Name), netip.AddrPortFrom(netip.MustParseAddr(n.UnderlayIP), nodePort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, n := range st.Nodes {
+			for _, p := range st.Pods {
+				if p.Node == n.Name {
+					continue
+				}
+				// node -> remote pod: the pod sees an address of the node's own pod block.
+				seen, err := probe.TCP(ctx, c.nodeNSPath(n.Name), netip.AddrPortFrom(p.Addr(), podPort))
+				if err != nil {
+					t.Fatalf("node %s -> pod %s/%s: %v", n.Name, p.Node, p.Name, err)
+				}
+				if !netip.MustParsePrefix(n.PodCIDR).Contains(seen.Addr()) {
+					t.Errorf("node %s -> pod %s/%s: pod saw %s, want an address of %s", n.Name, p.Node, p.Name, seen.Addr(), n.PodCIDR)
+				}
+				// pod -> remote node.
+				if _, err := probe.TCP(ctx, p.NSPath(), netip.AddrPortFrom(netip.MustParseAddr(n.UnderlayIP), nodePort)); err != nil {
+					t.Fatalf("pod %s/%s -> node %s: %v", p.Node, p.Name, n.Name, err)
+				}
+			}
+		}
+	})
+
+	t.Run("pods reach the outside world with their node's address", func(t *testing.T) {
+		world := netip.AddrPortFrom(lab.WorldAddr, worldPort)
+		s, err := probe.Serve(lab.NetNSPath(c.layout.InetNS()), world)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		nodeIP := map[string]string{}
+		for _, n := range st.Nodes {
+			nodeIP[n.Name] = n.UnderlayIP
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, p := range st.Pods {
+			seen, err := probe.TCP(ctx, p.NSPath(), world)
+			if err != nil {
+				t.Fatalf("pod %s/%s -> %s: %v", p.Node, p.Name, world, err)
+			}
+			if seen.Addr().String() != nodeIP[p.Node] {
+				t.Errorf("pod %s/%s -> world: seen as %s, want its node's address %s", p.Node, p.Name, seen.Addr(), nodeIP[p.Node])
+			}
+		}
+	})
+
+	if backend == "wireguard" {
+		t.Run("underlay carries only WireGuard and gossip", func(t *testing.T) {
+			checkUnderlayCapture(t, c, st.Pods)
+		})
+	}
+
+	t.Run("agent killed and restarted keeps its lease and its pods", func(t *testing.T) {
+		before := c.status()
+		c.mustWeft("lab", "node", "stop", "n2", "--name", c.name)
+		c.mustWeft("lab", "node", "start", "n2", "--name", c.name)
+		after := c.status()
+		for i := range before.Nodes {
+			if before.Nodes[i].Name == "n2" && before.Nodes[i].PodCIDR != after.Nodes[i].PodCIDR {
+				t.Fatalf("n2's lease changed across a restart: %s -> %s", before.Nodes[i].PodCIDR, after.Nodes[i].PodCIDR)
+			}
+		}
+		checkPodMatrix(t, after.Pods, 20*time.Second)
+	})
+
+	t.Run("a node added is reachable within 5 seconds", func(t *testing.T) {
+		c.mustWeft("lab", "node", "add", "n4", "--name", c.name)
+		c.mustWeft("lab", "pod", "add", "n4", "p1", "--name", c.name)
+		var newPod labPod
+		for _, p := range c.pods() {
+			if p.Node == "n4" {
+				newPod = p
+			}
+		}
+		s, err := probe.Serve(newPod.NSPath(), netip.AddrPortFrom(newPod.Addr(), podPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, s)
+		took := eventually(t, 5*time.Second, "pods on n1..n3 reach the pod on n4", func() error {
+			return reachAll(st.Pods, []labPod{newPod}, time.Second)
+		})
+		t.Logf("new node reachable from every other node %s after its agent was ready", took.Round(time.Millisecond))
+	})
+
+	t.Run("a node taken away disappears from peers and routes", func(t *testing.T) {
+		var gone string
+		for _, n := range c.status().Nodes {
+			if n.Name == "n3" {
+				gone = n.PodCIDR
+			}
+		}
+		c.mustWeft("lab", "node", "del", "n3", "--name", c.name)
+		took := eventually(t, 30*time.Second, "n3 withdrawn everywhere", func() error {
+			for _, n := range []string{"n1", "n2", "n4"} {
+				as, err := c.agentStatus(n)
+				if err != nil {
+					return err
+				}
+				for _, p := range as.Peers {
+					if p.Name == "n3" {
+						return fmt.Errorf("%s still lists n3 as a peer", n)
+					}
+				}
+				out, err := exec.Command("ip", "-n", c.layout.NodeNS(n), "route", "show", gone).CombinedOutput()
+				if err != nil {
+					return fmt.Errorf("%s: %v %s", n, err, out)
+				}
+				if strings.TrimSpace(string(out)) != "" {
+					return fmt.Errorf("%s still routes n3's block: %s", n, out)
+				}
+			}
+			return nil
+		})
+		t.Logf("departed node withdrawn from every peer and route table in %s", took.Round(time.Millisecond))
+	})
+}
+
+func startPodServers(t *testing.T, pods []labPod) []*probe.Server {
+	t.Helper()
+	var servers []*probe.Server
+	for _, p := range pods {
+		s, err := probe.Serve(p.NSPath(), netip.AddrPortFrom(p.Addr(), podPort))
+		if err != nil {
+			closeAll(servers)
+			t.Fatal(err)
+		}
+		servers = append(servers, s)
+	}
+	return servers
+}
+
+func closeAll(servers []*probe.Server) {
+	for _, s := range servers {
+		s.Close()
+	}
+}
+
+// checkPodMatrix waits until every pod reaches every pod on another node
+// over TCP and UDP, each receiver seeing the sender's own pod address.
+func checkPodMatrix(t *testing.T, pods []labPod, within time.Duration) {
+	t.Helper()
+	eventually(t, within, "full pod-to-pod matrix", func() error {
+		return reachAll(pods, pods, 2*time.Second)
+	})
+}
+
+func reachAll(from, to []labPod, each time.Duration) error {
+	for _, a := range from {
+		for _, b := range to {
+			if a.Node == b.Node {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), each)
+			target := netip.AddrPortFrom(b.Addr(), podPort)
+			seen, err := probe.TCP(ctx, a.NSPath(), target)
+			if err == nil && seen.Addr() != a.Addr() {
+				err = fmt.Errorf("receiver saw %s, not the sender's pod IP", seen.Addr())
+			}
+			if err == nil {
+				seen, err = probe.UDP(ctx, a.NSPath(), target)
+				if err == nil && seen.Addr() != a.Addr() {
+					err = fmt.Errorf("UDP receiver saw %s, not the sender's pod IP", seen.Addr())
+				}
+			}
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%s/%s -> %s/%s: %w", a.Node, a.Name, b.Node, b.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkUnderlayCapture captures on the underlay bridge while pods talk
+// across nodes: every IPv4 packet must be WireGuard (UDP 51820) or gossip
+// (7946), and no outer header may carry a pod address.
+func checkUnderlayCapture(t *testing.T, c *cluster, pods []labPod) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Fatalf("tcpdump is required for this test (make deps installs it): %v", err)
+	}
+	pcap := filepath.Join(t.TempDir(), "underlay.pcap")
+	cmd := exec.Command("ip", "netns", "exec", c.layout.UnderlayNS(), "tcpdump", "-i", "br0", "-nn", "-U", "-w", pcap, "ip")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	listening := make(chan struct{})
+	go func() {
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "listening on") {
+				close(listening)
+				break
+			}
+		}
+		for sc.Scan() {
+		}
+	}()
+	select {
+	case <-listening:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("tcpdump did not start listening")
+	}
+	if err := reachAll(pods, pods, 3*time.Second); err != nil {
+		cmd.Process.Kill()
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Wait()
+
+	count := func(filter string) int {
+		out, err := exec.Command("tcpdump", "-r", pcap, "-nn", filter).Output()
+		if err != nil {
+			t.Fatalf("tcpdump -r %s: %v", filter, err)
+		}
+		s := strings.TrimSpace(string(out))
+		if s == "" {
+			return 0
+		}
+		return len(strings.Split(s, "\n"))
+	}
+	if n := count("udp port 51820"); n == 0 {
+		t.Fatal("no WireGuard packets on the underlay while pods talked")
+	}
+	if n := count("net 10.244.0.0/16"); n != 0 {
+		t.Errorf("%d packets on the underlay carry a pod address in the outer header", n)
+	}
+	if n := count("not (udp port 51820) and not (port 7946)"); n != 0 {
+		out, _ := exec.Command("tcpdump", "-r", pcap, "-nn", "not (udp port 51820) and not (port 7946)").Output()
+		t.Errorf("%d packets on the underlay are neither WireGuard nor gossip:\n%s", n, firstLines(string(out), 10))
+	}
+	if fi, err := os.Stat(pcap); err == nil {
+		t.Logf("underlay capture: %d bytes, %d WireGuard packets", fi.Size(), count("udp port 51820"))
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
+}
