@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftnet/weft/lab"
+)
+
+// labFlags are the flags every `weft lab` subcommand shares.
+type labFlags struct {
+	name    string
+	binDir  string
+	root    string
+	timeout time.Duration
+	quiet   bool
+}
+
+func (f *labFlags) open() (*lab.Lab, error) {
+	level := slog.LevelInfo
+	if f.quiet {
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return lab.New(f.name, lab.Options{
+		Root:         f.root,
+		BinDir:       f.binDir,
+		Log:          log.With("component", "lab"),
+		ReadyTimeout: f.timeout,
+	})
+}
+
+// newLabCommand is `weft lab`: a weft cluster in network namespaces on this
+// machine.
+func newLabCommand() *cobra.Command {
+	f := &labFlags{}
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "a weft cluster in network namespaces on this machine",
+		Long: `weft lab runs a multi-node weft cluster in network namespaces on this
+machine without touching the host's interfaces, routes or firewall: an
+underlay bridge, one namespace per node with its own agent, pods wired by
+weft-cni, and an "internet" namespace at 192.168.77.254 / 203.0.113.1.
+State lives in /run/weft-lab/<name>/.`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.name, "name", lab.DefaultName, "lab name (lower-case letters and digits); prefixes every namespace")
+	pf.StringVar(&f.binDir, "bin-dir", "", "directory holding weft-cni (default: the directory of this weft binary)")
+	pf.StringVar(&f.root, "state-root", lab.DefaultRoot, "directory holding the state of all labs")
+	pf.DurationVar(&f.timeout, "timeout", lab.DefaultReadyTimeout, "how long to wait for agents to become ready")
+	pf.BoolVarP(&f.quiet, "quiet", "q", false, "print warnings and errors only")
+	_ = pf.MarkHidden("state-root")
+	cmd.AddCommand(
+		newLabUpCommand(f),
+		newLabDownCommand(f),
+		newLabNodeCommand(f),
+		newLabPodCommand(f),
+		newLabExecCommand(f),
+		newLabStatusCommand(f),
+		newLabCNIExecCommand(),
+	)
+	return cmd
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newLabUpCommand(f *labFlags) *cobra.Command {
+	var spec lab.Spec
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "create the lab and start one agent per node; returns when all are ready",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := f.open()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			if err := l.Up(ctx, spec); err != nil {
+				return err
+			}
+			st, err := l.Status()
+			if err != nil {
+				return err
+			}
+			return st.WriteTable(cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&spec.Nodes, "nodes", lab.DefaultNodes, "number of nodes")
+	fl.StringVar(&spec.Backend, "backend", lab.DefaultBackend, "tunnel backend: wireguard or vxlan")
+	fl.IntVar(&spec.MTU, "mtu", lab.DefaultMTU, "MTU of every underlay link")
+	fl.IntVar(&spec.PodsPerNode, "pods-per-node", 0, "pods p1..pK to add to every node")
+	fl.StringVar(&spec.ClusterCIDR, "cluster-cidr", lab.DefaultClusterCIDR, "pod network")
+	return cmd
+}
+
+func newLabDownCommand(f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "kill the lab's agents, delete its namespaces and state (idempotent)",
+		Args:  cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			l, err := f.open()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			return l.Down(ctx)
+		},
+	}
+}
+
+func newLabNodeCommand(f *labFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "node", Short: "add, stop, start or delete nodes"}
+	run := func(fn func(context.Context, *lab.Lab, string) error) func(*cobra.Command, []string) error {
+		return func(_ *cobra.Command, args []string) error {
+			l, err := f.open()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			name := ""
+			if len(args) > 0 {
+				name = args[0]
+			}
+			return fn(ctx, l, name)
+		}
+	}
+	cmd.AddCommand(
+		&cobra.Command{
+			Use:   "add [NAME]",
+			Short: "add a node (default name n<k>) and start its agent",
+			Args:  cobra.MaximumNArgs(1),
+			RunE: run(func(ctx context.Context, l *lab.Lab, name string) error {
+				got, err := l.AddNode(ctx, name)
+				if err == nil {
+					fmt.Println(got)
+				}
+				return err
+			}),
+		},
+		&cobra.Command{
+			Use:   "stop NAME",
+			Short: "kill the node's agent with SIGKILL (a crash); its netns stays",
+			Args:  cobra.ExactArgs(1),
+			RunE: run(func(ctx context.Context, l *lab.Lab, name string) error {
+				return l.StopNode(ctx, name)
+			}),
+		},
+		&cobra.Command{
+			Use:   "start NAME",
+			Short: "restart the node's agent with its config and files",
+			Args:  cobra.ExactArgs(1),
+			RunE: run(func(ctx context.Context, l *lab.Lab, name string) error {
+				return l.StartNode(ctx, name)
+			}),
+		},
+		&cobra.Command{
+			Use:   "del NAME",
+			Short: "take the node away: kill its agent, delete its pods and namespace",
+			Args:  cobra.ExactArgs(1),
+			RunE: run(func(ctx context.Context, l *lab.Lab, name string) error {
+				return l.DeleteNode(ctx, name)
+			}),
+		},
+	)
+	return cmd
+}
+
+func newLabPodCommand(f *labFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "pod", Short: "add or delete pods"}
+	var asJSON bool
+	add := &cobra.Command{
+		Use:   "add NODE POD",
+		Short: "create a pod netns on NODE and wire it with CNI ADD",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := f.open()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			p, err := l.AddPod(ctx, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(p)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/%s netns %s ip %s\n", p.Node, p.Name, p.NetNS, p.IP)
+			return nil
+		},
+	}
+	add.Flags().BoolVar(&asJSON, "json", false, "print the pod as JSON")
+	del := &cobra.Command{
+		Use:   "del NODE POD",
+		Short: "run CNI DEL for the pod and delete its netns",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			l, err := f.open()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			return l.DeletePod(ctx, args[0], args[1])
+		},
+	}
+	cmd.AddCommand(add, del)
+	return cmd
+}
+
+func newLabExecCommand(f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "exec NODE[/POD] -- CMD [ARGS...]",
+		Short: "run a command in a node (its netns and /run/wireguard) or a pod",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if d := cmd.ArgsLenAtDash(); d != 1 {
+				return fmt.Errorf("usage: weft lab exec NODE[/POD] -- CMD [ARGS...]")
+			}
+			l, err := f.open()
+			if err != nil {
+				return err
+			}
+			argv, err := l.ExecArgv(args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			path, err := exec.LookPath(argv[0])
+			if err != nil {
+				return fmt.Errorf("exec: %w", err)
+			}
+			// Replace this process: stdio, signals and the exit code pass
+			// straight through.
+			if err := syscall.Exec(path, argv, os.Environ()); err != nil {
+				return fmt.Errorf("exec %s: %w", strings.Join(argv, " "), err)
+			}
+			return nil
+		},
+	}
+}
+
+func newLabStatusCommand(f *labFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "show the lab's nodes and pods",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := f.open()
+			if err != nil {
+				return err
+			}
+			st, err := l.Status()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			return st.WriteTable(cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// newLabCNIExecCommand is the helper `weft lab pod` runs under
+// `ip netns exec NODE`: it calls libcni as a container runtime would, from
+// the node's netns, and prints the result as JSON.
+func newLabCNIExecCommand() *cobra.Command {
+	var r lab.CNIRequest
+	cmd := &cobra.Command{
+		Use:    "cni-exec",
+		Short:  "internal: run one CNI call through libcni in the current netns",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			res, err := lab.RunCNI(ctx, r)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&r.Action, "action", "", "add, del or check")
+	fl.StringVar(&r.BinDir, "bin-dir", "", "CNI plugin directory")
+	fl.StringVar(&r.CacheDir, "cache-dir", "", "libcni cache directory")
+	fl.StringVar(&r.ConfList, "conflist", "", "network configuration list file")
+	fl.StringVar(&r.ContainerID, "container-id", "", "container id")
+	fl.StringVar(&r.NetNS, "netns", "", "path of the pod's netns")
+	fl.StringVar(&r.IfName, "ifname", lab.PodIfName, "interface name in the pod")
+	return cmd
+}

@@ -1,0 +1,41 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// The underlay: one /24 on a bridge. Node i (1-based) is at .(10+i), the
+// internet namespace at .254, and the internet also holds WorldAddr.
+var (
+	UnderlaySubnet = netip.MustParsePrefix("192.168.77.0/24")
+	InetAddr       = netip.MustParseAddr("192.168.77.254")
+	WorldAddr      = netip.MustParseAddr("203.0.113.1")
+)
+
+// MaxNodes is the number of node addresses in the underlay (.11 to .253).
+const MaxNodes = 243
+
+// NodeAddr is node index's underlay address.
+func NodeAddr(index int) (netip.Addr, error) {
+	if index < 1 || index > MaxNodes {
+		return netip.Addr{}, fmt.Errorf("node index %d is out of range 1-%d", index, MaxNodes)
+	}
+	b := UnderlaySubnet.Addr().As4()
+	b[3] = byte(10 + index)
+	return netip.AddrFrom4(b), nil
+}
+
+// FreeIndex returns the lowest node index not in used.
+func FreeIndex(used []int) (int, error) {
+	taken := make(map[int]bool, len(used))
+	for _, i := range used {
+		taken[i] = true
+	}
+	for i := 1; i <= MaxNodes; i++ {
+		if !taken[i] {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("all %d node addresses are in use", MaxNodes)
+}

@@ -1,0 +1,100 @@
+package lab
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Agent settings that suit a lab: repair drift quickly, and hand a dead
+// node's lease on after a short while rather than the production 5m.
+const (
+	LabResync     = 2 * time.Second
+	LabLeaseGrace = 30 * time.Second
+	// LabMetricsAddress works in every node: each netns has its own loopback.
+	LabMetricsAddress = "127.0.0.1:9464"
+)
+
+// AgentConfigFile is the subset of the agent's YAML config (agent.Config)
+// the lab sets. It mirrors the agent's field names rather than importing
+// the agent package so that the lab builds on its own; agentconfig_test.go
+// proves every file it writes parses and completes with agent.ParseConfig.
+type AgentConfigFile struct {
+	NodeName       string        `yaml:"nodeName"`
+	ClusterID      string        `yaml:"clusterID"`
+	ClusterCIDR    string        `yaml:"clusterCIDR"`
+	Underlay       agentUnderlay `yaml:"underlay"`
+	Gossip         agentGossip   `yaml:"gossip"`
+	Tunnel         agentTunnel   `yaml:"tunnel"`
+	ResyncInterval string        `yaml:"resyncInterval"`
+	StateFile      string        `yaml:"stateFile"`
+	StatusSocket   string        `yaml:"statusSocket"`
+	MetricsAddress string        `yaml:"metricsAddress"`
+	LogLevel       string        `yaml:"logLevel,omitempty"`
+}
+
+type agentUnderlay struct {
+	Interface string `yaml:"interface"`
+	Address   string `yaml:"address"`
+}
+
+type agentGossip struct {
+	Seeds      []string `yaml:"seeds,omitempty"`
+	KeyFile    string   `yaml:"keyFile"`
+	LeaseFile  string   `yaml:"leaseFile"`
+	LeaseGrace string   `yaml:"leaseGrace"`
+}
+
+type agentTunnel struct {
+	Backend string `yaml:"backend"`
+	KeyFile string `yaml:"keyFile,omitempty"`
+}
+
+// AgentConfig is the agent configuration of node n. Every path is the
+// node's own: all nodes share one filesystem.
+func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFile {
+	c := AgentConfigFile{
+		NodeName:    n.Name,
+		ClusterID:   "lab-" + l.Name,
+		ClusterCIDR: s.ClusterCIDR,
+		Underlay: agentUnderlay{
+			Interface: nodeIf,
+			Address:   n.UnderlayIP.String(),
+		},
+		Gossip: agentGossip{
+			KeyFile:    l.GossipKeyFile(),
+			LeaseFile:  n.Paths.LeaseFile,
+			LeaseGrace: LabLeaseGrace.String(),
+		},
+		Tunnel:         agentTunnel{Backend: s.Backend},
+		ResyncInterval: LabResync.String(),
+		StateFile:      n.Paths.StateFile,
+		StatusSocket:   n.Paths.StatusSocket,
+		MetricsAddress: LabMetricsAddress,
+	}
+	if s.Backend == "wireguard" {
+		c.Tunnel.KeyFile = n.Paths.TunnelKey
+	}
+	for _, a := range seeds {
+		c.Gossip.Seeds = append(c.Gossip.Seeds, a.String())
+	}
+	return c
+}
+
+// Render writes c as the agent's YAML.
+func (c AgentConfigFile) Render() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("# written by weft lab; every path is this node's own\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("failed to encode agent config for %s: %w", c.NodeName, err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("failed to encode agent config for %s: %w", c.NodeName, err)
+	}
+	return b.Bytes(), nil
+}

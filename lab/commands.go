@@ -1,0 +1,71 @@
+package lab
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Cmd is one command line the applier runs (argv, not a shell string).
+type Cmd []string
+
+// Names of the lab's own interfaces.
+const (
+	bridgeName = "br0"
+	inetPort   = "vinet"
+	nodeIf     = "eth0"
+	worldIf    = "ext0"
+)
+
+func ipn(ns string, args ...string) Cmd { return append(Cmd{"ip", "-n", ns}, args...) }
+
+// UnderlayCmds create the underlay namespace with its bridge and the
+// internet namespace attached to it. Every underlay link gets mtu.
+func UnderlayCmds(l Layout, mtu int) []Cmd {
+	u, in, m := l.UnderlayNS(), l.InetNS(), strconv.Itoa(mtu)
+	inet := fmt.Sprintf("%s/%d", InetAddr, UnderlaySubnet.Bits())
+	return []Cmd{
+		{"ip", "netns", "add", u},
+		ipn(u, "link", "set", "lo", "up"),
+		ipn(u, "link", "add", bridgeName, "mtu", m, "type", "bridge"),
+		ipn(u, "link", "set", bridgeName, "up"),
+		{"ip", "netns", "add", in},
+		ipn(in, "link", "set", "lo", "up"),
+		ipn(u, "link", "add", inetPort, "mtu", m, "type", "veth", "peer", "name", nodeIf, "mtu", m, "netns", in),
+		ipn(u, "link", "set", inetPort, "master", bridgeName, "up"),
+		ipn(in, "addr", "add", inet, "dev", nodeIf),
+		ipn(in, "link", "set", nodeIf, "up"),
+		ipn(in, "link", "add", worldIf, "type", "dummy"),
+		ipn(in, "addr", "add", WorldAddr.String()+"/32", "dev", worldIf),
+		ipn(in, "link", "set", worldIf, "up"),
+	}
+}
+
+// NodeCmds create a node's namespace, plug its eth0 into the bridge and
+// route it to the internet. They also enable IPv4 forwarding in the node,
+// as on any Kubernetes node.
+func NodeCmds(l Layout, n NodePlan, mtu int) []Cmd {
+	u, m := l.UnderlayNS(), strconv.Itoa(mtu)
+	addr := fmt.Sprintf("%s/%d", n.UnderlayIP, UnderlaySubnet.Bits())
+	return []Cmd{
+		{"ip", "netns", "add", n.NetNS},
+		ipn(n.NetNS, "link", "set", "lo", "up"),
+		ipn(u, "link", "add", n.BridgePort, "mtu", m, "type", "veth", "peer", "name", nodeIf, "mtu", m, "netns", n.NetNS),
+		ipn(u, "link", "set", n.BridgePort, "master", bridgeName, "up"),
+		ipn(n.NetNS, "addr", "add", addr, "dev", nodeIf),
+		ipn(n.NetNS, "link", "set", nodeIf, "up"),
+		ipn(n.NetNS, "route", "add", "default", "via", InetAddr.String()),
+		{"ip", "netns", "exec", n.NetNS, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	}
+}
+
+// PodNSCmds create a pod's namespace with its loopback up, as a container
+// runtime does before it calls CNI.
+func PodNSCmds(ns string) []Cmd {
+	return []Cmd{
+		{"ip", "netns", "add", ns},
+		ipn(ns, "link", "set", "lo", "up"),
+	}
+}
+
+// DeleteNSCmd deletes a namespace by name.
+func DeleteNSCmd(ns string) Cmd { return Cmd{"ip", "netns", "del", ns} }

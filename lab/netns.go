@@ -1,0 +1,76 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+// CreateUnderlay creates the underlay and internet namespaces of l.
+func CreateUnderlay(ctx context.Context, r Runner, l Layout, mtu int) error {
+	if err := runAll(ctx, r, UnderlayCmds(l, mtu)); err != nil {
+		return fmt.Errorf("failed to create the underlay of lab %s: %w", l.Name, err)
+	}
+	return nil
+}
+
+// CreateNode creates node n's namespace and plugs it into the underlay.
+func CreateNode(ctx context.Context, r Runner, l Layout, n NodePlan, mtu int) error {
+	if err := runAll(ctx, r, NodeCmds(l, n, mtu)); err != nil {
+		return fmt.Errorf("failed to create node %s (netns %s): %w", n.Name, n.NetNS, err)
+	}
+	return nil
+}
+
+// Namespaces lists the named network namespaces that start with prefix.
+func Namespaces(prefix string) ([]string, error) {
+	ents, err := os.ReadDir(netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to list %s: %w", netnsDir, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// DeleteNS deletes a named namespace; one that does not exist is not an
+// error.
+func DeleteNS(ctx context.Context, r Runner, ns string) error {
+	if _, err := os.Lstat(NetNSPath(ns)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, err := r.Run(ctx, DeleteNSCmd(ns)...); err != nil {
+		if _, serr := os.Lstat(NetNSPath(ns)); errors.Is(serr, os.ErrNotExist) {
+			return nil // deleted concurrently
+		}
+		return fmt.Errorf("failed to delete netns %s: %w", ns, err)
+	}
+	return nil
+}
+
+// DeleteNamespaces deletes every namespace of lab l, recorded or not. Lab
+// names contain no '-', so l.Prefix() matches this lab's namespaces only.
+func DeleteNamespaces(ctx context.Context, r Runner, l Layout) error {
+	nss, err := Namespaces(l.Prefix())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ns := range nss {
+		if err := DeleteNS(ctx, r, ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

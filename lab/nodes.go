@@ -1,0 +1,200 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+// openState takes the lab's lock and loads its state. The caller runs the
+// returned unlock.
+func (lb *Lab) openState() (*State, func(), error) {
+	unlock, err := lock(lb.layout)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := loadState(lb.layout)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return st, unlock, nil
+}
+
+func (lb *Lab) nodePlan(st *State, name string) (*NodeState, NodePlan, error) {
+	ns, ok := st.node(name)
+	if !ok {
+		return nil, NodePlan{}, fmt.Errorf("lab %s has no node %q", lb.layout.Name, name)
+	}
+	p, err := lb.layout.PlanNode(ns.Name, ns.Index)
+	return ns, p, err
+}
+
+// running returns the plans and pids of the nodes whose agents run.
+func (lb *Lab) running(st *State) ([]NodePlan, map[string]int, error) {
+	plans, err := st.plans(lb.layout)
+	if err != nil {
+		return nil, nil, err
+	}
+	var run []NodePlan
+	pids := map[string]int{}
+	for i, n := range plans {
+		if pid := st.Nodes[i].PID; agentRunning(pid, n.Paths.Config) {
+			run = append(run, n)
+			pids[n.Name] = pid
+		}
+	}
+	return run, pids, nil
+}
+
+// AddNode adds a node (named n<index> when name is empty), starts its agent
+// and waits until every running node sees every other. It returns the
+// node's name.
+func (lb *Lab) AddNode(ctx context.Context, name string) (string, error) {
+	st, unlock, err := lb.openState()
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	used := make([]int, 0, len(st.Nodes))
+	taken := map[string]bool{}
+	for _, n := range st.Nodes {
+		used = append(used, n.Index)
+		taken[n.Name] = true
+	}
+	idx, err := FreeIndex(used)
+	if err != nil {
+		return "", err
+	}
+	if name == "" {
+		name = DefaultNodeName(idx, taken)
+	}
+	if taken[name] {
+		return "", fmt.Errorf("lab %s already has a node %q", lb.layout.Name, name)
+	}
+	n, err := lb.layout.PlanNode(name, idx)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Lstat(NetNSPath(n.NetNS)); err == nil {
+		return "", fmt.Errorf("netns %s exists already (left over?); `weft lab down --name %s` clears the lab", n.NetNS, lb.layout.Name)
+	}
+	existing, err := st.plans(lb.layout)
+	if err != nil {
+		return "", err
+	}
+	if err := lb.createNode(ctx, st, n, Seeds(n.Name, append(existing, n))); err != nil {
+		return "", err
+	}
+	if err := lb.startLocked(ctx, st, n); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// startLocked starts n's agent, records its pid and waits for readiness of
+// every running node.
+func (lb *Lab) startLocked(ctx context.Context, st *State, n NodePlan) error {
+	pid, err := startAgent(lb.opts.Weft, n)
+	if err != nil {
+		return err
+	}
+	rec, _ := st.node(n.Name)
+	rec.PID = pid
+	if err := saveState(lb.layout, st); err != nil {
+		return err
+	}
+	lb.opts.Log.Info("agent started", "node", n.Name, "pid", pid, "log", n.Paths.Log)
+	run, pids, err := lb.running(st)
+	if err != nil {
+		return err
+	}
+	pids[n.Name] = pid
+	return waitReady(ctx, lb.opts.Runner, lb.opts.Weft, run, pids, names(run), lb.opts.ReadyTimeout)
+}
+
+// StopNode kills node name's agent with SIGKILL, as a crash would. The
+// node's namespace and whatever data plane outlives the process stay.
+func (lb *Lab) StopNode(ctx context.Context, name string) error {
+	st, unlock, err := lb.openState()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, n, err := lb.nodePlan(st, name)
+	if err != nil {
+		return err
+	}
+	if err := killAgent(rec.PID, n.Paths.Config); err != nil {
+		return fmt.Errorf("node %s: %w", name, err)
+	}
+	rec.PID = 0
+	lb.opts.Log.Info("agent killed", "node", name)
+	return saveState(lb.layout, st)
+}
+
+// StartNode restarts node name's agent with its existing config and files
+// and waits until every running node sees every other.
+func (lb *Lab) StartNode(ctx context.Context, name string) error {
+	st, unlock, err := lb.openState()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, n, err := lb.nodePlan(st, name)
+	if err != nil {
+		return err
+	}
+	if agentRunning(rec.PID, n.Paths.Config) {
+		return fmt.Errorf("the agent of node %s is running already (pid %d)", name, rec.PID)
+	}
+	return lb.startLocked(ctx, st, n)
+}
+
+// DeleteNode takes node name away: kills its agent and deletes its pods'
+// and its own namespace and files.
+func (lb *Lab) DeleteNode(ctx context.Context, name string) error {
+	st, unlock, err := lb.openState()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, n, err := lb.nodePlan(st, name)
+	if err != nil {
+		return err
+	}
+	if err := killAgent(rec.PID, n.Paths.Config); err != nil {
+		return fmt.Errorf("node %s: %w", name, err)
+	}
+	rec.PID = 0
+	// Pods first (recorded or not: every netns under the node's prefix),
+	// then the node; its veth to the bridge goes with its namespace.
+	nss, err := Namespaces(lb.layout.NodeNS(name) + "-")
+	if err != nil {
+		return err
+	}
+	for _, ns := range append(nss, n.NetNS) {
+		if err := DeleteNS(ctx, lb.opts.Runner, ns); err != nil {
+			return fmt.Errorf("node %s: %w", name, err)
+		}
+	}
+	pods := st.Pods[:0]
+	for _, p := range st.Pods {
+		if p.Node != name {
+			pods = append(pods, p)
+		}
+	}
+	st.Pods = pods
+	nodes := st.Nodes[:0]
+	for _, x := range st.Nodes {
+		if x.Name != name {
+			nodes = append(nodes, x)
+		}
+	}
+	st.Nodes = nodes
+	if err := os.RemoveAll(n.Paths.Dir); err != nil {
+		return fmt.Errorf("node %s: failed to remove %s: %w", name, n.Paths.Dir, err)
+	}
+	lb.opts.Log.Info("node deleted", "node", name)
+	return saveState(lb.layout, st)
+}

@@ -1,0 +1,114 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+)
+
+// Spec is what `weft lab up` is asked for. The zero value of a field means
+// the default written beside it.
+type Spec struct {
+	// Name names the lab; every namespace it creates starts with Name+"-".
+	// Lower-case letters and digits only, so that no lab's prefix is the
+	// prefix of another's. Default "weft".
+	Name string `json:"name"`
+	// Nodes is how many nodes `up` creates. Default 3.
+	Nodes int `json:"nodes"`
+	// Backend is the tunnel backend, "wireguard" or "vxlan". Default wireguard.
+	Backend string `json:"backend"`
+	// MTU is the MTU of every underlay link. Default 1500.
+	MTU int `json:"mtu"`
+	// PodsPerNode is how many pods (p1..pK) `up` adds to every node. Default 0.
+	PodsPerNode int `json:"podsPerNode"`
+	// ClusterCIDR is the whole pod network. Default 10.244.0.0/16.
+	ClusterCIDR string `json:"clusterCIDR"`
+}
+
+// Defaults for Spec.
+const (
+	DefaultName        = "weft"
+	DefaultNodes       = 3
+	DefaultBackend     = "wireguard"
+	DefaultMTU         = 1500
+	DefaultClusterCIDR = "10.244.0.0/16"
+)
+
+var (
+	labNameRE  = regexp.MustCompile(`^[a-z][a-z0-9]{0,15}$`)
+	nodeNameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,14}$`)
+	podNameRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+)
+
+// reservedNodeNames are namespace suffixes the lab uses for itself.
+var reservedNodeNames = map[string]bool{"underlay": true, "inet": true}
+
+// Complete fills defaults and validates, naming the field of the first
+// problem found.
+func (s *Spec) Complete() error {
+	if s.Name == "" {
+		s.Name = DefaultName
+	}
+	if s.Nodes == 0 {
+		s.Nodes = DefaultNodes
+	}
+	if s.Backend == "" {
+		s.Backend = DefaultBackend
+	}
+	if s.MTU == 0 {
+		s.MTU = DefaultMTU
+	}
+	if s.ClusterCIDR == "" {
+		s.ClusterCIDR = DefaultClusterCIDR
+	}
+	if err := ValidateLabName(s.Name); err != nil {
+		return err
+	}
+	if s.Nodes < 1 || s.Nodes > MaxNodes {
+		return fmt.Errorf("nodes: %d is out of range 1-%d", s.Nodes, MaxNodes)
+	}
+	switch s.Backend {
+	case "wireguard", "vxlan":
+	default:
+		return fmt.Errorf("backend: %q is not one of wireguard, vxlan", s.Backend)
+	}
+	if s.MTU < 1280 || s.MTU > 9000 {
+		return fmt.Errorf("mtu: %d is out of range 1280-9000", s.MTU)
+	}
+	if s.PodsPerNode < 0 || s.PodsPerNode > 250 {
+		return fmt.Errorf("pods-per-node: %d is out of range 0-250", s.PodsPerNode)
+	}
+	p, err := netip.ParsePrefix(s.ClusterCIDR)
+	if err != nil || !p.Addr().Is4() || p.Masked() != p {
+		return fmt.Errorf("cluster-cidr: %q is not an IPv4 network address in CIDR form", s.ClusterCIDR)
+	}
+	if p.Overlaps(UnderlaySubnet) || p.Contains(WorldAddr) {
+		return fmt.Errorf("cluster-cidr: %s overlaps the lab underlay %s or %s", p, UnderlaySubnet, WorldAddr)
+	}
+	return nil
+}
+
+// ValidateLabName checks a lab name.
+func ValidateLabName(name string) error {
+	if !labNameRE.MatchString(name) {
+		return fmt.Errorf("name: %q must be 1-16 lower-case letters and digits, starting with a letter", name)
+	}
+	return nil
+}
+
+// ValidateNodeName checks a node name. Node names carry no '-' so that a
+// namespace name splits unambiguously into lab, node and pod.
+func ValidateNodeName(name string) error {
+	if !nodeNameRE.MatchString(name) || reservedNodeNames[name] {
+		return fmt.Errorf("node name %q must be 1-15 lower-case letters and digits, starting with a letter, and not underlay or inet", name)
+	}
+	return nil
+}
+
+// ValidatePodName checks a pod name.
+func ValidatePodName(name string) error {
+	if !podNameRE.MatchString(name) {
+		return fmt.Errorf("pod name %q must be 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
