@@ -43,7 +43,7 @@ func lockFile(path string, timeout time.Duration) (unlock func(), err error) {
 			return nil, fmt.Errorf("%w %s after %v", ErrLockTimeout, path, timeout)
 		}
 		time.Sleep(wait)
-		if wait < 50*time.Millisecond {
+		if wait < 8*time.Millisecond {
 			wait *= 2
 		}
 	}
