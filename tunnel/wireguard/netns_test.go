@@ -56,6 +56,8 @@ func newTestNode(t *testing.T, ns, name string, underlay netip.Addr, cidr string
 		},
 		pod: block.Addr().Next().Next().Next().Next().Next().Next().Next().Next().Next().Next(), // .10
 	}
+	// A helper killed by the test's cleanup leaves its UAPI socket behind.
+	t.Cleanup(func() { os.Remove("/var/run/wireguard/" + n.iface + ".sock") })
 	n.podNS = nstest.AddPod(t, ns, n.pod, 1340)
 	n.probe = nstest.StartNode(t, n.podNS)
 	return n

@@ -1,0 +1,106 @@
+package dataplane
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/weftnet/weft/tunnel"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+func route(dst string, link int) tunnel.Route {
+	return tunnel.Route{Dst: netip.MustParsePrefix(dst), Src: netip.MustParseAddr("10.244.1.1"), LinkIndex: link}
+}
+
+func TestSyncRoutesRepairsAndRemoves(t *testing.T) {
+	other := route("10.99.0.0/16", 9) // another device: never touched
+	f := &FakeRoutes{Routes: []tunnel.Route{route("10.244.3.0/24", 4), other}}
+	desired := []tunnel.Route{route("10.244.2.0/24", 0)}
+	if err := SyncRoutes(f, 4, desired); err != nil {
+		t.Fatal(err)
+	}
+	want := []tunnel.Route{other, route("10.244.2.0/24", 4)}
+	if !reflect.DeepEqual(f.Routes, want) {
+		t.Fatalf("routes = %v, want %v", f.Routes, want)
+	}
+	calls := f.Calls
+	if err := SyncRoutes(f, 4, desired); err != nil || f.Calls != calls {
+		t.Errorf("second sync made %d changes (err %v), want none", f.Calls-calls, err)
+	}
+	f.Routes = []tunnel.Route{other} // deleted by hand
+	if err := SyncRoutes(f, 4, desired); err != nil || !reflect.DeepEqual(f.Routes, want) {
+		t.Errorf("after drift: routes = %v, err %v", f.Routes, err)
+	}
+	f.Err = errors.New("netlink down")
+	if err := SyncRoutes(f, 4, desired); err == nil {
+		t.Error("list error not reported")
+	}
+}
+
+func TestSyncNeighborsAndFDB(t *testing.T) {
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 0xb}
+	n := tunnel.Neighbor{IP: netip.MustParseAddr("10.244.2.1"), MAC: mac}
+	e := tunnel.FDBEntry{MAC: mac, Dst: netip.MustParseAddr("192.168.0.2")}
+	stale := tunnel.FDBEntry{MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0xc}, Dst: netip.MustParseAddr("192.168.0.3")}
+	f := &FakeNeighbors{FDB: map[int][]tunnel.FDBEntry{4: {stale}}}
+	if err := SyncNeighbors(f, 4, []tunnel.Neighbor{n}); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncFDB(f, 4, []tunnel.FDBEntry{e}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f.Neigh[4], []tunnel.Neighbor{n}) || !reflect.DeepEqual(f.FDB[4], []tunnel.FDBEntry{e}) {
+		t.Fatalf("neigh %v fdb %v", f.Neigh[4], f.FDB[4])
+	}
+	f.FDB[4] = nil // deleted by hand
+	if err := SyncFDB(f, 4, []tunnel.FDBEntry{e}); err != nil || len(f.FDB[4]) != 1 {
+		t.Errorf("FDB not repaired: %v %v", f.FDB[4], err)
+	}
+	if err := SyncNeighbors(f, 4, nil); err != nil || len(f.Neigh[4]) != 0 {
+		t.Errorf("neighbour not removed: %v %v", f.Neigh[4], err)
+	}
+}
+
+func TestSyncWGPeers(t *testing.T) {
+	var kb, kc wgtypes.Key
+	kb[0], kc[0] = 0xb, 0xc
+	f := NewFakeWireGuard("wg0")
+	f.Devices["wg0"].Peers = []wgtypes.Peer{{PublicKey: kc}} // departed node
+	desired := []tunnel.WGPeer{{
+		PublicKey: kb, Endpoint: netip.MustParseAddrPort("192.168.0.2:51820"),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.244.2.0/24")},
+	}}
+	last, err := SyncWGPeers(f, "wg0", desired, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, _ := f.Device("wg0")
+	if len(dev.Peers) != 1 || dev.Peers[0].PublicKey != kb || PeerFromWG(dev.Peers[0]).Endpoint != desired[0].Endpoint ||
+		!reflect.DeepEqual(PeerFromWG(dev.Peers[0]).AllowedIPs, desired[0].AllowedIPs) {
+		t.Fatalf("peers = %+v", dev.Peers)
+	}
+	calls := f.Calls
+	if _, err := SyncWGPeers(f, "wg0", desired, last); err != nil || f.Calls != calls {
+		t.Errorf("in-sync call configured the device (err %v)", err)
+	}
+	if _, err := SyncWGPeers(f, "nope", desired, last); err == nil {
+		t.Error("missing device not reported")
+	}
+}
+
+func TestPrefixFromIPNet(t *testing.T) {
+	for _, s := range []string{"10.244.2.0/24", "fd00:1::/64", "0.0.0.0/0"} {
+		p := netip.MustParsePrefix(s)
+		got, ok := PrefixFromIPNet(IPNet(p))
+		if !ok || got != p {
+			t.Errorf("%s → %v", s, got)
+		}
+	}
+	mapped := &net.IPNet{IP: net.ParseIP("10.1.2.0"), Mask: net.CIDRMask(120, 128)}
+	if got, _ := PrefixFromIPNet(mapped); got.String() != "10.1.2.0/24" {
+		t.Errorf("v4-mapped /120 → %v", got)
+	}
+}
