@@ -14,7 +14,7 @@
 // Topology of a lab named "weft" with two nodes:
 //
 //	weft-underlay   bridge br0, ports v1, v2, vinet
-//	weft-inet       eth0 192.168.77.254/24, ext0 203.0.113.1/32 ("the internet")
+//	weft-inet       eth0 192.168.77.254/24, lo 203.0.113.1/32 ("the internet")
 //	weft-n1         eth0 192.168.77.11/24, default via .254, agent n1
 //	weft-n2         eth0 192.168.77.12/24, default via .254, agent n2
 //	weft-n1-p1      a pod on n1, wired by weft-cni through libcni

@@ -1,0 +1,74 @@
+package agentcontract
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/lab"
+)
+
+func TestAgentConfigParses(t *testing.T) {
+	l := lab.Layout{Root: "/run/weft-lab", Name: "demo"}
+	for _, backend := range []string{"wireguard", "vxlan"} {
+		spec := lab.Spec{Name: "demo", Backend: backend, ClusterCIDR: "10.99.0.0/16"}
+		if err := spec.Complete(); err != nil {
+			t.Fatal(err)
+		}
+		nodes, err := l.PlanNodes(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			b, err := lab.AgentConfig(l, spec, n, lab.Seeds(n.Name, nodes)).Render()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := agent.ParseConfig(bytes.NewReader(b))
+			if err != nil {
+				t.Fatalf("%s/%s: %v\n%s", backend, n.Name, err, b)
+			}
+			if err := c.Complete(); err != nil {
+				t.Fatalf("%s/%s: %v\n%s", backend, n.Name, err, b)
+			}
+			p := l.Node(n.Name)
+			checks := []struct {
+				field     string
+				got, want any
+			}{
+				{"nodeName", c.NodeName, n.Name},
+				{"clusterID", c.ClusterID, "lab-demo"},
+				{"clusterCIDR", c.ClusterCIDR, "10.99.0.0/16"},
+				{"underlay.interface", c.Underlay.Interface, "eth0"},
+				{"underlay.address", c.Underlay.Address, n.UnderlayIP.String()},
+				{"gossip.keyFile", c.Gossip.KeyFile, l.GossipKeyFile()},
+				{"gossip.leaseFile", c.Gossip.LeaseFile, p.LeaseFile},
+				{"gossip.leaseGrace", c.Gossip.LeaseGrace.Duration, lab.LabLeaseGrace},
+				{"gossip.seeds", len(c.Gossip.Seeds), 2},
+				{"tunnel.backend", c.Tunnel.Backend, backend},
+				{"stateFile", c.StateFile, p.StateFile},
+				{"statusSocket", c.StatusSocket, p.StatusSocket},
+				{"metricsAddress", c.MetricsAddress, "127.0.0.1:9464"},
+				{"resyncInterval", c.ResyncInterval.Duration, 2 * time.Second},
+			}
+			if backend == "wireguard" {
+				checks = append(checks, struct {
+					field     string
+					got, want any
+				}{"tunnel.keyFile", c.Tunnel.KeyFile, p.TunnelKey})
+			}
+			for _, ck := range checks {
+				if ck.got != ck.want {
+					t.Errorf("%s/%s: %s = %v, want %v", backend, n.Name, ck.field, ck.got, ck.want)
+				}
+			}
+			for _, s := range c.Gossip.Seeds {
+				if a := netip.MustParseAddr(s); a == n.UnderlayIP {
+					t.Errorf("%s lists itself as a seed", n.Name)
+				}
+			}
+		}
+	}
+}
