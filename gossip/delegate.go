@@ -1,0 +1,173 @@
+package gossip
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// delegate receives memberlist's callbacks. They run on memberlist's
+// receive loop, some while memberlist holds its own node lock: they must
+// not block, must not call back into memberlist, and must copy what they
+// keep. Each one decodes outside n.mu, updates the tables under it, and
+// pokes the buffered channels.
+type delegate struct{ n *Node }
+
+var (
+	_ memberlist.Delegate      = delegate{}
+	_ memberlist.EventDelegate = delegate{}
+)
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.n.mu.Lock()
+	b := slices.Clone(d.n.selfEnc)
+	d.n.mu.Unlock()
+	if len(b) > limit {
+		return nil // cannot happen: encodeMeta enforces MetaMaxSize
+	}
+	return b
+}
+
+func (d delegate) NotifyMsg([]byte) {}
+
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+
+// LocalState sends our tombstones in push/pull.
+func (d delegate) LocalState(join bool) []byte {
+	n := d.n
+	now := time.Now()
+	n.mu.Lock()
+	tombs := make([]tombstone, 0, len(n.tombs))
+	for name, t := range n.tombs {
+		if !t.live(now) {
+			delete(n.tombs, name)
+			continue
+		}
+		tombs = append(tombs, t)
+	}
+	n.mu.Unlock()
+	b, err := encodeState(tombs, now)
+	if err != nil {
+		n.log.Error("failed to encode lease table", "err", err)
+		return nil
+	}
+	return b
+}
+
+// MergeRemoteState learns a peer's tombstones. Tombstones of members we
+// see alive, and our own, are ignored.
+func (d delegate) MergeRemoteState(buf []byte, join bool) {
+	n := d.n
+	if len(buf) == 0 {
+		return
+	}
+	now := time.Now()
+	tombs, err := decodeState(buf, now, n.cfg.LeaseGrace)
+	if err != nil {
+		n.stats.malformedState.Add(1)
+		n.log.Warn("ignoring lease table from peer", "err", err)
+		return
+	}
+	changed := false
+	n.mu.Lock()
+	for _, t := range tombs {
+		if _, alive := n.members[t.Name]; alive || t.Name == n.cfg.NodeName {
+			continue
+		}
+		if mergeTombstone(n.tombs, t, now) {
+			changed = true
+		}
+	}
+	n.mu.Unlock()
+	if changed {
+		n.wake()
+		n.notify()
+	}
+}
+
+func (d delegate) NotifyJoin(node *memberlist.Node)   { d.n.memberUp(node) }
+func (d delegate) NotifyUpdate(node *memberlist.Node) { d.n.memberUp(node) }
+func (d delegate) NotifyLeave(node *memberlist.Node)  { d.n.memberDown(node) }
+
+// memberUp records a live member's meta.
+func (n *Node) memberUp(node *memberlist.Node) {
+	if node.Name == n.cfg.NodeName {
+		return
+	}
+	name := node.Name
+	n.mu.Lock()
+	n.addrs[name] = node.Address()
+	n.mu.Unlock()
+	meta, err := decodeMeta(node.Meta)
+	if err != nil {
+		n.stats.malformedMeta.Add(1)
+		n.mu.Lock()
+		delete(n.members, name)
+		n.mu.Unlock()
+		n.log.Warn("ignoring member with malformed meta", "peer", name, "err", err)
+		n.wake()
+		n.notify()
+		return
+	}
+	if meta.ClusterID != n.cfg.ClusterID {
+		n.stats.foreignMeta.Add(1)
+		n.mu.Lock()
+		first := !n.foreign[name]
+		n.foreign[name] = true
+		delete(n.members, name)
+		n.mu.Unlock()
+		if first {
+			n.log.Warn("ignoring member of another cluster", "peer", name, "clusterID", meta.ClusterID)
+		}
+		return
+	}
+	meta.Name = name
+	if !meta.UnderlayIP.IsValid() {
+		if a, ok := netip.AddrFromSlice(node.Addr); ok {
+			meta.UnderlayIP = a.Unmap()
+		}
+	}
+	n.mu.Lock()
+	_, known := n.members[name]
+	n.members[name] = meta
+	delete(n.tombs, name)
+	n.mu.Unlock()
+	if !known {
+		n.log.Debug("member up", "peer", name, "block", meta.PodCIDR)
+	}
+	n.wake()
+	n.notify()
+}
+
+// memberDown forgets a member. A failed member's lease becomes a tombstone
+// for LeaseGrace; a member that left cleanly frees it at once.
+func (n *Node) memberDown(node *memberlist.Node) {
+	if node.Name == n.cfg.NodeName {
+		return
+	}
+	name := node.Name
+	left := node.State == memberlist.StateLeft
+	now := time.Now()
+	n.mu.Lock()
+	meta, ok := n.members[name]
+	delete(n.members, name)
+	delete(n.addrs, name)
+	delete(n.foreign, name)
+	if left {
+		delete(n.tombs, name)
+	} else if ok && meta.PodCIDR.IsValid() {
+		n.tombs[name] = tombstone{claim: claimOf(meta), Expires: now.Add(n.cfg.LeaseGrace)}
+	}
+	n.mu.Unlock()
+	if ok {
+		if left {
+			n.log.Info("member left; lease freed", "peer", name, "block", meta.PodCIDR)
+		} else {
+			n.log.Info("member failed; lease held", "peer", name, "block", meta.PodCIDR, "grace", n.cfg.LeaseGrace)
+		}
+	}
+	n.wake()
+	n.notify()
+}

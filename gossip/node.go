@@ -1,0 +1,296 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Node is this agent's member of the gossip cluster: it publishes the
+// node's Meta, keeps the table of other members and their leases, and
+// holds this node's own lease.
+//
+// Concurrency: memberlist calls the delegate (delegate.go) on its receive
+// loop. The delegate decodes outside any lock, updates the tables under mu
+// (no I/O, no memberlist calls while holding it) and pokes two buffered
+// channels: kick wakes the claim loop (claim.go), which owns every change
+// of our own lease, and changes tells the agent to re-read Peers/Lease.
+type Node struct {
+	cfg         Config
+	log         *slog.Logger
+	ml          *memberlist.Memberlist
+	changes     chan struct{} // to the agent; buffered(1), coalesced
+	kick        chan struct{} // to the claim loop; buffered(1), coalesced
+	rejoinEvery time.Duration // how often missing seeds are joined again
+	stats       counters
+
+	// Test hooks, set before Start.
+	startIndex func(name string) uint64 // first block tried when claiming; default nameHash
+	forceClaim netip.Prefix             // if valid, Start takes it without looking (to force races)
+
+	metaMu sync.Mutex // serialises UpdateMeta callers
+
+	lifeMu  sync.Mutex // guards started and stopped
+	started bool
+	stopped bool
+	stop    chan struct{} // closed by Leave/Shutdown
+	loops   sync.WaitGroup
+
+	mu             sync.Mutex // guards the fields below
+	self           Meta
+	selfEnc        []byte               // encodeMeta(self), served to memberlist
+	members        map[string]Meta      // live members of our cluster with good meta, by name
+	addrs          map[string]string    // every live memberlist member (any meta) -> host:port
+	tombs          map[string]tombstone // leases of failed members, by name
+	foreign        map[string]bool      // members of other clusters, already logged
+	staticConflict string               // last static-lease conflict logged
+}
+
+// Stats counts what this node dropped or fixed.
+type Stats struct {
+	MalformedMeta   uint64 // peer meta that failed to decode; the peer is ignored
+	ForeignMeta     uint64 // peer meta carrying another ClusterID; the peer is ignored
+	MalformedState  uint64 // push/pull lease tables that failed to decode
+	DecryptFailures uint64 // packets or streams that could not be decrypted (peer with another key or none)
+	ConflictsLost   uint64 // times our lease lost a conflict to another node's
+	Reclaims        uint64 // times we claimed a new block because ours was lost or taken
+}
+
+type counters struct {
+	malformedMeta, foreignMeta, malformedState atomic.Uint64
+	decrypt, conflictsLost, reclaims           atomic.Uint64
+}
+
+// updateTimeout bounds how long a meta change waits to be broadcast; the
+// broadcast stays queued after it.
+const updateTimeout = 2 * time.Second
+
+// New validates cfg and creates the memberlist instance (listening, but not
+// joined to anyone). Call Start to join and obtain a lease.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "gossip", "node", cfg.NodeName),
+		changes:    make(chan struct{}, 1),
+		kick:       make(chan struct{}, 1),
+		startIndex: nameHash,
+		stop:       make(chan struct{}),
+		self:       cfg.Meta,
+		members:    make(map[string]Meta),
+		addrs:      make(map[string]string),
+		tombs:      make(map[string]tombstone),
+		foreign:    make(map[string]bool),
+	}
+	if n.selfEnc, err = encodeMeta(n.self); err != nil {
+		return nil, fmt.Errorf("invalid gossip config: Meta: %w", err)
+	}
+
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.NodeName
+	mc.BindAddr = cfg.BindAddr.String()
+	mc.BindPort = cfg.BindPort
+	mc.AdvertisePort = cfg.BindPort
+	if cfg.AdvertiseAddr.IsValid() {
+		mc.AdvertiseAddr = cfg.AdvertiseAddr.String()
+	}
+	if !cfg.InsecureNoEncryption {
+		kr, err := memberlist.NewKeyring(nil, cfg.Key)
+		if err != nil {
+			return nil, fmt.Errorf("failed to create gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
+	d := delegate{n}
+	mc.Delegate = d
+	mc.Events = d
+	mc.Logger = log.New(&logBridge{
+		log:              n.log.With("source", "memberlist"),
+		onDecryptFailure: func() { n.stats.decrypt.Add(1) },
+	}, "", 0)
+	mc.Transport = cfg.Transport
+	if cfg.Tune != nil {
+		cfg.Tune(mc)
+	}
+	n.rejoinEvery = mc.PushPullInterval
+	if n.rejoinEvery <= 0 {
+		n.rejoinEvery = 30 * time.Second
+	}
+	if n.ml, err = memberlist.Create(mc); err != nil {
+		return nil, fmt.Errorf("failed to create memberlist for %q: %w", cfg.NodeName, err)
+	}
+	return n, nil
+}
+
+// Lease returns the current lease; it is invalid before Start and while no
+// block is free, and it changes if this node loses a conflict.
+func (n *Node) Lease() netip.Prefix {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.self.PodCIDR
+}
+
+// Self returns a copy of the Meta this node publishes.
+func (n *Node) Self() Meta {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.self.clone()
+}
+
+// Peers returns the live members other than self, of the same ClusterID,
+// whose valid lease wins every conflict with another live member (self
+// included), sorted by name. No two returned blocks overlap.
+func (n *Node) Peers() []Meta {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cs := make([]claim, 0, len(n.members)+1)
+	cs = append(cs, claimOf(n.self))
+	for _, m := range n.members {
+		cs = append(cs, claimOf(m))
+	}
+	lost := losers(cs)
+	out := make([]Meta, 0, len(n.members))
+	for name, m := range n.members {
+		if m.PodCIDR.IsValid() && !lost[name] {
+			out = append(out, m.clone())
+		}
+	}
+	slices.SortFunc(out, func(a, b Meta) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Changes is signalled (buffered, coalesced) when Peers or Lease may have
+// changed. It is never closed.
+func (n *Node) Changes() <-chan struct{} { return n.changes }
+
+// Members returns the number of live memberlist members, self included.
+func (n *Node) Members() int { return n.ml.NumMembers() }
+
+// Stats returns a snapshot of the counters.
+func (n *Node) Stats() Stats {
+	return Stats{
+		MalformedMeta:   n.stats.malformedMeta.Load(),
+		ForeignMeta:     n.stats.foreignMeta.Load(),
+		MalformedState:  n.stats.malformedState.Load(),
+		DecryptFailures: n.stats.decrypt.Load(),
+		ConflictsLost:   n.stats.conflictsLost.Load(),
+		Reclaims:        n.stats.reclaims.Load(),
+	}
+}
+
+// UpdateMeta changes the endpoint fields (UnderlayIP, TunnelPort,
+// PublicKey, VTEPMAC) and gossips them. f runs on a copy without locks
+// held; changes it makes to Name, ClusterID or the lease are ignored.
+func (n *Node) UpdateMeta(f func(*Meta)) error {
+	n.metaMu.Lock()
+	defer n.metaMu.Unlock()
+	m := n.Self()
+	f(&m)
+	m = m.clone()
+
+	n.mu.Lock()
+	m.Name, m.ClusterID = n.self.Name, n.self.ClusterID
+	m.PodCIDR, m.ClaimedAt, m.Static = n.self.PodCIDR, n.self.ClaimedAt, n.self.Static
+	err := n.setSelfLocked(m)
+	n.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("failed to update gossip meta: %w", err)
+	}
+	n.broadcastMeta()
+	return nil
+}
+
+// setSelfLocked replaces our Meta and its encoding. Caller holds mu.
+func (n *Node) setSelfLocked(m Meta) error {
+	enc, err := encodeMeta(m)
+	if err != nil {
+		return err
+	}
+	n.self, n.selfEnc = m, enc
+	return nil
+}
+
+// broadcastMeta gossips our current Meta. It may block up to updateTimeout.
+func (n *Node) broadcastMeta() {
+	n.lifeMu.Lock()
+	stopped := n.stopped
+	n.lifeMu.Unlock()
+	if stopped {
+		return
+	}
+	if err := n.ml.UpdateNode(updateTimeout); err != nil {
+		n.log.Debug("meta update still queued for broadcast", "err", err)
+	}
+	n.notify()
+}
+
+func (n *Node) notify() {
+	select {
+	case n.changes <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) wake() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Leave announces a clean departure, which frees our lease on the other
+// nodes at once, then shuts down.
+func (n *Node) Leave(timeout time.Duration) error {
+	if !n.halt() {
+		return nil
+	}
+	var errs []error
+	if err := n.ml.Leave(timeout); err != nil {
+		errs = append(errs, fmt.Errorf("failed to announce leave: %w", err))
+	}
+	if err := n.ml.Shutdown(); err != nil {
+		errs = append(errs, fmt.Errorf("failed to shut down memberlist: %w", err))
+	}
+	n.log.Info("left gossip cluster")
+	return errors.Join(errs...)
+}
+
+// Shutdown stops at once without telling anyone; the others will detect
+// the failure and hold our lease for LeaseGrace.
+func (n *Node) Shutdown() error {
+	if !n.halt() {
+		return nil
+	}
+	if err := n.ml.Shutdown(); err != nil {
+		return fmt.Errorf("failed to shut down memberlist: %w", err)
+	}
+	return nil
+}
+
+// halt stops the background loops; false if already stopped.
+func (n *Node) halt() bool {
+	n.lifeMu.Lock()
+	if n.stopped {
+		n.lifeMu.Unlock()
+		return false
+	}
+	n.stopped = true
+	close(n.stop)
+	n.lifeMu.Unlock()
+	n.loops.Wait()
+	return true
+}
