@@ -17,18 +17,27 @@ const (
 
 func ipn(ns string, args ...string) Cmd { return append(Cmd{"ip", "-n", ns}, args...) }
 
+// newNSCmds create namespace ns, mark it as the lab's (an alias on its
+// loopback, see OwnerMark) and bring its loopback up.
+func newNSCmds(l Layout, ns string) []Cmd {
+	return []Cmd{
+		{"ip", "netns", "add", ns},
+		ipn(ns, "link", "set", "lo", "alias", l.OwnerMark()),
+		ipn(ns, "link", "set", "lo", "up"),
+	}
+}
+
 // UnderlayCmds create the underlay namespace with its bridge and the
 // internet namespace attached to it. Every underlay link gets mtu.
 func UnderlayCmds(l Layout, mtu int) []Cmd {
 	u, in, m := l.UnderlayNS(), l.InetNS(), strconv.Itoa(mtu)
 	inet := fmt.Sprintf("%s/%d", InetAddr, UnderlaySubnet.Bits())
-	return []Cmd{
-		{"ip", "netns", "add", u},
-		ipn(u, "link", "set", "lo", "up"),
+	var cmds []Cmd
+	cmds = append(cmds, newNSCmds(l, u)...)
+	cmds = append(cmds, newNSCmds(l, in)...)
+	return append(cmds,
 		ipn(u, "link", "add", bridgeName, "mtu", m, "type", "bridge"),
 		ipn(u, "link", "set", bridgeName, "up"),
-		{"ip", "netns", "add", in},
-		ipn(in, "link", "set", "lo", "up"),
 		ipn(u, "link", "add", inetPort, "mtu", m, "type", "veth", "peer", "name", nodeIf, "mtu", m, "netns", in),
 		ipn(u, "link", "set", inetPort, "master", bridgeName, "up"),
 		ipn(in, "addr", "add", inet, "dev", nodeIf),
@@ -36,7 +45,7 @@ func UnderlayCmds(l Layout, mtu int) []Cmd {
 		// The outside world lives on the internet's loopback (a dummy
 		// device needs a kernel module that is not everywhere).
 		ipn(in, "addr", "add", WorldAddr.String()+"/32", "dev", "lo"),
-	}
+	)
 }
 
 // NodeCmds create a node's namespace, plug its eth0 into the bridge and
@@ -45,26 +54,19 @@ func UnderlayCmds(l Layout, mtu int) []Cmd {
 func NodeCmds(l Layout, n NodePlan, mtu int) []Cmd {
 	u, m := l.UnderlayNS(), strconv.Itoa(mtu)
 	addr := fmt.Sprintf("%s/%d", n.UnderlayIP, UnderlaySubnet.Bits())
-	return []Cmd{
-		{"ip", "netns", "add", n.NetNS},
-		ipn(n.NetNS, "link", "set", "lo", "up"),
+	return append(newNSCmds(l, n.NetNS),
 		ipn(u, "link", "add", n.BridgePort, "mtu", m, "type", "veth", "peer", "name", nodeIf, "mtu", m, "netns", n.NetNS),
 		ipn(u, "link", "set", n.BridgePort, "master", bridgeName, "up"),
 		ipn(n.NetNS, "addr", "add", addr, "dev", nodeIf),
 		ipn(n.NetNS, "link", "set", nodeIf, "up"),
 		ipn(n.NetNS, "route", "add", "default", "via", InetAddr.String()),
-		{"ip", "netns", "exec", n.NetNS, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
-	}
+		Cmd{"ip", "netns", "exec", n.NetNS, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	)
 }
 
 // PodNSCmds create a pod's namespace with its loopback up, as a container
 // runtime does before it calls CNI.
-func PodNSCmds(ns string) []Cmd {
-	return []Cmd{
-		{"ip", "netns", "add", ns},
-		ipn(ns, "link", "set", "lo", "up"),
-	}
-}
+func PodNSCmds(l Layout, ns string) []Cmd { return newNSCmds(l, ns) }
 
 // DeleteNSCmd deletes a namespace by name.
 func DeleteNSCmd(ns string) Cmd { return Cmd{"ip", "netns", "del", ns} }

@@ -162,8 +162,13 @@ func (lb *Lab) ensureAbsent() error {
 		what = l.Dir()
 	} else if nss, err := Namespaces(l.Prefix()); err != nil {
 		return err
-	} else if len(nss) > 0 {
-		what = "netns " + nss[0]
+	} else {
+		for _, ns := range nss {
+			if Owned(context.Background(), lb.opts.Runner, l, ns) {
+				what = "netns " + ns
+				break
+			}
+		}
 	}
 	if what != "" {
 		return fmt.Errorf("lab %q already exists (%s); run `weft lab down --name %s` first", l.Name, what, l.Name)
@@ -216,7 +221,9 @@ func (lb *Lab) Down(ctx context.Context) error {
 	defer unlock()
 	l := lb.layout
 	var errs []error
+	recorded := []string{l.InetNS(), l.UnderlayNS()}
 	if st, err := loadState(l); err == nil {
+		recorded = st.namespaces(l)
 		for _, n := range st.Nodes {
 			if err := killAgent(n.PID, l.Node(n.Name).Config); err != nil {
 				errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
@@ -228,7 +235,7 @@ func (lb *Lab) Down(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := DeleteNamespaces(ctx, lb.opts.Runner, l); err != nil {
+	if err := DeleteNamespaces(ctx, lb.opts.Runner, l, l.Prefix(), recorded); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

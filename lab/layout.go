@@ -16,6 +16,12 @@ type Layout struct {
 // Prefix starts the name of every namespace of the lab.
 func (l Layout) Prefix() string { return l.Name + "-" }
 
+// OwnerMark is set as the alias of the loopback of every namespace the lab
+// creates. `down` deletes a namespace it has no record of only when it
+// carries this mark, so a namespace of someone else that merely shares the
+// prefix (say weft-test-x beside lab "weft") is never touched.
+func (l Layout) OwnerMark() string { return "weft-lab:" + l.Name }
+
 // Dir is the lab's state directory.
 func (l Layout) Dir() string { return filepath.Join(l.Root, l.Name) }
 

@@ -2,9 +2,11 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -59,15 +61,38 @@ func DeleteNS(ctx context.Context, r Runner, ns string) error {
 	return nil
 }
 
-// DeleteNamespaces deletes every namespace of lab l, recorded or not. Lab
-// names contain no '-', so l.Prefix() matches this lab's namespaces only.
-func DeleteNamespaces(ctx context.Context, r Runner, l Layout) error {
-	nss, err := Namespaces(l.Prefix())
+// Owned reports whether namespace ns carries lab l's OwnerMark.
+func Owned(ctx context.Context, r Runner, l Layout, ns string) bool {
+	out, err := r.Run(ctx, "ip", "-n", ns, "-j", "link", "show", "lo")
+	if err != nil {
+		return false
+	}
+	var links []struct {
+		IfAlias string `json:"ifalias"`
+	}
+	if json.Unmarshal(out, &links) != nil || len(links) != 1 {
+		return false
+	}
+	return links[0].IfAlias == l.OwnerMark()
+}
+
+// DeleteNamespaces deletes the recorded namespaces and every namespace whose
+// name starts with prefix and that carries l's OwnerMark (those a crash
+// left unrecorded). Lab names contain no '-', so no other lab's namespaces
+// start with l.Prefix().
+func DeleteNamespaces(ctx context.Context, r Runner, l Layout, prefix string, recorded []string) error {
+	found, err := Namespaces(prefix)
 	if err != nil {
 		return err
 	}
+	del := slices.Clone(recorded)
+	for _, ns := range found {
+		if !slices.Contains(del, ns) && Owned(ctx, r, l, ns) {
+			del = append(del, ns)
+		}
+	}
 	var errs []error
-	for _, ns := range nss {
+	for _, ns := range del {
 		if err := DeleteNS(ctx, r, ns); err != nil {
 			errs = append(errs, err)
 		}

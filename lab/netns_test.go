@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,8 +35,11 @@ func rootLab(t *testing.T, suffix string, o Options) *Lab {
 		if err := lb.Down(context.Background()); err != nil {
 			t.Errorf("down: %v", err)
 		}
-		if nss, _ := Namespaces(lb.Layout().Prefix()); len(nss) > 0 {
-			t.Errorf("namespaces left after down: %v", nss)
+		nss, _ := Namespaces(lb.Layout().Prefix())
+		for _, ns := range nss {
+			if Owned(context.Background(), ExecRunner{}, lb.Layout(), ns) {
+				t.Errorf("namespace %s left after down", ns)
+			}
 		}
 	})
 	return lb
@@ -110,21 +114,37 @@ func TestDownWithoutState(t *testing.T) {
 	other := rootLab(t, "d0", Options{Root: lb.opts.Root})
 	ctx := context.Background()
 	r := ExecRunner{}
-	for _, ns := range []string{lb.Layout().NodeNS("n1"), lb.Layout().PodNS("n1", "p1"), other.Layout().NodeNS("n1")} {
-		if err := runAll(ctx, r, PodNSCmds(ns)); err != nil {
+	for _, c := range []struct {
+		l  Layout
+		ns string
+	}{
+		{lb.Layout(), lb.Layout().NodeNS("n1")},
+		{lb.Layout(), lb.Layout().PodNS("n1", "p1")},
+		{other.Layout(), other.Layout().NodeNS("n1")},
+	} {
+		if err := runAll(ctx, r, PodNSCmds(c.l, c.ns)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Someone else's namespace that only shares the prefix.
+	foreign := lb.Layout().Prefix() + "test-x"
+	if _, err := r.Run(ctx, "ip", "netns", "add", foreign); err != nil {
+		t.Fatal(err)
+	}
+	defer DeleteNS(ctx, r, foreign)
 	if err := lb.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if nss, _ := Namespaces(lb.Layout().Prefix()); len(nss) > 0 {
-		t.Errorf("left behind: %v", nss)
+	if nss, _ := Namespaces(lb.Layout().Prefix()); !slices.Equal(nss, []string{foreign}) {
+		t.Errorf("after down: %v; want only the foreign %s", nss, foreign)
 	}
 	if nss, _ := Namespaces(other.Layout().Prefix()); len(nss) != 1 {
 		t.Errorf("down of %s touched lab %s: its namespaces are now %v", lb.Layout().Name, other.Layout().Name, nss)
 	}
 	if err := lb.Down(ctx); err != nil {
 		t.Errorf("second down: %v", err)
+	}
+	if _, err := os.Lstat(NetNSPath(foreign)); err != nil {
+		t.Errorf("down deleted the foreign %s", foreign)
 	}
 }

@@ -169,14 +169,17 @@ func (lb *Lab) DeleteNode(ctx context.Context, name string) error {
 	rec.PID = 0
 	// Pods first (recorded or not: every netns under the node's prefix),
 	// then the node; its veth to the bridge goes with its namespace.
-	nss, err := Namespaces(lb.layout.NodeNS(name) + "-")
-	if err != nil {
-		return err
-	}
-	for _, ns := range append(nss, n.NetNS) {
-		if err := DeleteNS(ctx, lb.opts.Runner, ns); err != nil {
-			return fmt.Errorf("node %s: %w", name, err)
+	var recorded []string
+	for _, p := range st.Pods {
+		if p.Node == name {
+			recorded = append(recorded, p.NetNS)
 		}
+	}
+	if err := DeleteNamespaces(ctx, lb.opts.Runner, lb.layout, n.NetNS+"-", recorded); err != nil {
+		return fmt.Errorf("node %s: %w", name, err)
+	}
+	if err := DeleteNS(ctx, lb.opts.Runner, n.NetNS); err != nil {
+		return fmt.Errorf("node %s: %w", name, err)
 	}
 	pods := st.Pods[:0]
 	for _, p := range st.Pods {

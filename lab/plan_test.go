@@ -177,8 +177,17 @@ func TestCommands(t *testing.T) {
 	has(nc, "ip -n demo-underlay link set v2 master br0 up")
 	has(nc, "ip -n demo-n2 addr add 192.168.77.12/24 dev eth0")
 	has(nc, "ip -n demo-n2 route add default via 192.168.77.254")
+	// Every namespace the lab creates carries its mark at once.
+	all := append(append(u, nc...), PodNSCmds(l, "demo-n2-p1")...)
+	for i, c := range all {
+		if len(c) == 4 && c[1] == "netns" && c[2] == "add" {
+			if want := "ip -n " + c[3] + " link set lo alias weft-lab:demo"; i+1 >= len(all) || strings.Join(all[i+1], " ") != want {
+				t.Errorf("%q is not followed by %q", strings.Join(c, " "), want)
+			}
+		}
+	}
 	// Nothing may run in the host's namespace: every command names one.
-	for _, c := range append(u, nc...) {
+	for _, c := range all {
 		s := strings.Join(c, " ")
 		if !strings.HasPrefix(s, "ip -n demo-") && !strings.HasPrefix(s, "ip netns add demo-") && !strings.HasPrefix(s, "ip netns exec demo-") {
 			t.Errorf("command %q does not stay inside the lab's namespaces", s)

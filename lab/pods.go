@@ -66,7 +66,7 @@ func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string) (p
 	if _, err := os.Lstat(NetNSPath(nsName)); err == nil {
 		return p, fmt.Errorf("netns %s exists already", nsName)
 	}
-	if err := runAll(ctx, lb.opts.Runner, PodNSCmds(nsName)); err != nil {
+	if err := runAll(ctx, lb.opts.Runner, PodNSCmds(lb.layout, nsName)); err != nil {
 		_ = DeleteNS(ctx, lb.opts.Runner, nsName)
 		return p, fmt.Errorf("pod %s/%s: failed to create netns: %w", node, pod, err)
 	}

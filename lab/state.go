@@ -59,6 +59,18 @@ func (s *State) pod(node, name string) (int, bool) {
 	return -1, false
 }
 
+// namespaces lists every namespace st records for lab l, pods first.
+func (s *State) namespaces(l Layout) []string {
+	var out []string
+	for _, p := range s.Pods {
+		out = append(out, p.NetNS)
+	}
+	for _, n := range s.Nodes {
+		out = append(out, n.NetNS)
+	}
+	return append(out, l.InetNS(), l.UnderlayNS())
+}
+
 // plans rebuilds the node plans of every recorded node.
 func (s *State) plans(l Layout) ([]NodePlan, error) {
 	out := make([]NodePlan, 0, len(s.Nodes))
