@@ -76,7 +76,8 @@ type Backend interface {
 	Apply(ctx context.Context, peers []Peer) error
 	// Stats reports per-peer counters.
 	Stats(ctx context.Context) ([]PeerStats, error)
-	// Overhead is the bytes of encapsulation per packet (IPv4 underlay).
+	// Overhead is the bytes of encapsulation per packet for the underlay
+	// address family Setup was given (IPv4 before Setup).
 	Overhead() int
 	// Close stops the backend. With remove=true it deletes the device and
 	// every route it made; with remove=false (agent restart) it leaves the

@@ -54,7 +54,7 @@ func Unique(prefix string) string {
 }
 
 // NewPair creates namespaces and a veth pair with the given MTU, addresses
-// 192.168.77.1 (A) and .2 (B) on /24, and loopback up. Cleanup deletes the
+// 192.168.77.1 (A) and .2 (B) on /24 (IPv6 off), and loopback up. Cleanup deletes the
 // namespaces (and with them the veth pair).
 func NewPair(t *testing.T, mtu int) *Pair {
 	t.Helper()
@@ -79,6 +79,8 @@ func NewPair(t *testing.T, mtu int) *Pair {
 		ns, dev string
 		addr    netip.Addr
 	}{{p.A, p.VethA, p.UnderA}, {p.B, p.VethB, p.UnderB}} {
+		// IPv4 underlay only: no IPv6 neighbour discovery noise in captures.
+		Run(t, "ip", "netns", "exec", s.ns, "sysctl", "-q", "-w", "net.ipv6.conf."+s.dev+".disable_ipv6=1")
 		Run(t, "ip", "-n", s.ns, "addr", "add", s.addr.String()+"/24", "dev", s.dev)
 		Run(t, "ip", "-n", s.ns, "link", "set", s.dev, "up")
 	}
