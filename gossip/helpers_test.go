@@ -58,7 +58,9 @@ func newRecorder() *recorder {
 	return &recorder{mu: new(sync.Mutex), recs: new([]slog.Record), print: os.Getenv("WEFT_TEST_LOG") != ""}
 }
 
-func (r *recorder) Enabled(_ context.Context, l slog.Level) bool { return r.print || l >= slog.LevelInfo }
+func (r *recorder) Enabled(_ context.Context, l slog.Level) bool {
+	return r.print || l >= slog.LevelInfo
+}
 
 func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 	rec = rec.Clone()

@@ -123,6 +123,9 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 // decodeMeta parses the wire form. It never panics on arbitrary input.
 // The returned Meta has no Name; the caller fills it from memberlist.
 func decodeMeta(b []byte) (Meta, error) {
+	if len(b) > metaMaxSize {
+		return Meta{}, fmt.Errorf("malformed meta: %d bytes, limit %d", len(b), metaMaxSize)
+	}
 	var m Meta
 	r := metaReader{b: b}
 	version := r.byte()
