@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,7 +107,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("invalid duration %q", s)
+		return fmt.Errorf("line %d: invalid duration %q (want e.g. 10s, 5m)", n.Line, s)
 	}
 	d.Duration = v
 	return nil
@@ -157,9 +159,56 @@ func ParseConfig(r io.Reader) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("invalid config: %w", err)
+		return c, fmt.Errorf("invalid config: %s", nameFields(b, err.Error()))
 	}
 	return c, nil
+}
+
+var lineRef = regexp.MustCompile(`line (\d+):`)
+
+// nameFields rewrites YAML's "line N:" references as the path of the field
+// on that line, so that an error names the field: "gossip.leaseGrace (line 4):".
+func nameFields(doc []byte, msg string) string {
+	var root yaml.Node
+	if yaml.Unmarshal(doc, &root) != nil {
+		return msg
+	}
+	paths := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				paths[k.Line] = p
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if _, ok := paths[c.Line]; !ok {
+					paths[c.Line] = p
+				}
+				walk(c, p)
+			}
+		}
+	}
+	walk(&root, "")
+	return lineRef.ReplaceAllStringFunc(msg, func(m string) string {
+		line, _ := strconv.Atoi(lineRef.FindStringSubmatch(m)[1])
+		if p, ok := paths[line]; ok {
+			return fmt.Sprintf("%s (line %d):", p, line)
+		}
+		return m
+	})
 }
 
 // Complete fills defaults and validates, naming the field of the first

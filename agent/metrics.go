@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the agent's Prometheus series, on a registry of its own.
+type metrics struct {
+	reg            *prometheus.Registry
+	reconcileRuns  prometheus.Counter
+	reconcileErrs  prometheus.Counter
+	reconcileTime  prometheus.Histogram
+	leaseChanges   prometheus.Counter
+	snapshot       func() Status
+	gossipCounters func() map[string]uint64
+}
+
+func newMetrics(snapshot func() Status, gossipCounters func() map[string]uint64) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		reconcileRuns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_reconcile_runs_total", Help: "Reconcile passes of the data plane.",
+		}),
+		reconcileErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_reconcile_errors_total", Help: "Reconcile passes that failed.",
+		}),
+		reconcileTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "weft_reconcile_duration_seconds", Help: "Time to plan and apply the data plane.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		leaseChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_lease_changes_total", Help: "Times this node's pod CIDR lease was obtained or changed.",
+		}),
+		snapshot:       snapshot,
+		gossipCounters: gossipCounters,
+	}
+	m.reg.MustRegister(m.reconcileRuns, m.reconcileErrs, m.reconcileTime, m.leaseChanges, m)
+	return m
+}
+
+var (
+	descMembers   = prometheus.NewDesc("weft_gossip_members", "Live gossip members, this node included.", nil, nil)
+	descLease     = prometheus.NewDesc("weft_lease_info", "This node's pod CIDR lease (1 while held).", []string{"cidr"}, nil)
+	descPeers     = prometheus.NewDesc("weft_tunnel_peers", "Peers programmed in the tunnel.", []string{"backend"}, nil)
+	descSkipped   = prometheus.NewDesc("weft_tunnel_peers_skipped", "Gossip members not programmed (incomplete metadata).", nil, nil)
+	descHandshake = prometheus.NewDesc("weft_tunnel_peer_handshake_age_seconds", "Seconds since the peer's last WireGuard handshake.", []string{"peer"}, nil)
+	descRx        = prometheus.NewDesc("weft_tunnel_peer_rx_bytes", "Bytes received from the peer through the tunnel.", []string{"peer"}, nil)
+	descTx        = prometheus.NewDesc("weft_tunnel_peer_tx_bytes", "Bytes sent to the peer through the tunnel.", []string{"peer"}, nil)
+	descReady     = prometheus.NewDesc("weft_ready", "1 when the node's lease, tunnel and state file are in place.", nil, nil)
+	descGossip    = prometheus.NewDesc("weft_gossip_events_total", "Gossip events by kind (rejected packets, malformed metadata, lease conflicts).", []string{"kind"}, nil)
+)
+
+// Describe implements prometheus.Collector for the snapshot-derived series.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descMembers, descLease, descPeers, descSkipped, descHandshake, descRx, descTx, descReady, descGossip} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector from the agent's latest status.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	st := m.snapshot()
+	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(st.Members))
+	if st.PodCIDR != "" {
+		ch <- prometheus.MustNewConstMetric(descLease, prometheus.GaugeValue, 1, st.PodCIDR)
+	}
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(st.Peers)), st.Backend)
+	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.GaugeValue, float64(len(st.Skipped)))
+	ready := 0.0
+	if st.Ready {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
+	now := time.Now()
+	for _, p := range st.Peers {
+		if !p.LastHandshake.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descHandshake, prometheus.GaugeValue, now.Sub(p.LastHandshake).Seconds(), p.Name)
+		}
+		ch <- prometheus.MustNewConstMetric(descRx, prometheus.CounterValue, float64(p.RxBytes), p.Name)
+		ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, float64(p.TxBytes), p.Name)
+	}
+	if m.gossipCounters != nil {
+		for k, v := range m.gossipCounters() {
+			ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(v), k)
+		}
+	}
+}
+
+// serveHealth serves /healthz (the process is up), /readyz (the data plane
+// is in place) and /metrics on addr until ctx is done.
+func serveHealth(ctx context.Context, addr string, m *metrics, ready func() (bool, string)) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := ready()
+		if !ok {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("failed to listen on metricsAddress %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("health server: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftnet/weft/agent"
+)
+
+func newAgentCommand() *cobra.Command {
+	var (
+		configPath string
+		over       agent.Config
+		seeds      []string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "run the weft node agent",
+		Long: `Run the weft node agent: join the gossip cluster, lease a pod CIDR, keep
+tunnels to every other node, and publish the node state for weft-cni.
+Flags override the config file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg agent.Config
+			if configPath != "" {
+				c, err := agent.LoadConfig(configPath)
+				if err != nil {
+					return err
+				}
+				cfg = c
+			}
+			f := cmd.Flags()
+			if f.Changed("node-name") {
+				cfg.NodeName = over.NodeName
+			}
+			if f.Changed("backend") {
+				cfg.Tunnel.Backend = over.Tunnel.Backend
+			}
+			if f.Changed("cluster-cidr") {
+				cfg.ClusterCIDR = over.ClusterCIDR
+			}
+			if f.Changed("underlay-address") {
+				cfg.Underlay.Address = over.Underlay.Address
+			}
+			if f.Changed("gossip-key-file") {
+				cfg.Gossip.KeyFile = over.Gossip.KeyFile
+			}
+			if f.Changed("seed") {
+				cfg.Gossip.Seeds = seeds
+			}
+			if f.Changed("log-level") {
+				cfg.LogLevel = over.LogLevel
+			}
+			if err := cfg.Complete(); err != nil {
+				return fmt.Errorf("invalid configuration: %w", err)
+			}
+			log := newLogger(cfg.LogLevel)
+			a, err := agent.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log.Info("weft agent starting", "version", version, "node", cfg.NodeName, "backend", cfg.Tunnel.Backend)
+			return a.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "YAML config file")
+	f.StringVar(&over.NodeName, "node-name", "", "node name (default: host name)")
+	f.StringVar(&over.Tunnel.Backend, "backend", "", "tunnel backend: wireguard or vxlan")
+	f.StringVar(&over.ClusterCIDR, "cluster-cidr", "", "pod network CIDR")
+	f.StringVar(&over.Underlay.Address, "underlay-address", "", "this node's underlay address")
+	f.StringVar(&over.Gossip.KeyFile, "gossip-key-file", "", "gossip encryption key file")
+	f.StringSliceVar(&seeds, "seed", nil, "gossip seed ip[:port] (repeatable)")
+	f.StringVar(&over.LogLevel, "log-level", "", "debug, info, warn or error")
+	return cmd
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
