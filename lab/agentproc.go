@@ -118,6 +118,24 @@ func isAgentOf(argv []string, cfg string) bool {
 	return false
 }
 
+// procAlive reports whether pid exists and is not a zombie. Unlike
+// agentRunning it does not read the command line, which is briefly empty
+// while the node-view wrapper execs its way down to the agent.
+func procAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
 // agentRunning reports whether pid is alive and is the agent of cfg.
 func agentRunning(pid int, cfg string) bool {
 	return pid > 0 && isAgentOf(cmdline(pid), cfg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 )
 
 // openState takes the lab's lock and loads its state. The caller runs the
@@ -109,6 +110,10 @@ func (lb *Lab) startLocked(ctx context.Context, st *State, n NodePlan) error {
 	if err != nil {
 		return err
 	}
+	// n may be caught mid-exec by running's command-line check; wait for
+	// it regardless.
+	run = slices.DeleteFunc(run, func(p NodePlan) bool { return p.Name == n.Name })
+	run = append(run, n)
 	pids[n.Name] = pid
 	return waitReady(ctx, lb.opts.Runner, lb.opts.Weft, run, pids, names(run), lb.opts.ReadyTimeout)
 }

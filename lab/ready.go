@@ -145,7 +145,7 @@ func waitReady(ctx context.Context, r Runner, weft string, check []NodePlan, pid
 	for {
 		var still []NodePlan
 		for _, n := range pending {
-			if pid := pids[n.Name]; !agentRunning(pid, n.Paths.Config) {
+			if pid := pids[n.Name]; !procAlive(pid) {
 				return fmt.Errorf("agent of node %s (pid %d) exited; last lines of %s:\n%s", n.Name, pid, n.Paths.Log, tail(n.Paths.Log, 15))
 			}
 			if st := checkNode(ctx, r, weft, n, expect); !st.ready {
