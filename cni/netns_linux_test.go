@@ -387,6 +387,26 @@ func TestNetnsAddCheckDel(t *testing.T) {
 		t.Fatalf("CHECK after deleting the default route = %v, want code %d naming it", err, CodeCheckFailed)
 	}
 
+	// And the host side: pod2's host route.
+	err = n.inNode(func() error {
+		return netlink.RouteDel(&netlink.Route{Dst: host32(ip2), LinkIndex: n.hostLink(r2.Interfaces[0].Name).Attrs().Index,
+			Scope: netlink.SCOPE_LINK})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.check("pod2", pod2.Path()); cniCode(err) != CodeCheckFailed || !strings.Contains(err.Error(), "host route") {
+		t.Fatalf("CHECK after deleting the host route = %v", err)
+	}
+	// Restore it so pod2 still works for the rest of the test.
+	err = n.inNode(func() error {
+		return netlink.RouteAdd(&netlink.Route{Dst: host32(ip2), LinkIndex: n.hostLink(r2.Interfaces[0].Name).Attrs().Index,
+			Scope: netlink.SCOPE_LINK, Src: gw.AsSlice()})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	for i := 0; i < 2; i++ {
 		if err := n.del("pod1", pod1.Path()); err != nil {
 			t.Fatalf("DEL #%d: %v", i+1, err)
@@ -456,10 +476,19 @@ func TestNetnsGC(t *testing.T) {
 	for cid, pod := range pods {
 		hosts[cid] = n.mustAdd(cid, pod).Interfaces[0].Name
 	}
+	// stale2's reservation is already gone (say, released by hand): its
+	// veth is found by the alias weft-cni put on it.
+	s, err := ipam.Open(n.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel, err := s.Release(ipam.Attachment{ContainerID: "stale2", IfName: "eth0"}, netip.Addr{}); err != nil || len(rel) != 1 {
+		t.Fatalf("release stale2 by hand: %v %v", rel, err)
+	}
 	// A runtime that lost its cache: libcni itself issues no DELs, so
 	// only the plugin's GC can clean up.
 	gcCNI := libcni.NewCNIConfigWithCacheDir([]string{n.binDir}, t.TempDir(), nil)
-	err := n.inNode(func() error {
+	err = n.inNode(func() error {
 		return gcCNI.GCNetworkList(context.Background(), n.list, &libcni.GCArgs{
 			ValidAttachments: []types.GCAttachment{{ContainerID: "keep", IfName: "eth0"}},
 		})
