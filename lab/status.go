@@ -80,12 +80,14 @@ func (s Status) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.NetNS, n.UnderlayIP, cidr, agent)
 	}
-	if len(s.Pods) > 0 {
-		fmt.Fprintln(tw, "\t\t\t\t")
-		fmt.Fprintln(tw, "POD\tNODE\tNETNS\tIP\t")
-		for _, p := range s.Pods {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", p.Name, p.Node, p.NetNS, p.IP)
-		}
+	if err := tw.Flush(); err != nil || len(s.Pods) == 0 {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD\tNODE\tNETNS\tIP")
+	for _, p := range s.Pods {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Node, p.NetNS, p.IP)
 	}
 	return tw.Flush()
 }

@@ -67,6 +67,7 @@ State lives in /run/weft-lab/<name>/.`,
 		newLabPodCommand(f),
 		newLabExecCommand(f),
 		newLabStatusCommand(f),
+		newLabCheckCommand(f),
 		newLabCNIExecCommand(),
 	)
 	return cmd
@@ -283,6 +284,39 @@ func newLabStatusCommand(f *labFlags) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+func newLabCheckCommand(f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "ping, TCP and UDP between pods on every pair of nodes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := f.open()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			res, err := l.Check(ctx)
+			if err != nil {
+				return err
+			}
+			failed := 0
+			w := cmd.OutOrStdout()
+			for _, r := range res {
+				if r.Err != nil {
+					failed++
+					fmt.Fprintf(w, "FAIL %-4s %s -> %s: %v\n", r.Proto, r.From, r.To, r.Err)
+				}
+			}
+			fmt.Fprintf(w, "%d of %d probes between pods on different nodes passed (icmp, tcp, udp; no NAT)\n", len(res)-failed, len(res))
+			if failed > 0 {
+				return fmt.Errorf("%d probes failed", failed)
+			}
+			return nil
+		},
+	}
 }
 
 // newLabCNIExecCommand is the helper `weft lab pod` runs under
