@@ -61,7 +61,9 @@ func (n *Node) Start(ctx context.Context) (netip.Prefix, error) {
 
 // otherSeeds returns the configured seeds minus our own address.
 func (n *Node) otherSeeds() []string {
-	self := n.ml.LocalNode().Address()
+	n.mu.Lock()
+	self := n.selfAddr
+	n.mu.Unlock()
 	selfAP, selfErr := netip.ParseAddrPort(self)
 	var out []string
 	for _, s := range n.cfg.Seeds {
@@ -159,7 +161,7 @@ func (n *Node) tryObtain(persisted leaseRecord, havePersisted bool) (netip.Prefi
 	chosen := false
 	switch {
 	case n.forceClaim.IsValid():
-		self.PodCIDR, self.ClaimedAt, self.Static = n.forceClaim, now, false
+		self.PodCIDR, self.ClaimedAt, self.Static = n.forceClaim, now.Round(0), false
 		chosen, why = true, "forced"
 	case havePersisted && (persisted.CIDR == n.cfg.StaticLease || !overlapsAny(persisted.CIDR, taken)):
 		self.PodCIDR, self.ClaimedAt = persisted.CIDR, persisted.ClaimedAt
@@ -170,12 +172,12 @@ func (n *Node) tryObtain(persisted leaseRecord, havePersisted bool) (netip.Prefi
 		n.stats.reclaims.Add(1)
 	}
 	if !chosen && n.cfg.StaticLease.IsValid() {
-		self.PodCIDR, self.ClaimedAt, self.Static = n.cfg.StaticLease, now, true
+		self.PodCIDR, self.ClaimedAt, self.Static = n.cfg.StaticLease, now.Round(0), true
 		chosen, why = true, "static"
 	}
 	if !chosen {
 		if p, ok := freeBlock(n.cfg.ClusterCIDR, n.cfg.BlockBits, taken, n.startIndex(n.cfg.NodeName)); ok {
-			self.PodCIDR, self.ClaimedAt, self.Static = p, now, false
+			self.PodCIDR, self.ClaimedAt, self.Static = p, now.Round(0), false
 			chosen, why = true, "claimed"
 		}
 	}
@@ -280,7 +282,7 @@ func (n *Node) checkLease() {
 	taken, _ := n.takenLocked(now)
 	p, ok := freeBlock(n.cfg.ClusterCIDR, n.cfg.BlockBits, taken, n.startIndex(n.cfg.NodeName))
 	if ok {
-		self.PodCIDR, self.ClaimedAt, self.Static = p, now, false
+		self.PodCIDR, self.ClaimedAt, self.Static = p, now.Round(0), false
 	} else {
 		self.PodCIDR, self.ClaimedAt, self.Static = netip.Prefix{}, time.Time{}, false
 	}

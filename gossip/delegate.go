@@ -94,6 +94,11 @@ func (d delegate) NotifyLeave(node *memberlist.Node)  { d.n.memberDown(node) }
 // memberUp records a live member's meta.
 func (n *Node) memberUp(node *memberlist.Node) {
 	if node.Name == n.cfg.NodeName {
+		// memberlist announces us to ourselves in Create; keep our
+		// address (LocalNode() would be read without memberlist's lock).
+		n.mu.Lock()
+		n.selfAddr = node.Address()
+		n.mu.Unlock()
 		return
 	}
 	name := node.Name
@@ -142,31 +147,33 @@ func (n *Node) memberUp(node *memberlist.Node) {
 }
 
 // memberDown forgets a member. A failed member's lease becomes a tombstone
-// for LeaseGrace; a member that left cleanly frees it at once.
+// for LeaseGrace. A member that leaves cleanly has already published meta
+// without a lease (see Leave), so nothing is held for it.
+//
+// We cannot tell "left" from "failed" by node.State here: in memberlist
+// v0.7.0 the Node handed to NotifyLeave carries a State field that
+// memberlist never updates (its nodeState.State shadows it).
 func (n *Node) memberDown(node *memberlist.Node) {
 	if node.Name == n.cfg.NodeName {
 		return
 	}
 	name := node.Name
-	left := node.State == memberlist.StateLeft
 	now := time.Now()
 	n.mu.Lock()
 	meta, ok := n.members[name]
 	delete(n.members, name)
 	delete(n.addrs, name)
 	delete(n.foreign, name)
-	if left {
-		delete(n.tombs, name)
-	} else if ok && meta.PodCIDR.IsValid() {
+	hold := ok && meta.PodCIDR.IsValid()
+	if hold {
 		n.tombs[name] = tombstone{claim: claimOf(meta), Expires: now.Add(n.cfg.LeaseGrace)}
 	}
 	n.mu.Unlock()
-	if ok {
-		if left {
-			n.log.Info("member left; lease freed", "peer", name, "block", meta.PodCIDR)
-		} else {
-			n.log.Info("member failed; lease held", "peer", name, "block", meta.PodCIDR, "grace", n.cfg.LeaseGrace)
-		}
+	switch {
+	case hold:
+		n.log.Info("member failed; lease held", "peer", name, "block", meta.PodCIDR, "grace", n.cfg.LeaseGrace)
+	case ok:
+		n.log.Info("member gone; it held no lease", "peer", name)
 	}
 	n.wake()
 	n.notify()

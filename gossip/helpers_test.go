@@ -227,3 +227,20 @@ func blockIndex(cluster netip.Prefix, p netip.Prefix) uint64 {
 	y := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	return uint64((y - x) >> (32 - p.Bits()))
 }
+
+// reserved reports whether n would refuse to claim p now.
+func (n *Node) reserved(p netip.Prefix) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	taken, _ := n.takenLocked(time.Now())
+	return overlapsAny(p, taken)
+}
+
+// names returns the names in metas.
+func names(ms []Meta) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
+}

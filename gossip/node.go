@@ -47,6 +47,7 @@ type Node struct {
 
 	mu             sync.Mutex // guards the fields below
 	self           Meta
+	selfAddr       string               // our memberlist host:port
 	selfEnc        []byte               // encodeMeta(self), served to memberlist
 	members        map[string]Meta      // live members of our cluster with good meta, by name
 	addrs          map[string]string    // every live memberlist member (any meta) -> host:port
@@ -253,12 +254,26 @@ func (n *Node) wake() {
 }
 
 // Leave announces a clean departure, which frees our lease on the other
-// nodes at once, then shuts down.
+// nodes at once, then shuts down. It first publishes meta without a lease
+// (so the others hold no tombstone for it), then leaves memberlist; each
+// step waits up to timeout for its broadcast. The lease file is kept, so a
+// restart reuses the block if it is still free.
 func (n *Node) Leave(timeout time.Duration) error {
 	if !n.halt() {
 		return nil
 	}
 	var errs []error
+	n.mu.Lock()
+	released := n.self.clone()
+	block := released.PodCIDR
+	released.PodCIDR, released.ClaimedAt, released.Static = netip.Prefix{}, time.Time{}, false
+	err := n.setSelfLocked(released)
+	n.mu.Unlock()
+	if err == nil && block.IsValid() {
+		if err := n.ml.UpdateNode(timeout); err != nil {
+			errs = append(errs, fmt.Errorf("failed to announce release of %s: %w", block, err))
+		}
+	}
 	if err := n.ml.Leave(timeout); err != nil {
 		errs = append(errs, fmt.Errorf("failed to announce leave: %w", err))
 	}
