@@ -7,7 +7,8 @@
 // underlay.go's address plan, agentconfig.go, conflist.go, commands.go) is
 // pure: it derives names, addresses, per-node paths, agent configs and the
 // exact `ip` commands from a Spec and is unit-tested without root. The
-// applier (runner.go, netns.go, agentproc.go, ready.go, pods.go, lab.go) is
+// applier (runner.go, netns.go, agentproc.go, ready.go, cni.go, pods.go,
+// nodes.go, lab.go, status.go, exec.go, check.go) is
 // thin: it runs those commands, starts and kills agents and records what it
 // made in state.json so that `down` can remove it even after a crash.
 //
