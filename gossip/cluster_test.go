@@ -18,8 +18,10 @@ func TestConvergence(t *testing.T) {
 		nodes[i] = c.node(fmt.Sprintf("node-%02d", i), seeds, nil)
 	}
 	start := time.Now()
+	stop := watchPeers(t, nodes)
 	c.startAll(nodes)
 	waitConverged(t, 20*time.Second, nodes)
+	stop()
 	t.Logf("%d nodes converged in %s", count, time.Since(start))
 	for _, n := range nodes {
 		if got := n.Members(); got != count {

@@ -244,3 +244,38 @@ func names(ms []Meta) []string {
 	}
 	return out
 }
+
+// watchPeers checks, until the returned stop is called, that no node's
+// Peers() ever holds two overlapping blocks.
+func watchPeers(t *testing.T, nodes []*Node) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	finished := make(chan string)
+	go func() {
+		var bad string
+		for {
+			for _, n := range nodes {
+				ps := n.Peers()
+				for i, a := range ps {
+					for _, b := range ps[i+1:] {
+						if a.PodCIDR.Overlaps(b.PodCIDR) && bad == "" {
+							bad = fmt.Sprintf("%s: Peers() has %s=%s and %s=%s", n.cfg.NodeName, a.Name, a.PodCIDR, b.Name, b.PodCIDR)
+						}
+					}
+				}
+			}
+			select {
+			case <-done:
+				finished <- bad
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		if bad := <-finished; bad != "" {
+			t.Error(bad)
+		}
+	}
+}

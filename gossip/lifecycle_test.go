@@ -23,14 +23,12 @@ func TestClaimRace(t *testing.T) {
 		nodes[i] = c.node(fmt.Sprintf("race-%02d", i), seeds, nil)
 		nodes[i].forceClaim = block
 	}
+	stop := watchPeers(t, nodes)
 	c.startAll(nodes)
 	waitConverged(t, 20*time.Second, nodes)
+	stop()
 
 	// Who claimed the block first, by the ClaimedAt each logged.
-	type first struct {
-		name string
-		at   time.Time
-	}
 	var claims []claim
 	for _, r := range c.log.find(slog.LevelInfo, "obtained lease") {
 		at, err := time.Parse("2006-01-02 15:04:05.999999999 -0700 MST", r["claimedAt"])
@@ -117,8 +115,10 @@ func TestPartitionHeal(t *testing.T) {
 		winners[w.Name] = p
 	}
 
+	stop := watchPeers(t, all)
 	c.net.Partition(false, nil)
 	waitConverged(t, 20*time.Second, all)
+	stop()
 	var lost uint64
 	for _, n := range all {
 		lost += n.Stats().ConflictsLost
