@@ -259,7 +259,7 @@ func checkUnderlayCapture(t *testing.T, c *cluster, pods []labPod) {
 		t.Fatalf("tcpdump is required for this test (make deps installs it): %v", err)
 	}
 	pcap := filepath.Join(t.TempDir(), "underlay.pcap")
-	cmd := exec.Command("ip", "netns", "exec", c.layout.UnderlayNS(), "tcpdump", "-i", "br0", "-nn", "-U", "-w", pcap, "ip")
+	cmd := exec.Command("ip", "netns", "exec", c.layout.UnderlayNS(), "tcpdump", "-i", "br0", "-nn", "-U", "--immediate-mode", "-w", pcap, "ip")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
