@@ -279,3 +279,15 @@ func watchPeers(t *testing.T, nodes []*Node) (stop func()) {
 		}
 	}
 }
+
+// logged reports whether a record at level or above mentions substr.
+func (r *recorder) logged(level slog.Level, substr string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range *r.recs {
+		if rec.Level >= level && strings.Contains(strings.ToLower(rec.Message), substr) {
+			return true
+		}
+	}
+	return false
+}

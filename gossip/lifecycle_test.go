@@ -295,9 +295,8 @@ func TestWrongKey(t *testing.T) {
 	if n0.Members() != 2 || slices.Contains(names(n0.Peers()), "intruder") {
 		t.Errorf("n0 sees %d members, peers %v", n0.Members(), names(n0.Peers()))
 	}
-	if len(c.log.find(slog.LevelWarn, "memberlist: failed to receive: no installed keys could decrypt the message")) == 0 &&
-		len(c.log.find(slog.LevelError, "memberlist: failed to receive: no installed keys could decrypt the message")) == 0 {
-		t.Logf("note: decrypt failure logged in another wording")
+	if !c.log.logged(slog.LevelWarn, "decrypt") {
+		t.Error("decrypt failure not logged at warn or above")
 	}
 }
 
