@@ -136,6 +136,19 @@ func procAlive(pid int) bool {
 	return b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
+// procExited reports whether pid has fully exited: gone, or a zombie whose
+// other threads are gone too. A multi-threaded process's leader turns
+// zombie while its other threads are still exiting, and the files they
+// share (the agent's listening sockets among them) close only when the last
+// thread is done.
+func procExited(pid int) bool {
+	if procAlive(pid) {
+		return false
+	}
+	tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
+	return err != nil || len(tasks) <= 1
+}
+
 // agentRunning reports whether pid is alive and is the agent of cfg.
 func agentRunning(pid int, cfg string) bool {
 	return pid > 0 && isAgentOf(cmdline(pid), cfg)
@@ -150,8 +163,11 @@ func killAgent(pid int, cfg string) error {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("failed to kill agent pid %d: %w", pid, err)
 	}
+	// Wait on the process state, not the command line: the command line
+	// empties when the process drops its memory, before the kernel closes
+	// its sockets, and a restarted agent needs the gossip port free.
 	deadline := time.Now().Add(5 * time.Second)
-	for agentRunning(pid, cfg) {
+	for !procExited(pid) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("agent pid %d did not exit after SIGKILL", pid)
 		}
