@@ -49,7 +49,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: log.With("component", "agent", "node", cfg.NodeName)}
 	a.status = Status{Node: cfg.NodeName, ClusterID: cfg.ClusterID, Backend: cfg.Tunnel.Backend, Interface: cfg.Tunnel.Interface}
-	a.metrics = newMetrics(a.Status, nil)
+	a.metrics = newMetrics(a.liveStatus, nil)
 	return a, nil
 }
 

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -121,6 +124,35 @@ func testOverlay(t *testing.T, backend string) {
 				t.Errorf("pod %s/%s -> world: seen as %s, want its node's address %s", p.Node, p.Name, seen.Addr(), nodeIP[p.Node])
 			}
 		}
+	})
+
+	t.Run("health, readiness and metrics", func(t *testing.T) {
+		checkMetrics(t, c, "n1", backend)
+	})
+
+	t.Run("drift is repaired within the resync interval", func(t *testing.T) {
+		var n2Block string
+		for _, n := range st.Nodes {
+			if n.Name == "n2" {
+				n2Block = n.PodCIDR
+			}
+		}
+		ns := c.layout.NodeNS("n1")
+		if out, err := exec.Command("ip", "-n", ns, "route", "del", n2Block).CombinedOutput(); err != nil {
+			t.Fatalf("deleting n1's route to %s: %v %s", n2Block, err, out)
+		}
+		if backend == "wireguard" {
+			key := c.mustWeft("lab", "exec", "--name", c.name, "n2", "--", "wg", "show", "weft0", "public-key")
+			c.mustWeft("lab", "exec", "--name", c.name, "n1", "--", "wg", "set", "weft0", "peer", strings.TrimSpace(key), "remove")
+		}
+		took := eventually(t, 10*time.Second, "route and peer restored", func() error {
+			out, err := exec.Command("ip", "-n", ns, "route", "show", n2Block).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) == "" {
+				return fmt.Errorf("no route to %s on n1 yet", n2Block)
+			}
+			return reachAll(podsOn(st.Pods, "n1"), podsOn(st.Pods, "n2"), time.Second)
+		})
+		t.Logf("hand-deleted state repaired and traffic flowing again after %s (lab resync interval 2s)", took.Round(time.Millisecond))
 	})
 
 	if backend == "wireguard" {
@@ -324,4 +356,67 @@ func firstLines(s string, n int) string {
 		lines = lines[:n]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func podsOn(pods []labPod, node string) []labPod {
+	var out []labPod
+	for _, p := range pods {
+		if p.Node == node {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// checkMetrics reads /healthz, /readyz and /metrics from inside a node.
+func checkMetrics(t *testing.T, c *cluster, node, backend string) {
+	t.Helper()
+	get := func(path string) (int, string) {
+		// The transport dials from its own goroutine: open the socket
+		// inside the node's namespace explicitly.
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var conn net.Conn
+			err := probe.InNetns(c.nodeNSPath(node), func() error {
+				var d net.Dialer
+				var err error
+				conn, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		}
+		client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+		resp, err := client.Get("http://127.0.0.1:9464" + path)
+		if err != nil {
+			t.Fatalf("GET %s on %s: %v", path, node, err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("GET %s on %s: %v", path, node, err)
+		}
+		return resp.StatusCode, string(b)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, body := get(p); code != 200 {
+			t.Errorf("%s on %s: %d %s", p, node, code, body)
+		}
+	}
+	_, m := get("/metrics")
+	for _, want := range []string{
+		"weft_ready 1",
+		"weft_gossip_members 3",
+		`weft_tunnel_peers{backend="` + backend + `"} 2`,
+		"weft_reconcile_runs_total",
+		"weft_reconcile_duration_seconds_bucket",
+		`weft_gossip_events_total{kind="decrypt_failures"} 0`,
+		"weft_lease_info{cidr=",
+		`weft_tunnel_peer_rx_bytes{peer="n2"}`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics on %s lacks %q", node, want)
+		}
+	}
+	if backend == "wireguard" && !strings.Contains(m, `weft_tunnel_peer_handshake_age_seconds{peer="n2"}`) {
+		t.Errorf("/metrics on %s lacks the handshake age of n2", node)
+	}
 }
