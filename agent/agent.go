@@ -87,6 +87,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	cfg := a.cfg
 
+	// Everything that can be wrong with the inputs is checked before the
+	// node is changed in any way.
+	key, err := gossip.LoadKey(cfg.Gossip.KeyFile)
+	if err != nil {
+		return fmt.Errorf("gossip.keyFile: %w", err)
+	}
 	u, err := detectUnderlay(netlinkLister{}, cfg.Underlay)
 	if err != nil {
 		return err
@@ -95,13 +101,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.setStatus(func(s *Status) { s.UnderlayIP = u.Address.String() })
 	a.log.Info("underlay", "interface", u.Interface, "address", u.Address, "mtu", u.MTU)
 
-	if err := applySysctls("/proc/sys", requiredSysctls); err != nil {
-		return err
-	}
-	key, err := gossip.LoadKey(cfg.Gossip.KeyFile)
-	if err != nil {
-		return fmt.Errorf("gossip.keyFile: %w", err)
-	}
 	backend, err := newBackend(cfg.Tunnel.Backend, tunnel.Config{
 		Interface: cfg.Tunnel.Interface,
 		Port:      cfg.Tunnel.Port,
@@ -138,6 +137,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	a.gossip = g
+	if err := applySysctls("/proc/sys", requiredSysctls); err != nil {
+		return err
+	}
 	a.metrics.gossipCounters = func() map[string]uint64 { return gossipCounters(g.Stats()) }
 
 	errc := make(chan error, 2)
