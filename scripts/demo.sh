@@ -17,7 +17,7 @@ start=$(date +%s.%N)
 "$weft" lab down --name "$name" >/dev/null 2>&1 || true
 
 say "Starting a 3-node weft cluster (WireGuard, 2 pods per node) in network namespaces"
-"$weft" lab up --name "$name" --nodes 3 --backend wireguard --pods-per-node 2
+"$weft" lab up --name "$name" --nodes 3 --backend wireguard --pods-per-node 2 --quiet >/dev/null
 
 say "Nodes and pods"
 "$weft" lab status --name "$name"
