@@ -77,19 +77,27 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
+// labRun adapts fn into a cobra RunE: it opens the lab named by the flags
+// and runs fn with a context that ends on SIGINT or SIGTERM.
+func (f *labFlags) labRun(fn func(ctx context.Context, cmd *cobra.Command, l *lab.Lab, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		l, err := f.open()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := signalContext()
+		defer cancel()
+		return fn(ctx, cmd, l, args)
+	}
+}
+
 func newLabUpCommand(f *labFlags) *cobra.Command {
 	var spec lab.Spec
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "create the lab and start one agent per node; returns when all are ready",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := f.open()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext()
-			defer cancel()
+		RunE: f.labRun(func(ctx context.Context, cmd *cobra.Command, l *lab.Lab, _ []string) error {
 			if err := l.Up(ctx, spec); err != nil {
 				return err
 			}
@@ -98,7 +106,7 @@ func newLabUpCommand(f *labFlags) *cobra.Command {
 				return err
 			}
 			return st.WriteTable(cmd.OutOrStdout())
-		},
+		}),
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&spec.Nodes, "nodes", lab.DefaultNodes, "number of nodes")
@@ -114,34 +122,22 @@ func newLabDownCommand(f *labFlags) *cobra.Command {
 		Use:   "down",
 		Short: "kill the lab's agents, delete its namespaces and state (idempotent)",
 		Args:  cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			l, err := f.open()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext()
-			defer cancel()
+		RunE: f.labRun(func(ctx context.Context, _ *cobra.Command, l *lab.Lab, _ []string) error {
 			return l.Down(ctx)
-		},
+		}),
 	}
 }
 
 func newLabNodeCommand(f *labFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "add, stop, start or delete nodes"}
 	run := func(fn func(context.Context, *lab.Lab, string) error) func(*cobra.Command, []string) error {
-		return func(_ *cobra.Command, args []string) error {
-			l, err := f.open()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext()
-			defer cancel()
+		return f.labRun(func(ctx context.Context, _ *cobra.Command, l *lab.Lab, args []string) error {
 			name := ""
 			if len(args) > 0 {
 				name = args[0]
 			}
 			return fn(ctx, l, name)
-		}
+		})
 	}
 	cmd.AddCommand(
 		&cobra.Command{
@@ -191,13 +187,7 @@ func newLabPodCommand(f *labFlags) *cobra.Command {
 		Use:   "add NODE POD",
 		Short: "create a pod netns on NODE and wire it with CNI ADD",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := f.open()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext()
-			defer cancel()
+		RunE: f.labRun(func(ctx context.Context, cmd *cobra.Command, l *lab.Lab, args []string) error {
 			p, err := l.AddPod(ctx, args[0], args[1])
 			if err != nil {
 				return err
@@ -207,22 +197,16 @@ func newLabPodCommand(f *labFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s/%s netns %s ip %s\n", p.Node, p.Name, p.NetNS, p.IP)
 			return nil
-		},
+		}),
 	}
 	add.Flags().BoolVar(&asJSON, "json", false, "print the pod as JSON")
 	del := &cobra.Command{
 		Use:   "del NODE POD",
 		Short: "run CNI DEL for the pod and delete its netns",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(_ *cobra.Command, args []string) error {
-			l, err := f.open()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext()
-			defer cancel()
+		RunE: f.labRun(func(ctx context.Context, _ *cobra.Command, l *lab.Lab, args []string) error {
 			return l.DeletePod(ctx, args[0], args[1])
-		},
+		}),
 	}
 	cmd.AddCommand(add, del)
 	return cmd
@@ -291,13 +275,7 @@ func newLabCheckCommand(f *labFlags) *cobra.Command {
 		Use:   "check",
 		Short: "ping, TCP and UDP between pods on every pair of nodes",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := f.open()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := signalContext()
-			defer cancel()
+		RunE: f.labRun(func(ctx context.Context, cmd *cobra.Command, l *lab.Lab, _ []string) error {
 			res, err := l.Check(ctx)
 			if err != nil {
 				return err
@@ -315,7 +293,7 @@ func newLabCheckCommand(f *labFlags) *cobra.Command {
 				return fmt.Errorf("%d probes failed", failed)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
