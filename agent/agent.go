@@ -24,8 +24,9 @@ import (
 
 // Agent is one node's weft.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger // this component's
+	base *slog.Logger // handed to gossip and the tunnel, which tag their own
 
 	gossip  *gossip.Node
 	metrics *metrics
@@ -47,7 +48,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: log.With("component", "agent", "node", cfg.NodeName)}
+	a := &Agent{cfg: cfg, base: log, log: log.With("component", "agent", "node", cfg.NodeName)}
 	a.status = Status{Node: cfg.NodeName, ClusterID: cfg.ClusterID, Backend: cfg.Tunnel.Backend, Interface: cfg.Tunnel.Interface}
 	a.metrics = newMetrics(a.liveStatus, nil)
 	return a, nil
@@ -106,7 +107,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Port:      cfg.Tunnel.Port,
 		KeyFile:   cfg.Tunnel.KeyFile,
 		VNI:       cfg.Tunnel.VNI,
-		Logger:    a.log.With("component", "tunnel"),
+		Logger:    a.base.With("node", cfg.NodeName),
 	})
 	if err != nil {
 		return err
@@ -131,7 +132,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		LeaseFile:     cfg.Gossip.LeaseFile,
 		LeaseGrace:    cfg.Gossip.LeaseGrace.Duration,
 		Meta:          gossip.Meta{UnderlayIP: u.Address, TunnelPort: cfg.Tunnel.Port},
-		Logger:        a.log,
+		Logger:        a.base,
 	})
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
