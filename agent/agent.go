@@ -35,6 +35,8 @@ type Agent struct {
 	backendMu sync.Mutex // serialises calls into backend
 	backend   tunnel.Backend
 
+	leaveReq chan struct{} // buffered(1): `weft leave` asked us to leave
+
 	mu      sync.Mutex // guards the fields below
 	status  Status
 	ready   bool
@@ -48,7 +50,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Agent{cfg: cfg, base: log, log: log.With("component", "agent", "node", cfg.NodeName)}
+	a := &Agent{cfg: cfg, base: log, log: log.With("component", "agent", "node", cfg.NodeName), leaveReq: make(chan struct{}, 1)}
 	a.status = Status{Node: cfg.NodeName, ClusterID: cfg.ClusterID, Backend: cfg.Tunnel.Backend, Interface: cfg.Tunnel.Interface}
 	a.metrics = newMetrics(a.liveStatus, nil)
 	return a, nil
@@ -144,7 +146,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.metrics.gossipCounters = func() map[string]uint64 { return gossipCounters(g.Stats()) }
 
 	errc := make(chan error, 2)
-	go func() { errc <- serveStatus(ctx, cfg.StatusSocket, a.liveStatus) }()
+	go func() { errc <- serveStatus(ctx, cfg.StatusSocket, a.liveStatus, a.requestLeave) }()
 	if cfg.MetricsAddress != "off" {
 		go func() { errc <- serveHealth(ctx, cfg.MetricsAddress, a.metrics, a.readiness) }()
 	}
@@ -154,7 +156,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		g.Shutdown()
 		return fmt.Errorf("failed to join the cluster and obtain a lease: %w", err)
 	}
-	defer a.shutdown()
+	leaving := false
+	defer func() { a.shutdown(leaving) }()
 
 	if err := a.setupLease(ctx, lease); err != nil {
 		return err
@@ -166,6 +169,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-a.leaveReq:
+			a.log.Info("leaving the cluster: freeing the lease and removing the data plane")
+			leaving = true
 			return nil
 		case err := <-errc:
 			if err != nil {
@@ -333,16 +340,41 @@ func (a *Agent) setStatus(f func(*Status)) {
 	f(&a.status)
 }
 
-// shutdown stops gossip without leaving and closes the backend leaving the
-// data plane in place.
-func (a *Agent) shutdown() {
-	if err := a.gossip.Shutdown(); err != nil {
+// shutdown ends the agent. By default it stops gossip without leaving and
+// leaves the data plane in place (a restart must not cut pods off, and the
+// lease stays reserved for this node). When leaving, it announces the leave
+// so others free the lease at once, and removes the tunnel device, routes,
+// masquerade table and state file.
+func (a *Agent) shutdown(leave bool) {
+	if leave {
+		if err := a.gossip.Leave(5 * time.Second); err != nil {
+			a.log.Warn("gossip leave", "err", err)
+		}
+	} else if err := a.gossip.Shutdown(); err != nil {
 		a.log.Warn("gossip shutdown", "err", err)
 	}
 	a.backendMu.Lock()
 	defer a.backendMu.Unlock()
-	if err := a.backend.Close(false); err != nil {
+	if err := a.backend.Close(leave); err != nil {
 		a.log.Warn("tunnel close", "err", err)
+	}
+	if !leave {
+		return
+	}
+	if conn, err := masquerade.NewConn(); err == nil {
+		if err := masquerade.Remove(conn); err != nil {
+			a.log.Warn("masquerade removal", "err", err)
+		}
+	}
+	if err := nodestate.Remove(a.cfg.StateFile); err != nil {
+		a.log.Warn("state file removal", "err", err)
+	}
+}
+
+func (a *Agent) requestLeave() {
+	select {
+	case a.leaveReq <- struct{}{}:
+	default:
 	}
 }
 

@@ -40,11 +40,15 @@ type PeerStatus struct {
 	TxBytes       int64     `json:"txBytes"`
 }
 
-const statusPath = "/v1/status"
+const (
+	statusPath = "/v1/status"
+	leavePath  = "/v1/leave"
+)
 
 // serveStatus listens on a unix socket (replacing a stale one) and answers
-// GET /v1/status with get(). It returns when ctx is done.
-func serveStatus(ctx context.Context, socket string, get func() Status) error {
+// GET /v1/status with get(); POST /v1/leave calls leave(). It returns when
+// ctx is done.
+func serveStatus(ctx context.Context, socket string, get func() Status, leave func()) error {
 	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
 		return fmt.Errorf("failed to create status socket directory: %w", err)
 	}
@@ -64,6 +68,10 @@ func serveStatus(ctx context.Context, socket string, get func() Status) error {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(get())
 	})
+	mux.HandleFunc("POST "+leavePath, func(w http.ResponseWriter, _ *http.Request) {
+		leave()
+		w.WriteHeader(http.StatusAccepted)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -77,15 +85,38 @@ func serveStatus(ctx context.Context, socket string, get func() Status) error {
 	return nil
 }
 
-// FetchStatus asks the agent behind socket for its status.
-func FetchStatus(ctx context.Context, socket string) (Status, error) {
-	var st Status
-	client := &http.Client{Transport: &http.Transport{
+func unixClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		},
 	}}
+}
+
+// RequestLeave asks the agent behind socket to leave the cluster for good:
+// it frees its lease at once, removes its tunnel, routes and state file, and
+// exits.
+func RequestLeave(ctx context.Context, socket string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://weft"+leavePath, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := unixClient(socket).Do(req)
+	if err != nil {
+		return fmt.Errorf("failed to reach the agent at %s (is `weft agent` running?): %w", socket, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("agent at %s answered %s", socket, resp.Status)
+	}
+	return nil
+}
+
+// FetchStatus asks the agent behind socket for its status.
+func FetchStatus(ctx context.Context, socket string) (Status, error) {
+	var st Status
+	client := unixClient(socket)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://weft"+statusPath, nil)
 	if err != nil {
 		return st, err

@@ -19,6 +19,7 @@ func main() {
 		newAgentCommand(),
 		newStatusCommand(),
 		newPeersCommand(),
+		newLeaveCommand(),
 		newKeygenCommand(),
 		newVersionCommand(),
 		newLabCommand(),

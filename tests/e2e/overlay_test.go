@@ -194,6 +194,36 @@ func testOverlay(t *testing.T, backend string) {
 		t.Logf("new node reachable from every other node %s after its agent was ready", took.Round(time.Millisecond))
 	})
 
+	t.Run("a node that leaves cleanly is dropped at once and cleans up", func(t *testing.T) {
+		sock := c.layout.Node("n4").StatusSocket
+		c.mustWeft("lab", "exec", "--name", c.name, "n4", "--", filepath.Join(binDir, "weft"), "leave", "--socket", sock)
+		took := eventually(t, 3*time.Second, "n4 dropped by every other node", func() error {
+			for _, n := range []string{"n1", "n2", "n3"} {
+				as, err := c.agentStatus(n)
+				if err != nil {
+					return err
+				}
+				for _, p := range as.Peers {
+					if p.Name == "n4" {
+						return fmt.Errorf("%s still lists n4", n)
+					}
+				}
+			}
+			return nil
+		})
+		t.Logf("clean leave seen by every node in %s", took.Round(time.Millisecond))
+		eventually(t, 5*time.Second, "n4 removed its own data plane", func() error {
+			if _, err := os.Stat(c.layout.Node("n4").StateFile); err == nil {
+				return fmt.Errorf("n4's state file is still there")
+			}
+			iface := map[string]string{"wireguard": "weft0", "vxlan": "weft-vxlan"}[backend]
+			if err := exec.Command("ip", "-n", c.layout.NodeNS("n4"), "link", "show", iface).Run(); err == nil {
+				return fmt.Errorf("n4 still has %s", iface)
+			}
+			return nil
+		})
+	})
+
 	t.Run("a node taken away disappears from peers and routes", func(t *testing.T) {
 		var gone string
 		for _, n := range c.status().Nodes {
@@ -203,7 +233,7 @@ func testOverlay(t *testing.T, backend string) {
 		}
 		c.mustWeft("lab", "node", "del", "n3", "--name", c.name)
 		took := eventually(t, 30*time.Second, "n3 withdrawn everywhere", func() error {
-			for _, n := range []string{"n1", "n2", "n4"} {
+			for _, n := range []string{"n1", "n2"} { // n4 has left
 				as, err := c.agentStatus(n)
 				if err != nil {
 					return err
