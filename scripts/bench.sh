@@ -53,11 +53,7 @@ done
 for cmd in ip wg iperf3 ss; do
   command -v "$cmd" >/dev/null || die "$cmd is missing: make deps"
 done
-if ! command -v jq >/dev/null; then
-  echo "bench: installing jq (reads iperf3's JSON)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null ||
-    die "failed to install jq"
-fi
+command -v jq >/dev/null || die "jq is missing: run make deps (make bench does)"
 
 # Lab names carry this shell's pid, so two benches, or a bench and anyone
 # else's lab, never share a namespace. A name already taken is left alone.

@@ -13,6 +13,7 @@ declare -A want=(
   [ping]=iputils-ping
   [unshare]=util-linux
   [setsid]=util-linux
+  [jq]=jq
 )
 
 missing=()
