@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,7 +96,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 // serveHealth serves /healthz (the process is up), /readyz (the data plane
-// is in place) and /metrics on addr until ctx is done.
+// is in place), /metrics and /debug/pprof on addr until ctx is done.
 func serveHealth(ctx context.Context, addr string, m *metrics, ready func() (bool, string)) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -110,6 +111,12 @@ func serveHealth(ctx context.Context, addr string, m *metrics, ready func() (boo
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	// Profiles, for diagnosing the agent in place (the listener is
+	// loopback-only unless configured otherwise).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("failed to listen on metricsAddress %s: %w", addr, err)

@@ -1,6 +1,7 @@
 package wireguard
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -35,9 +36,15 @@ func startEmbedded(name string, mtu int, log *slog.Logger) (*embedded, error) {
 		tdev.Close()
 		return nil, fmt.Errorf("TUN device came up as %s, not %s", real, name)
 	}
+	// As wireguard-go's own main.go does, verbose logging is a no-op unless
+	// it is wanted: the device calls it on its packet paths, and formatting
+	// a message nobody reads costs throughput.
 	logger := &device.Logger{
-		Verbosef: func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
+		Verbosef: device.DiscardLogf,
 		Errorf:   func(format string, args ...any) { log.Error(fmt.Sprintf(format, args...)) },
+	}
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		logger.Verbosef = func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) }
 	}
 	dev := device.NewDevice(tdev, conn.NewDefaultBind(), logger) // owns tdev now
 
