@@ -1,0 +1,35 @@
+package kube
+
+import (
+	"fmt"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// NewClient connects with a kubeconfig file, or with the in-cluster
+// ServiceAccount when kubeconfig is empty.
+func NewClient(kubeconfig, userAgent string) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes: not running in a cluster and no kubeconfig given: %w", err)
+		}
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes.kubeconfig: %s: %w", kubeconfig, err)
+		}
+	}
+	cfg.UserAgent = userAgent
+	// An agent on every node: keep its share of the API server small.
+	cfg.QPS, cfg.Burst = 5, 10
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create a Kubernetes client: %w", err)
+	}
+	return cs, nil
+}
