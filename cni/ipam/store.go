@@ -8,11 +8,25 @@
 //	                        every read-modify-write of the state file
 //	<dir>/allocations.json  {"block", "last", "allocations": {ip: holder}}
 //
+//	<dir>/boot              the kernel boot ID (/proc/sys/kernel/random/boot_id)
+//	                        of the boot that last wrote allocations.json
+//
 // A transaction takes the lock, reads allocations.json, changes it in
-// memory, writes it to a temporary file, fsyncs it and renames it over the
-// old one, then drops the lock. A crash at any point leaves either the old
-// or the new file, never a torn one. The lock is held only for that short
-// file work, never across netlink calls.
+// memory, writes it to a temporary file and renames it over the old one,
+// then drops the lock. The lock is held only for that short file work,
+// never across netlink calls.
+//
+// Durability. The allocations describe pods, and no pod survives the boot
+// it was created in: its network namespace and veth die with the kernel.
+// So the table only has to be intact, never durable across a host crash,
+// and the hot path does not fsync. A plugin process that dies mid-write
+// leaves the old or the new file (rename is atomic and the page cache
+// survives it). Only a host crash can leave an unsynced file torn or
+// empty, and then every pod it describes is gone too: a table that does
+// not parse is started over from empty when <dir>/boot (written and
+// fsynced once per boot, before the first unsynced write) names an
+// earlier boot. A table that does not parse within the boot that wrote
+// it is never discarded: that would hand out addresses live pods use.
 //
 // An attachment (containerID, ifname) holds at most one address. Addresses
 // are handed out round-robin from the address after "last", so a freed
@@ -30,13 +44,19 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
 const (
 	lockName  = "lock"
 	stateName = "allocations.json"
+	bootName  = "boot"
 )
+
+// bootIDPath is where the kernel publishes the ID of the running boot; a
+// variable so tests can simulate a reboot.
+var bootIDPath = "/proc/sys/kernel/random/boot_id"
 
 // Attachment identifies one interface of one container, as the CNI spec
 // does: (CNI_CONTAINERID, CNI_IFNAME).
@@ -71,6 +91,10 @@ type Store struct {
 	dir string
 	// LockTimeout bounds how long a transaction waits for the lock.
 	LockTimeout time.Duration
+
+	// bootMarked is set once this Store has seen <dir>/boot name the
+	// running boot; only touched under the file lock.
+	bootMarked bool
 }
 
 // Open returns the store in dir, creating the directory if needed.
@@ -246,8 +270,11 @@ func (s *Store) readLocked() (*file, error) {
 		return nil, fmt.Errorf("failed to read %s: %w", path, err)
 	}
 	if err := json.Unmarshal(b, f); err != nil {
-		// Never start over from an empty table: that would hand out
-		// addresses live pods still use.
+		// Never start over from an empty table while pods of the boot
+		// that wrote it may live: that would hand out their addresses.
+		if s.writtenInEarlierBoot() {
+			return &file{Allocations: map[netip.Addr]Allocation{}}, nil
+		}
 		return nil, fmt.Errorf("failed to parse %s (fix or remove it by hand): %w", path, err)
 	}
 	if f.Allocations == nil {
@@ -261,23 +288,35 @@ func (s *Store) readLocked() (*file, error) {
 }
 
 func (s *Store) writeLocked(f *file) error {
+	if err := s.markBootLocked(); err != nil {
+		return err
+	}
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("failed to encode allocations: %w", err)
 	}
-	path := filepath.Join(s.dir, stateName)
-	tmp, err := os.CreateTemp(s.dir, ".allocations-*")
+	// Not fsynced: see the package note on durability.
+	return replaceFile(s.dir, stateName, append(b, '\n'), false)
+}
+
+// replaceFile writes data to dir/name through a temporary file and a
+// rename; with sync, the data and the rename are made durable.
+func replaceFile(dir, name string, data []byte, sync bool) error {
+	path := filepath.Join(dir, name)
+	tmp, err := os.CreateTemp(dir, "."+name+"-*")
 	if err != nil {
-		return fmt.Errorf("failed to create temporary allocations file: %w", err)
+		return fmt.Errorf("failed to create a temporary file for %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return fmt.Errorf("failed to write %s: %w", tmp.Name(), err)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("failed to sync %s: %w", tmp.Name(), err)
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return fmt.Errorf("failed to sync %s: %w", tmp.Name(), err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("failed to close %s: %w", tmp.Name(), err)
@@ -285,9 +324,61 @@ func (s *Store) writeLocked(f *file) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("failed to replace %s: %w", path, err)
 	}
-	if d, err := os.Open(s.dir); err == nil {
-		_ = d.Sync() // make the rename durable; best effort
-		d.Close()
+	if sync {
+		d, err := os.Open(dir)
+		if err != nil {
+			return fmt.Errorf("failed to open %s: %w", dir, err)
+		}
+		defer d.Close()
+		if err := d.Sync(); err != nil {
+			return fmt.Errorf("failed to sync %s: %w", dir, err)
+		}
 	}
 	return nil
+}
+
+func currentBootID() (string, error) {
+	b, err := os.ReadFile(bootIDPath)
+	if err != nil {
+		return "", fmt.Errorf("failed to read the boot ID: %w", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if id == "" {
+		return "", fmt.Errorf("%s is empty", bootIDPath)
+	}
+	return id, nil
+}
+
+// markBootLocked makes <dir>/boot durably name the running boot before
+// the first unsynced write of this boot. Once per boot it costs an fsync;
+// after that one small read per Store.
+func (s *Store) markBootLocked() error {
+	if s.bootMarked {
+		return nil
+	}
+	id, err := currentBootID()
+	if err != nil {
+		return err
+	}
+	if b, err := os.ReadFile(filepath.Join(s.dir, bootName)); err == nil && strings.TrimSpace(string(b)) == id {
+		s.bootMarked = true
+		return nil
+	}
+	if err := replaceFile(s.dir, bootName, []byte(id+"\n"), true); err != nil {
+		return err
+	}
+	s.bootMarked = true
+	return nil
+}
+
+// writtenInEarlierBoot reports whether <dir>/boot names a boot other than
+// the running one. A missing marker (a store written by a version that
+// fsynced every write) or an unreadable boot ID count as "no".
+func (s *Store) writtenInEarlierBoot() bool {
+	b, err := os.ReadFile(filepath.Join(s.dir, bootName))
+	if err != nil {
+		return false
+	}
+	id, err := currentBootID()
+	return err == nil && strings.TrimSpace(string(b)) != id
 }

@@ -334,3 +334,62 @@ func checkDistinct(t *testing.T, ips []netip.Addr, errs []error) {
 		seen[ip] = i
 	}
 }
+
+// A table torn by a host crash (writes are not fsynced) is started over
+// only when it was written in an earlier boot, whose pods are all gone.
+func TestTornStateFromEarlierBootIsReset(t *testing.T) {
+	dir := t.TempDir()
+	boot := filepath.Join(t.TempDir(), "boot_id")
+	if err := os.WriteFile(boot, []byte("boot-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := bootIDPath
+	bootIDPath = boot
+	t.Cleanup(func() { bootIDPath = old })
+
+	s := mustOpen(t, dir)
+	mustAlloc(t, s, block24, gw24, att(0))
+	if b, err := os.ReadFile(filepath.Join(dir, bootName)); err != nil || string(b) != "boot-1\n" {
+		t.Fatalf("boot marker = %q, %v; want boot-1", b, err)
+	}
+	// Torn within the boot that wrote it: an error, never a reset.
+	if err := os.WriteFile(filepath.Join(dir, stateName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Allocate(block24, gw24, att(1), "weft"); err == nil {
+		t.Fatal("Allocate on a torn file of this boot succeeded")
+	}
+	// After a reboot the same torn file describes no live pod.
+	if err := os.WriteFile(boot, []byte("boot-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := mustOpen(t, dir)
+	ip, fresh := mustAlloc(t, s2, block24, gw24, att(1))
+	if !fresh || ip != netip.MustParseAddr("10.244.7.2") {
+		t.Fatalf("after reboot got %v (fresh %v), want 10.244.7.2 from an empty table", ip, fresh)
+	}
+	if l := mustList(t, s2); len(l) != 1 || l[0].Attachment != att(1) {
+		t.Fatalf("allocations after reset = %v", l)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, bootName)); string(b) != "boot-2\n" {
+		t.Fatalf("boot marker after reboot = %q", b)
+	}
+}
+
+// A waiter that timed out must not keep the lock once it gets it.
+func TestTimedOutWaiterReleasesTheLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), lockName)
+	unlock, err := lockFile(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockFile(path, 10*time.Millisecond); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("second lock = %v, want ErrLockTimeout", err)
+	}
+	unlock()
+	unlock2, err := lockFile(path, 10*time.Second)
+	if err != nil {
+		t.Fatalf("lock after the holder released it: %v", err)
+	}
+	unlock2()
+}
