@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Brings up weft on a 3-node kind cluster and proves it: two pods on
+# different workers ping each other.
+#
+#   deploy/kind/up.sh             # create (or reuse) the cluster, build, install, test
+#   deploy/kind/up.sh down        # delete the cluster
+#
+# Needs docker (or another engine kind supports), kind and kubectl on PATH.
+# Environment: CLUSTER (default weft), IMAGE (default weft:dev),
+# KIND_NODE_IMAGE (a kindest/node image; default: kind's own).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cluster=${CLUSTER:-weft}
+image=${IMAGE:-weft:dev}
+ctx=kind-$cluster
+kubectl=(kubectl --context "$ctx")
+
+log() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'up.sh: %s\n' "$*" >&2; exit 1; }
+
+for tool in docker kind kubectl; do
+	command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH"
+done
+
+if [[ ${1:-} == down ]]; then
+	kind delete cluster --name "$cluster"
+	exit 0
+fi
+
+if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
+	log "reusing kind cluster $cluster"
+else
+	log "creating kind cluster $cluster"
+	create=(kind create cluster --name "$cluster" --config "$root/deploy/kind/cluster.yaml")
+	if [[ -n ${KIND_NODE_IMAGE:-} ]]; then
+		create+=(--image "$KIND_NODE_IMAGE")
+	fi
+	# Without a CNI the nodes stay NotReady; do not wait for them here.
+	"${create[@]}"
+fi
+
+log "building $image"
+docker build -f "$root/deploy/Dockerfile" \
+	--build-arg VERSION="$(git -C "$root" describe --always --dirty 2>/dev/null || echo dev)" \
+	-t "$image" "$root"
+
+log "loading $image into the nodes"
+kind load docker-image "$image" --name "$cluster"
+
+log "installing weft"
+"${kubectl[@]}" apply -f "$root/deploy/kubernetes/namespace.yaml"
+if "${kubectl[@]}" -n weft-system get secret weft-gossip-key >/dev/null 2>&1; then
+	echo "gossip key secret exists; keeping it"
+else
+	keydir=$(mktemp -d)
+	trap 'rm -rf "$keydir"' EXIT
+	# The same format as `weft keygen --gossip key`: base64 of 32 random bytes.
+	head -c 32 /dev/urandom | base64 >"$keydir/key"
+	"${kubectl[@]}" -n weft-system create secret generic weft-gossip-key --from-file=key="$keydir/key"
+fi
+"${kubectl[@]}" apply -k "$root/deploy/kubernetes"
+if [[ $image != weft:dev ]]; then
+	# The manifests name weft:dev; point both containers at $image.
+	"${kubectl[@]}" -n weft-system set image daemonset/weft agent="$image" install-cni="$image"
+else
+	# A rebuilt image under the same tag is only picked up by new pods.
+	"${kubectl[@]}" -n weft-system rollout restart daemonset/weft
+fi
+
+log "waiting for the weft DaemonSet"
+"${kubectl[@]}" -n weft-system rollout status daemonset/weft --timeout=5m
+"${kubectl[@]}" wait --for=condition=Ready nodes --all --timeout=3m
+"${kubectl[@]}" get nodes -o wide
+
+log "smoke test: a pod on each worker, ping between them"
+workers=()
+while IFS= read -r n; do workers+=("$n"); done < <(
+	"${kubectl[@]}" get nodes -l '!node-role.kubernetes.io/control-plane' -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+((${#workers[@]} >= 2)) || die "want two worker nodes, found ${#workers[@]}"
+
+"${kubectl[@]}" delete pod weft-smoke-a weft-smoke-b --ignore-not-found --wait=true
+for i in 0 1; do
+	name=weft-smoke-$([[ $i == 0 ]] && echo a || echo b)
+	"${kubectl[@]}" apply -f - <<POD
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $name
+  namespace: default
+  labels:
+    app.kubernetes.io/name: weft-smoke
+spec:
+  nodeName: ${workers[$i]}
+  terminationGracePeriodSeconds: 0
+  containers:
+    - name: shell
+      image: busybox:1.37
+      command: ["sleep", "3600"]
+POD
+done
+"${kubectl[@]}" wait --for=condition=Ready pod/weft-smoke-a pod/weft-smoke-b --timeout=3m
+
+ip_a=$("${kubectl[@]}" get pod weft-smoke-a -o jsonpath='{.status.podIP}')
+ip_b=$("${kubectl[@]}" get pod weft-smoke-b -o jsonpath='{.status.podIP}')
+echo "weft-smoke-a $ip_a on ${workers[0]}, weft-smoke-b $ip_b on ${workers[1]}"
+"${kubectl[@]}" exec weft-smoke-a -- ping -c 3 -W 2 "$ip_b"
+"${kubectl[@]}" exec weft-smoke-b -- ping -c 3 -W 2 "$ip_a"
+
+log "weft status on ${workers[0]}"
+agent=$("${kubectl[@]}" -n weft-system get pods -l app.kubernetes.io/component=agent \
+	--field-selector spec.nodeName="${workers[0]}" -o jsonpath='{.items[0].metadata.name}')
+"${kubectl[@]}" -n weft-system exec "$agent" -c agent -- weft status || true
+"${kubectl[@]}" -n weft-system exec "$agent" -c agent -- wg show || true
+
+"${kubectl[@]}" delete pod weft-smoke-a weft-smoke-b --wait=false
+log "weft is up on kind cluster $cluster: pods on different nodes reach each other"
+echo "kubectl --context $ctx -n weft-system get pods -o wide"
+echo "deploy/kind/up.sh down   # to delete the cluster"
