@@ -187,26 +187,21 @@ func usablePeers(local Local, peers []Peer, check func(Peer) string, idOf func(P
 		}
 	}
 
-	// Pairwise collisions: name, identity, overlapping block.
+	// Collisions: name, identity, overlapping block. Each peer's reason
+	// names the first colliding peer in input order, as a pairwise scan
+	// would, but partners are found through maps and one sorted sweep, so
+	// a resync of thousands of peers stays cheap.
+	partners := collisionPartners(cands, idOf)
 	bad := make([]string, len(cands))
-	for i := range cands {
-		for j := range cands {
-			if i == j {
-				continue
-			}
-			a, b := cands[i], cands[j]
-			var why string
-			switch {
-			case a.Name == b.Name:
-				why = "name is published twice"
-			case idOf(a) == idOf(b):
-				why = fmt.Sprintf("%s is also published by %s", idName, b.Name)
-			case a.PodCIDR.Overlaps(b.PodCIDR):
-				why = fmt.Sprintf("pod CIDR %v overlaps %s's %v", a.PodCIDR, b.Name, b.PodCIDR)
-			}
-			if why != "" && bad[i] == "" {
-				bad[i] = why
-			}
+	for i, js := range partners {
+		a, b := cands[i], cands[js[0]]
+		switch {
+		case a.Name == b.Name:
+			bad[i] = "name is published twice"
+		case idOf(a) == idOf(b):
+			bad[i] = fmt.Sprintf("%s is also published by %s", idName, b.Name)
+		default:
+			bad[i] = fmt.Sprintf("pod CIDR %v overlaps %s's %v", a.PodCIDR, b.Name, b.PodCIDR)
 		}
 	}
 	var out []Peer
@@ -220,4 +215,59 @@ func usablePeers(local Local, peers []Peer, check func(Peer) string, idOf func(P
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortStableFunc(skipped, func(a, b SkippedPeer) int { return strings.Compare(a.Name, b.Name) })
 	return out, skipped
+}
+
+// collisionPartners returns, for each peer that collides with others (same
+// name, same identity, or overlapping pod blocks), the indexes of those
+// others in ascending order. O(n log n) plus the number of collisions.
+func collisionPartners(cands []Peer, idOf func(Peer) string) map[int][]int {
+	out := map[int][]int{}
+	link := func(i, j int) {
+		out[i] = append(out[i], j)
+		out[j] = append(out[j], i)
+	}
+	byName := make(map[string][]int, len(cands))
+	byID := make(map[string][]int, len(cands))
+	for i, p := range cands {
+		for _, j := range byName[p.Name] {
+			link(i, j)
+		}
+		byName[p.Name] = append(byName[p.Name], i)
+		id := idOf(p)
+		for _, j := range byID[id] {
+			link(i, j)
+		}
+		byID[id] = append(byID[id], i)
+	}
+	// Two prefixes overlap exactly when one contains the other. Sorted by
+	// address, then shortest first, every block that contains the current
+	// one is on the stack of blocks still open at its address.
+	order := make([]int, len(cands))
+	for i := range order {
+		order[i] = i
+	}
+	masked := func(i int) netip.Prefix { return cands[i].PodCIDR.Masked() }
+	slices.SortFunc(order, func(a, b int) int {
+		pa, pb := masked(a), masked(b)
+		if c := pa.Addr().Compare(pb.Addr()); c != 0 {
+			return c
+		}
+		return pa.Bits() - pb.Bits()
+	})
+	var open []int
+	for _, i := range order {
+		p := masked(i)
+		for len(open) > 0 && !masked(open[len(open)-1]).Contains(p.Addr()) {
+			open = open[:len(open)-1]
+		}
+		for _, j := range open {
+			link(i, j)
+		}
+		open = append(open, i)
+	}
+	for i, js := range out {
+		slices.Sort(js)
+		out[i] = slices.Compact(js)
+	}
+	return out
 }

@@ -1,5 +1,333 @@
 package bench
 
+// Tunnel footprint: an agent-like process (this test binary, re-executed
+// inside a fresh network namespace so the harness is not counted) sets up
+// the WireGuard backend as the agent does (embedded wireguard-go here: the
+// kernel has no WireGuard module) and applies PEERS synthetic peers:
+// generated keys, endpoints in 172.16.0.0/16, one /24 pod block each out of
+// 10.0.0.0/8. It measures:
+//   - cold: the first Apply, programming every peer and route;
+//   - resync: an Apply with nothing changed (the agent's periodic resync),
+//     the median of RESYNCS runs;
+//   - RSS at rest: VmRSS of the process after programming and a GC, and
+//     its peak (VmHWM), and the same before Setup for comparison.
+//
+// The child also checks what it measured: the device holds every peer and
+// the kernel every route.
+//
+// Settings: WEFT_BENCH_PEERS (default 1000), WEFT_BENCH_RESYNCS (5).
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/weftnet/weft/tunnel"
+	"github.com/weftnet/weft/tunnel/wireguard"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
 const envFootprintHelper = "WEFT_BENCH_FOOTPRINT_HELPER"
 
-func runFootprintHelper() int { return 0 }
+// footprintParams is what the parent passes to the child (as JSON in
+// envFootprintHelper).
+type footprintParams struct {
+	Interface string
+	Port      int
+	KeyFile   string
+	Peers     int
+	Resyncs   int
+}
+
+// footprintResult is what the child prints on its last stdout line.
+type footprintResult struct {
+	Err          string
+	Setup        time.Duration
+	Cold         time.Duration
+	Resync       time.Duration   // median
+	Resyncs      []time.Duration // every run
+	RSSBaseKiB   int             // before Setup
+	RSSKiB       int             // at rest after programming, after GC
+	HWMKiB       int             // peak
+	HeapKiB      int             // Go heap in use at rest
+	Goroutines   int
+	DevicePeers  int
+	KernelRoutes int
+}
+
+// BenchmarkTunnelFootprint measures programming time and resident memory
+// of the WireGuard backend with many peers.
+func BenchmarkTunnelFootprint(b *testing.B) {
+	requireRoot(b)
+	if _, err := exec.LookPath("ip"); err != nil {
+		b.Skipf("needs ip(8): %v", err)
+	}
+	prm := footprintParams{
+		Interface: fmt.Sprintf("wbfp%d", os.Getpid()%1000000),
+		Port:      51820,
+		KeyFile:   filepath.Join(b.TempDir(), "wireguard.key"),
+		Peers:     envInt(b, "WEFT_BENCH_PEERS", 1000),
+		Resyncs:   envInt(b, "WEFT_BENCH_RESYNCS", 5),
+	}
+	nsName := fmt.Sprintf("weft-bench-fp-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", nsName).CombinedOutput(); err != nil {
+		b.Fatalf("ip netns add %s: %v: %s", nsName, err, out)
+	}
+	b.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", nsName).CombinedOutput(); err != nil {
+			b.Logf("cleanup: ip netns del %s: %v: %s", nsName, err, out)
+		}
+		// A child killed before Close leaves its UAPI socket behind.
+		os.Remove("/var/run/wireguard/" + prm.Interface + ".sock")
+	})
+	if out, err := exec.Command("ip", "-n", nsName, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		b.Fatalf("lo up in %s: %v: %s", nsName, err, out)
+	}
+
+	var res footprintResult
+	loadBefore := loadavg()
+	b.ResetTimer()
+	for range b.N {
+		res = runFootprintChild(b, nsName, prm)
+	}
+	b.StopTimer()
+	loadAfter := loadavg()
+
+	mib := func(kib int) float64 { return float64(kib) / 1024 }
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Printf("\ntunnel footprint: WireGuard backend (embedded wireguard-go), %d peers; %s\n", prm.Peers, machine())
+	fmt.Printf("load average before %s, after %s; %s\n", loadBefore, loadAfter, time.Now().UTC().Format("2006-01-02T15:04Z"))
+	fmt.Printf("%-40s %12s %14s\n", "metric", "weft", "reference")
+	fmt.Printf("%-40s %10.1fms %14s\n", "Setup (device, key, port, address)", ms(res.Setup), "-")
+	fmt.Printf("%-40s %10.1fms %14s  %s\n", fmt.Sprintf("cold Apply, %d peers + routes", prm.Peers), ms(res.Cold), "target 1000ms", verdict(res.Cold < time.Second))
+	fmt.Printf("%-40s %10.1fms %14s  (runs: %s)\n", "resync Apply, nothing changed (median)", ms(res.Resync), "-", fmtDurations(res.Resyncs))
+	fmt.Printf("%-40s %9.1fMiB %14s  %s\n", "RSS at rest after programming", mib(res.RSSKiB), "target 50MiB", verdict(res.RSSKiB < 50*1024))
+	fmt.Printf("%-40s %9.1fMiB %14s\n", "RSS peak (VmHWM)", mib(res.HWMKiB), "-")
+	fmt.Printf("%-40s %9.1fMiB %14s\n", "RSS before Setup (same process)", mib(res.RSSBaseKiB), "-")
+	fmt.Printf("%-40s %9.1fMiB %14s\n", "Go heap in use at rest", mib(res.HeapKiB), "-")
+	fmt.Printf("%-40s %12d %14s\n", "goroutines at rest", res.Goroutines, "-")
+	fmt.Printf("checked: device holds %d peers, kernel holds %d weft routes\n", res.DevicePeers, res.KernelRoutes)
+	b.ReportMetric(ms(res.Cold), "cold-apply-ms")
+	b.ReportMetric(ms(res.Resync), "resync-apply-ms")
+	b.ReportMetric(mib(res.RSSKiB), "rss-MiB")
+}
+
+func fmtDurations(ds []time.Duration) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = strconv.FormatFloat(ms(d), 'f', 1, 64)
+	}
+	return strings.Join(s, " ")
+}
+
+func runFootprintChild(b *testing.B, nsName string, prm footprintParams) footprintResult {
+	b.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pj, _ := json.Marshal(prm)
+	cmd := exec.Command("ip", "netns", "exec", nsName, exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envFootprintHelper+"="+string(pj))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Minute):
+		cmd.Process.Kill() // ip netns exec execs the child: this is its pid
+		<-done
+		b.Fatalf("footprint child did not finish in 5 minutes\nstderr:\n%s", errb.String())
+	}
+	var res footprintResult
+	sc := bufio.NewScanner(&out)
+	var last string
+	for sc.Scan() {
+		last = sc.Text()
+	}
+	if jerr := json.Unmarshal([]byte(last), &res); jerr != nil {
+		b.Fatalf("footprint child: %v (exit %v)\nstdout: %s\nstderr:\n%s", jerr, err, out.String(), errb.String())
+	}
+	if res.Err != "" {
+		b.Fatalf("footprint child: %s\nstderr:\n%s", res.Err, errb.String())
+	}
+	if err != nil {
+		b.Fatalf("footprint child exited with %v\nstderr:\n%s", err, errb.String())
+	}
+	if res.DevicePeers != prm.Peers || res.KernelRoutes != prm.Peers {
+		b.Fatalf("programmed %d peers and %d routes, want %d of each", res.DevicePeers, res.KernelRoutes, prm.Peers)
+	}
+	return res
+}
+
+// runFootprintHelper is the child: it prints one JSON footprintResult.
+func runFootprintHelper() int {
+	var prm footprintParams
+	res := footprintResult{}
+	err := func() error {
+		if err := json.Unmarshal([]byte(os.Getenv(envFootprintHelper)), &prm); err != nil {
+			return fmt.Errorf("bad %s: %w", envFootprintHelper, err)
+		}
+		return measureFootprint(prm, &res)
+	}()
+	if err != nil {
+		res.Err = err.Error()
+	}
+	j, _ := json.Marshal(res)
+	fmt.Println(string(j))
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// syntheticPeers returns n peers with fresh keys, underlay addresses in
+// 172.16.0.0/16 and /24 pod blocks 10.0.1.0/24, 10.0.2.0/24, … (10.0.0.0/24
+// is the local node's).
+func syntheticPeers(n int) ([]tunnel.Peer, error) {
+	if n > 65534 {
+		return nil, fmt.Errorf("at most 65534 peers, not %d", n)
+	}
+	peers := make([]tunnel.Peer, n)
+	for i := range peers {
+		k, err := wgtypes.GeneratePrivateKey()
+		if err != nil {
+			return nil, err
+		}
+		j := i + 1
+		peers[i] = tunnel.Peer{
+			Name:       fmt.Sprintf("node-%05d", j),
+			UnderlayIP: netip.AddrFrom4([4]byte{172, 16, byte(j >> 8), byte(j)}),
+			Port:       51820,
+			PublicKey:  k.PublicKey().String(),
+			PodCIDR:    netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(j >> 8), byte(j), 0}), 24),
+		}
+	}
+	return peers, nil
+}
+
+func measureFootprint(prm footprintParams, res *footprintResult) error {
+	ctx := context.Background()
+	peers, err := syntheticPeers(prm.Peers)
+	if err != nil {
+		return err
+	}
+	res.RSSBaseKiB, _ = procStatusKiB("VmRSS")
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	be, err := wireguard.New(tunnel.Config{Interface: prm.Interface, Port: prm.Port, KeyFile: prm.KeyFile, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer be.Close(true)
+	block := netip.MustParsePrefix("10.0.0.0/24")
+	local := tunnel.Local{
+		Name: "node-00000", UnderlayIP: netip.MustParseAddr("172.16.0.0"), UnderlayMTU: 1500,
+		PodCIDR: block, Gateway: block.Addr().Next(),
+	}
+	start := time.Now()
+	if _, err := be.Setup(ctx, local); err != nil {
+		return fmt.Errorf("Setup: %w", err)
+	}
+	res.Setup = time.Since(start)
+
+	start = time.Now()
+	if err := be.Apply(ctx, peers); err != nil {
+		return fmt.Errorf("cold Apply: %w", err)
+	}
+	res.Cold = time.Since(start)
+	for range prm.Resyncs {
+		start = time.Now()
+		if err := be.Apply(ctx, peers); err != nil {
+			return fmt.Errorf("resync Apply: %w", err)
+		}
+		res.Resyncs = append(res.Resyncs, time.Since(start))
+	}
+	s := slices.Clone(res.Resyncs)
+	slices.Sort(s)
+	res.Resync = s[len(s)/2]
+
+	if err := countProgrammed(prm.Interface, res); err != nil {
+		return err
+	}
+	// At rest: what the agent holds between resyncs.
+	runtime.GC()
+	debug.FreeOSMemory()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	res.HeapKiB = int(m.HeapInuse / 1024)
+	res.Goroutines = runtime.NumGoroutine()
+	if res.RSSKiB, err = procStatusKiB("VmRSS"); err != nil {
+		return err
+	}
+	if res.HWMKiB, err = procStatusKiB("VmHWM"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// countProgrammed reads back the device's peers and the kernel's weft
+// routes on it.
+func countProgrammed(iface string, res *footprintResult) error {
+	c, err := wgctrl.New()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	dev, err := c.Device(iface)
+	if err != nil {
+		return fmt.Errorf("read device %s: %w", iface, err)
+	}
+	res.DevicePeers = len(dev.Peers)
+	link, err := netlink.LinkByName(iface)
+	if err != nil {
+		return err
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4,
+		&netlink.Route{LinkIndex: link.Attrs().Index, Protocol: tunnel.RouteProtocol, Table: unix.RT_TABLE_MAIN},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return err
+	}
+	res.KernelRoutes = len(routes)
+	return nil
+}
+
+// procStatusKiB reads a "kB" field of /proc/self/status.
+func procStatusKiB(field string) (int, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/self/status", field)
+}
