@@ -36,7 +36,7 @@ type Config struct {
 	Meta Meta
 
 	Transport memberlist.Transport     // nil = real UDP/TCP
-	Tune      func(*memberlist.Config) // optional, applied last (tests, scale tuning)
+	Tune      func(*memberlist.Config) // optional, applied last, after DefaultTuning (tests, scale experiments)
 	Logger    *slog.Logger             // default: discard
 }
 

@@ -109,10 +109,11 @@ func (n *Node) memberUp(node *memberlist.Node) {
 	if err != nil {
 		n.stats.malformedMeta.Add(1)
 		n.mu.Lock()
+		_, known := n.members[name]
 		delete(n.members, name)
+		n.peersOK = n.peersOK && !known
 		n.mu.Unlock()
 		n.log.Warn("ignoring member with malformed meta", "peer", name, "err", err)
-		n.wake()
 		n.notify()
 		return
 	}
@@ -121,7 +122,9 @@ func (n *Node) memberUp(node *memberlist.Node) {
 		n.mu.Lock()
 		first := !n.foreign[name]
 		n.foreign[name] = true
+		_, known := n.members[name]
 		delete(n.members, name)
+		n.peersOK = n.peersOK && !known
 		n.mu.Unlock()
 		if first {
 			n.log.Warn("ignoring member of another cluster", "peer", name, "clusterID", meta.ClusterID)
@@ -137,12 +140,20 @@ func (n *Node) memberUp(node *memberlist.Node) {
 	n.mu.Lock()
 	_, known := n.members[name]
 	n.members[name] = meta
+	n.peersOK = false
 	delete(n.tombs, name)
+	// Only a claim overlapping ours can take our lease; the claim loop
+	// need not scan every member on every update (O(N) each, O(N²) while
+	// a large cluster joins).
+	own := n.self.PodCIDR
+	rival := !own.IsValid() || meta.PodCIDR.IsValid() && meta.PodCIDR.Overlaps(own)
 	n.mu.Unlock()
 	if !known {
 		n.log.Debug("member up", "peer", name, "block", meta.PodCIDR)
 	}
-	n.wake()
+	if rival {
+		n.wake()
+	}
 	n.notify()
 }
 
@@ -164,10 +175,15 @@ func (n *Node) memberDown(node *memberlist.Node) {
 	delete(n.members, name)
 	delete(n.addrs, name)
 	delete(n.foreign, name)
+	n.peersOK = n.peersOK && !ok
 	hold := ok && meta.PodCIDR.IsValid()
 	if hold {
 		n.tombs[name] = tombstone{claim: claimOf(meta), Expires: now.Add(n.cfg.LeaseGrace)}
 	}
+	// A departure cannot take our lease; it matters to the claim loop
+	// only while we have none (and then the block stays held as a
+	// tombstone anyway, unless the member left cleanly).
+	noLease := !n.self.PodCIDR.IsValid()
 	n.mu.Unlock()
 	switch {
 	case hold:
@@ -175,6 +191,8 @@ func (n *Node) memberDown(node *memberlist.Node) {
 	case ok:
 		n.log.Info("member gone; it held no lease", "peer", name)
 	}
-	n.wake()
+	if noLease {
+		n.wake()
+	}
 	n.notify()
 }

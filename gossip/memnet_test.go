@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -14,15 +15,23 @@ import (
 // memberlist.MockNetwork, with what these tests need on top: a transport
 // that is shut down stops receiving (MockTransport's unbuffered channels
 // would block the sender forever), groups that can be partitioned and
-// healed, and restarts that keep a node's address.
+// healed, restarts that keep a node's address, and byte counters for the
+// scale benchmark (scale_test.go).
+//
+// Scaling: route takes a read lock only, so thousands of senders do not
+// serialise on one mutex; a packet costs one copy and one non-blocking
+// channel send; no goroutine is started per packet. A stream is a
+// net.Pipe (which needs none either); its bytes are counted at the
+// writer.
 type memNet struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	byAddr map[string]*memTransport
 	byName map[string]*memTransport
 	addrOf map[string]string // node name -> address, stable across restarts
 	group  map[string]int    // node name -> partition group
 	split  bool
 	port   int
+	all    []*memTransport // every transport created, for Bytes
 }
 
 func newMemNet() *memNet {
@@ -50,6 +59,7 @@ func (nw *memNet) NewTransport(name string) *memTransport {
 	}
 	nw.byAddr[addr] = t
 	nw.byName[name] = t
+	nw.all = append(nw.all, t)
 	return t
 }
 
@@ -81,8 +91,8 @@ func (nw *memNet) Partition(split bool, groups map[string]int) {
 // route returns the destination for a message from src, or nil if it is
 // unknown, shut down or cut off.
 func (nw *memNet) route(src *memTransport, a memberlist.Address) *memTransport {
-	nw.mu.Lock()
-	defer nw.mu.Unlock()
+	nw.mu.RLock()
+	defer nw.mu.RUnlock()
 	var dst *memTransport
 	if a.Name != "" {
 		dst = nw.byName[a.Name]
@@ -111,6 +121,11 @@ type memTransport struct {
 	streamCh chan net.Conn
 	done     chan struct{}
 	once     sync.Once
+
+	// Bytes and messages this transport sent (payload as memberlist
+	// hands it over, so encryption and compression are included).
+	packetBytes, packets, streamBytes, streams atomic.Uint64
+	dropped                                    atomic.Uint64 // packets lost to a full receive queue
 }
 
 var _ memberlist.NodeAwareTransport = (*memTransport)(nil)
@@ -151,10 +166,13 @@ func (t *memTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time
 	if dst == nil {
 		return now, nil
 	}
+	t.packetBytes.Add(uint64(len(b)))
+	t.packets.Add(1)
 	p := &memberlist.Packet{Buf: append([]byte(nil), b...), From: memAddr(t.addr), Timestamp: now}
 	select {
 	case dst.packetCh <- p:
 	default:
+		t.dropped.Add(1)
 	}
 	return now, nil
 }
@@ -173,11 +191,13 @@ func (t *memTransport) DialAddressTimeout(a memberlist.Address, timeout time.Dur
 	if dst == nil {
 		return nil, fmt.Errorf("no route to %s", a)
 	}
-	local, remote := net.Pipe()
+	l, r := net.Pipe()
+	local, remote := &countConn{Conn: l, n: &t.streamBytes}, &countConn{Conn: r, n: &dst.streamBytes}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case dst.streamCh <- remote:
+		t.streams.Add(1)
 		return local, nil
 	case <-dst.done:
 	case <-timer.C:
@@ -192,4 +212,43 @@ func (t *memTransport) StreamCh() <-chan net.Conn { return t.streamCh }
 func (t *memTransport) Shutdown() error {
 	t.once.Do(func() { close(t.done) })
 	return nil
+}
+
+// countConn adds the bytes written through it to n.
+type countConn struct {
+	net.Conn
+	n *atomic.Uint64
+}
+
+func (c *countConn) Write(b []byte) (int, error) {
+	k, err := c.Conn.Write(b)
+	c.n.Add(uint64(k))
+	return k, err
+}
+
+// netBytes is what every transport of the network has sent so far.
+type netBytes struct {
+	Packet, Stream, Packets, Streams, Dropped uint64
+}
+
+func (b netBytes) total() uint64 { return b.Packet + b.Stream }
+
+func (b netBytes) sub(o netBytes) netBytes {
+	return netBytes{b.Packet - o.Packet, b.Stream - o.Stream, b.Packets - o.Packets, b.Streams - o.Streams, b.Dropped - o.Dropped}
+}
+
+// Bytes sums the counters of every transport ever created on nw,
+// including those replaced by a restart.
+func (nw *memNet) Bytes() netBytes {
+	nw.mu.RLock()
+	defer nw.mu.RUnlock()
+	var b netBytes
+	for _, t := range nw.all {
+		b.Packet += t.packetBytes.Load()
+		b.Stream += t.streamBytes.Load()
+		b.Packets += t.packets.Load()
+		b.Streams += t.streams.Load()
+		b.Dropped += t.dropped.Load()
+	}
+	return b
 }

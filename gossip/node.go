@@ -54,6 +54,8 @@ type Node struct {
 	tombs          map[string]tombstone // leases of failed members, by name
 	foreign        map[string]bool      // members of other clusters, already logged
 	staticConflict string               // last static-lease conflict logged
+	peers          []Meta               // Peers() result; valid while peersOK; never mutated
+	peersOK        bool                 // cleared by every change of members or self
 }
 
 // Stats counts what this node dropped or fixed.
@@ -124,6 +126,7 @@ func New(cfg Config) (*Node, error) {
 		onDecryptFailure: func() { n.stats.decrypt.Add(1) },
 	}, "", 0)
 	mc.Transport = cfg.Transport
+	DefaultTuning(mc)
 	if cfg.Tune != nil {
 		cfg.Tune(mc)
 	}
@@ -155,9 +158,25 @@ func (n *Node) Self() Meta {
 // Peers returns the live members other than self, of the same ClusterID,
 // whose valid lease wins every conflict with another live member (self
 // included), sorted by name. No two returned blocks overlap.
+//
+// The table is recomputed (O(N log N)) only after a change of the members
+// or of our own lease; otherwise a call costs one copy.
 func (n *Node) Peers() []Meta {
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	if !n.peersOK {
+		n.peers, n.peersOK = n.computePeersLocked(), true
+	}
+	ps := n.peers
+	n.mu.Unlock()
+	out := make([]Meta, len(ps))
+	for i, m := range ps {
+		out[i] = m.clone()
+	}
+	return out
+}
+
+// computePeersLocked builds the Peers table. Caller holds mu.
+func (n *Node) computePeersLocked() []Meta {
 	cs := make([]claim, 0, len(n.members)+1)
 	cs = append(cs, claimOf(n.self))
 	for _, m := range n.members {
@@ -167,7 +186,7 @@ func (n *Node) Peers() []Meta {
 	out := make([]Meta, 0, len(n.members))
 	for name, m := range n.members {
 		if m.PodCIDR.IsValid() && !lost[name] {
-			out = append(out, m.clone())
+			out = append(out, m)
 		}
 	}
 	slices.SortFunc(out, func(a, b Meta) int { return strings.Compare(a.Name, b.Name) })
@@ -222,6 +241,7 @@ func (n *Node) setSelfLocked(m Meta) error {
 		return err
 	}
 	n.self, n.selfEnc = m, enc
+	n.peersOK = false
 	return nil
 }
 
