@@ -15,7 +15,9 @@ package bench
 // The child also checks what it measured: the device holds every peer and
 // the kernel every route.
 //
-// Settings: WEFT_BENCH_PEERS (default 1000), WEFT_BENCH_RESYNCS (5).
+// Settings: WEFT_BENCH_PEERS (default 1000), WEFT_BENCH_RESYNCS (5);
+// WEFT_BENCH_CPUPROFILE=FILE writes a CPU profile of the child's cold and
+// resync Applies (go tool pprof FILE).
 
 import (
 	"bufio"
@@ -30,6 +32,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +57,7 @@ type footprintParams struct {
 	KeyFile   string
 	Peers     int
 	Resyncs   int
+	Profile   string // CPU profile file, or ""
 }
 
 // footprintResult is what the child prints on its last stdout line.
@@ -85,6 +89,7 @@ func BenchmarkTunnelFootprint(b *testing.B) {
 		KeyFile:   filepath.Join(b.TempDir(), "wireguard.key"),
 		Peers:     envInt(b, "WEFT_BENCH_PEERS", 1000),
 		Resyncs:   envInt(b, "WEFT_BENCH_RESYNCS", 5),
+		Profile:   os.Getenv("WEFT_BENCH_CPUPROFILE"),
 	}
 	nsName := fmt.Sprintf("weft-bench-fp-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", nsName).CombinedOutput(); err != nil {
@@ -256,6 +261,16 @@ func measureFootprint(prm footprintParams, res *footprintResult) error {
 	}
 	res.Setup = time.Since(start)
 
+	if prm.Profile != "" {
+		f, err := os.Create(prm.Profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	start = time.Now()
 	if err := be.Apply(ctx, peers); err != nil {
 		return fmt.Errorf("cold Apply: %w", err)
@@ -268,6 +283,7 @@ func measureFootprint(prm footprintParams, res *footprintResult) error {
 		}
 		res.Resyncs = append(res.Resyncs, time.Since(start))
 	}
+	pprof.StopCPUProfile() // a no-op without a profile
 	s := slices.Clone(res.Resyncs)
 	slices.Sort(s)
 	res.Resync = s[len(s)/2]

@@ -260,40 +260,51 @@ func (b *Backend) Apply(ctx context.Context, peers []tunnel.Peer) error {
 	if err := b.configureLinkLocked(); err != nil {
 		return err
 	}
-	if err := b.ensureDeviceConfigLocked(); err != nil {
+	dev, err := b.ensureDeviceConfigLocked()
+	if err != nil {
 		return err
 	}
-	return b.syncLocked(peers)
+	return b.syncDeviceLocked(peers, dev)
 }
 
 // ensureDeviceConfigLocked restores key and listen port if they drifted
-// (or the kernel device was re-created).
-func (b *Backend) ensureDeviceConfigLocked() error {
+// (or the kernel device was re-created), and returns the device as read,
+// peers included, for syncDeviceLocked.
+func (b *Backend) ensureDeviceConfigLocked() (*wgtypes.Device, error) {
 	dev, err := b.wg.Device(b.name)
 	if err != nil {
-		return fmt.Errorf("failed to read WireGuard device %s: %w", b.name, err)
+		return nil, fmt.Errorf("failed to read WireGuard device %s: %w", b.name, err)
 	}
 	if dev.PrivateKey == b.key && dev.ListenPort == b.port {
-		return nil
+		return dev, nil
 	}
 	b.log.Warn("WireGuard key or listen port drifted, restoring", "listenPort", dev.ListenPort)
 	key, port := b.key, b.port
 	if err := b.wg.ConfigureDevice(b.name, wgtypes.Config{PrivateKey: &key, ListenPort: &port}); err != nil {
-		return fmt.Errorf("failed to restore key and listen port on %s: %w", b.name, err)
+		return nil, fmt.Errorf("failed to restore key and listen port on %s: %w", b.name, err)
 	}
-	return nil
+	return dev, nil // key and port do not touch the peers read
 }
 
 // syncLocked plans and applies peers and routes; it is the part of Apply
 // that unit tests drive with fakes.
 func (b *Backend) syncLocked(peers []tunnel.Peer) error {
+	return b.syncDeviceLocked(peers, nil)
+}
+
+// syncDeviceLocked is syncLocked with the device as just read (nil: read
+// it here).
+func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) error {
 	plan := tunnel.PlanWireGuard(b.local, peers, b.port)
 	for _, s := range plan.Skipped {
 		b.log.Warn("not routing to peer", "peer", s.Name, "reason", s.Reason)
 	}
 	names := make(map[wgtypes.Key]string, len(plan.WGPeers))
+	// Deriving the public key is a curve25519 multiplication: once per
+	// Apply, not once per peer (that was most of a 1000-peer resync).
+	self := b.key.PublicKey()
 	for _, p := range plan.WGPeers {
-		if p.PublicKey == b.key.PublicKey() {
+		if p.PublicKey == self {
 			continue // never our own key
 		}
 		names[p.PublicKey] = p.Name
@@ -313,7 +324,13 @@ func (b *Backend) syncLocked(peers []tunnel.Peer) error {
 	// Peers first, so a new route never points at a device without the
 	// peer that carries its traffic; stale routes go in the same pass.
 	var errs []error
-	lastSet, err := dataplane.SyncWGPeers(b.wg, b.name, wgPeers, b.lastSet)
+	var lastSet map[wgtypes.Key]netip.AddrPort
+	var err error
+	if dev != nil {
+		lastSet, err = dataplane.SyncWGPeersOf(b.wg, dev, wgPeers, b.lastSet)
+	} else {
+		lastSet, err = dataplane.SyncWGPeers(b.wg, b.name, wgPeers, b.lastSet)
+	}
 	b.lastSet = lastSet
 	if err != nil {
 		errs = append(errs, err)

@@ -124,6 +124,13 @@ func SyncWGPeers(wg WireGuard, name string, desired []tunnel.WGPeer, lastSet map
 	if err != nil {
 		return lastSet, fmt.Errorf("failed to read WireGuard device %s: %w", name, err)
 	}
+	return SyncWGPeersOf(wg, dev, desired, lastSet)
+}
+
+// SyncWGPeersOf is SyncWGPeers for a device the caller has just read
+// (reading 1000 peers back costs more than diffing them).
+func SyncWGPeersOf(wg WireGuard, dev *wgtypes.Device, desired []tunnel.WGPeer, lastSet map[wgtypes.Key]netip.AddrPort) (map[wgtypes.Key]netip.AddrPort, error) {
+	name := dev.Name
 	actual := make([]tunnel.WGPeer, 0, len(dev.Peers))
 	for _, p := range dev.Peers {
 		actual = append(actual, PeerFromWG(p))
