@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings up weft on a 3-node kind cluster and proves it: two pods on
-# different workers ping each other.
+# different workers ping each other (deploy/smoke-test.sh).
 #
 #   deploy/kind/up.sh             # create (or reuse) the cluster, build, install, test
 #   deploy/kind/up.sh down        # delete the cluster
@@ -68,52 +68,9 @@ else
 	"${kubectl[@]}" -n weft-system rollout restart daemonset/weft
 fi
 
-log "waiting for the weft DaemonSet"
-"${kubectl[@]}" -n weft-system rollout status daemonset/weft --timeout=5m
-"${kubectl[@]}" wait --for=condition=Ready nodes --all --timeout=3m
-"${kubectl[@]}" get nodes -o wide
+KUBECTL="kubectl --context $ctx" "$root/deploy/smoke-test.sh"
 
-log "smoke test: a pod on each worker, ping between them"
-workers=()
-while IFS= read -r n; do workers+=("$n"); done < <(
-	"${kubectl[@]}" get nodes -l '!node-role.kubernetes.io/control-plane' -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
-((${#workers[@]} >= 2)) || die "want two worker nodes, found ${#workers[@]}"
-
-"${kubectl[@]}" delete pod weft-smoke-a weft-smoke-b --ignore-not-found --wait=true
-for i in 0 1; do
-	name=weft-smoke-$([[ $i == 0 ]] && echo a || echo b)
-	"${kubectl[@]}" apply -f - <<POD
-apiVersion: v1
-kind: Pod
-metadata:
-  name: $name
-  namespace: default
-  labels:
-    app.kubernetes.io/name: weft-smoke
-spec:
-  nodeName: ${workers[$i]}
-  terminationGracePeriodSeconds: 0
-  containers:
-    - name: shell
-      image: busybox:1.37
-      command: ["sleep", "3600"]
-POD
-done
-"${kubectl[@]}" wait --for=condition=Ready pod/weft-smoke-a pod/weft-smoke-b --timeout=3m
-
-ip_a=$("${kubectl[@]}" get pod weft-smoke-a -o jsonpath='{.status.podIP}')
-ip_b=$("${kubectl[@]}" get pod weft-smoke-b -o jsonpath='{.status.podIP}')
-echo "weft-smoke-a $ip_a on ${workers[0]}, weft-smoke-b $ip_b on ${workers[1]}"
-"${kubectl[@]}" exec weft-smoke-a -- ping -c 3 -W 2 "$ip_b"
-"${kubectl[@]}" exec weft-smoke-b -- ping -c 3 -W 2 "$ip_a"
-
-log "weft status on ${workers[0]}"
-agent=$("${kubectl[@]}" -n weft-system get pods -l app.kubernetes.io/component=agent \
-	--field-selector spec.nodeName="${workers[0]}" -o jsonpath='{.items[0].metadata.name}')
-"${kubectl[@]}" -n weft-system exec "$agent" -c agent -- weft status || true
-"${kubectl[@]}" -n weft-system exec "$agent" -c agent -- wg show || true
-
-"${kubectl[@]}" delete pod weft-smoke-a weft-smoke-b --wait=false
-log "weft is up on kind cluster $cluster: pods on different nodes reach each other"
-echo "kubectl --context $ctx -n weft-system get pods -o wide"
-echo "deploy/kind/up.sh down   # to delete the cluster"
+echo
+echo "weft is up on kind cluster $cluster:"
+echo "  kubectl --context $ctx -n weft-system get pods -o wide"
+echo "  deploy/kind/up.sh down   # delete the cluster"
