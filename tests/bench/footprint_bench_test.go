@@ -15,6 +15,14 @@ package bench
 // The child also checks what it measured: the device holds every peer and
 // the kernel every route.
 //
+// Reference, measured in the same run with the same peers: standalone
+// wireguard-go (built from the module version go.mod names, as make bench
+// builds it) in its own namespace, programmed the way a script would,
+// with one "wg setconf" and one "ip -batch" of route adds (cold), then
+// "wg syncconf" and "ip -batch" of route replaces (resync); its RSS is
+// the wireguard-go process's VmRSS after that. The reference is skipped,
+// saying so, when wg(8) is missing.
+//
 // Settings: WEFT_BENCH_PEERS (default 1000), WEFT_BENCH_RESYNCS (5);
 // WEFT_BENCH_CPUPROFILE=FILE writes a CPU profile of the child's cold and
 // resync Applies (go tool pprof FILE).
@@ -69,6 +77,7 @@ type footprintResult struct {
 	Resyncs      []time.Duration // every run
 	RSSBaseKiB   int             // before Setup
 	RSSKiB       int             // at rest after programming, after GC
+	RSSNoGCKiB   int             // right after the last Apply, before GC
 	HWMKiB       int             // peak
 	HeapKiB      int             // Go heap in use at rest
 	Goroutines   int
@@ -106,11 +115,21 @@ func BenchmarkTunnelFootprint(b *testing.B) {
 		b.Fatalf("lo up in %s: %v: %s", nsName, err, out)
 	}
 
+	peers, err := syntheticPeers(prm.Peers)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := newWGGoRef(b, peers)
+
 	var res footprintResult
+	var rr refResult
 	loadBefore := loadavg()
 	b.ResetTimer()
 	for range b.N {
 		res = runFootprintChild(b, nsName, prm)
+		if ref != nil {
+			rr = ref.run(b, prm.Resyncs)
+		}
 	}
 	b.StopTimer()
 	loadAfter := loadavg()
@@ -124,19 +143,195 @@ func BenchmarkTunnelFootprint(b *testing.B) {
 	}
 	fmt.Printf("\ntunnel footprint: WireGuard backend (embedded wireguard-go), %d peers; %s\n", prm.Peers, machine())
 	fmt.Printf("load average before %s, after %s; %s\n", loadBefore, loadAfter, time.Now().UTC().Format("2006-01-02T15:04Z"))
-	fmt.Printf("%-40s %12s %14s\n", "metric", "weft", "reference")
-	fmt.Printf("%-40s %10.1fms %14s\n", "Setup (device, key, port, address)", ms(res.Setup), "-")
-	fmt.Printf("%-40s %10.1fms %14s  %s\n", fmt.Sprintf("cold Apply, %d peers + routes", prm.Peers), ms(res.Cold), "target 1000ms", verdict(res.Cold < time.Second))
-	fmt.Printf("%-40s %10.1fms %14s  (runs: %s)\n", "resync Apply, nothing changed (median)", ms(res.Resync), "-", fmtDurations(res.Resyncs))
-	fmt.Printf("%-40s %9.1fMiB %14s  %s\n", "RSS at rest after programming", mib(res.RSSKiB), "target 50MiB", verdict(res.RSSKiB < 50*1024))
-	fmt.Printf("%-40s %9.1fMiB %14s\n", "RSS peak (VmHWM)", mib(res.HWMKiB), "-")
-	fmt.Printf("%-40s %9.1fMiB %14s\n", "RSS before Setup (same process)", mib(res.RSSBaseKiB), "-")
-	fmt.Printf("%-40s %9.1fMiB %14s\n", "Go heap in use at rest", mib(res.HeapKiB), "-")
-	fmt.Printf("%-40s %12d %14s\n", "goroutines at rest", res.Goroutines, "-")
-	fmt.Printf("checked: device holds %d peers, kernel holds %d weft routes\n", res.DevicePeers, res.KernelRoutes)
+	refMs := func(d time.Duration) string {
+		if ref == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1fms", ms(d))
+	}
+	refMiB := func(kib int) string {
+		if ref == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1fMiB", mib(kib))
+	}
+	ratio := func(a, b float64) string {
+		if ref == nil || b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", a/b)
+	}
+	fmt.Printf("reference: standalone wireguard-go %s programmed by wg(8) and ip(8)\n", refLabel(ref))
+	fmt.Printf("%-40s %10s %10s %7s  %s\n", "metric", "weft", "reference", "ratio", "target")
+	fmt.Printf("%-40s %8.1fms %10s %7s\n", "Setup (device, key, port, address)", ms(res.Setup), "-", "-")
+	fmt.Printf("%-40s %8.1fms %10s %7s  < 1000ms %s\n", fmt.Sprintf("cold Apply, %d peers + routes", prm.Peers),
+		ms(res.Cold), refMs(rr.Cold), ratio(ms(res.Cold), ms(rr.Cold)), verdict(res.Cold < time.Second))
+	fmt.Printf("%-40s %8.1fms %10s %7s  (weft runs: %s)\n", "resync Apply, nothing changed (median)",
+		ms(res.Resync), refMs(rr.Resync), ratio(ms(res.Resync), ms(rr.Resync)), fmtDurations(res.Resyncs))
+	fmt.Printf("%-40s %7.1fMiB %10s %7s  < 50MiB %s\n", "RSS at rest after programming", mib(res.RSSKiB),
+		refMiB(rr.RSSKiB), ratio(mib(res.RSSKiB), mib(rr.RSSKiB)), verdict(res.RSSKiB < 50*1024))
+	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "RSS after programming, before a GC", mib(res.RSSNoGCKiB), "-", "-")
+	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "RSS peak (VmHWM)", mib(res.HWMKiB), refMiB(rr.HWMKiB), ratio(mib(res.HWMKiB), mib(rr.HWMKiB)))
+	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "RSS before Setup (same process)", mib(res.RSSBaseKiB), "-", "-")
+	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "Go heap in use at rest", mib(res.HeapKiB), "-", "-")
+	fmt.Printf("%-40s %10d %10s %7s\n", "goroutines at rest", res.Goroutines, "-", "-")
+	fmt.Printf("checked: weft's device holds %d peers, the kernel %d weft routes", res.DevicePeers, res.KernelRoutes)
+	if ref != nil {
+		fmt.Printf("; the reference device %d peers", rr.DevicePeers)
+	}
+	fmt.Println()
 	b.ReportMetric(ms(res.Cold), "cold-apply-ms")
 	b.ReportMetric(ms(res.Resync), "resync-apply-ms")
 	b.ReportMetric(mib(res.RSSKiB), "rss-MiB")
+	if ref != nil {
+		b.ReportMetric(ms(rr.Cold), "ref-cold-ms")
+		b.ReportMetric(mib(rr.RSSKiB), "ref-rss-MiB")
+	}
+}
+
+// wgGoRef is the reference: a standalone wireguard-go in its own netns.
+type wgGoRef struct {
+	bin, version   string
+	ns, iface, dir string
+	setconf        string // wg setconf file: key, port and every peer
+	addRoutes      string // ip -batch file: route add per peer
+	replaceRoutes  string // ip -batch file: route replace per peer
+	peers          int
+}
+
+type refResult struct {
+	Cold, Resync   time.Duration
+	RSSKiB, HWMKiB int
+	DevicePeers    int
+}
+
+func refLabel(r *wgGoRef) string {
+	if r == nil {
+		return "(skipped)"
+	}
+	return r.version
+}
+
+// newWGGoRef builds wireguard-go and writes the configuration files; nil
+// (with a log line) when wg(8) is missing.
+func newWGGoRef(b *testing.B, peers []tunnel.Peer) *wgGoRef {
+	b.Helper()
+	if _, err := exec.LookPath("wg"); err != nil {
+		b.Logf("reference skipped: needs wg(8): %v", err)
+		return nil
+	}
+	const mod = "golang.zx2c4.com/wireguard"
+	v, err := exec.Command(goTool(), "list", "-m", "-f", "{{.Version}}", mod).Output()
+	if err != nil {
+		b.Fatalf("go list -m %s: %v", mod, err)
+	}
+	r := &wgGoRef{
+		version: strings.TrimSpace(string(v)), dir: b.TempDir(), peers: len(peers),
+		ns:    fmt.Sprintf("weft-bench-fpref-%d", os.Getpid()),
+		iface: fmt.Sprintf("wbfr%d", os.Getpid()%1000000),
+	}
+	cmd := exec.Command(goTool(), "install", "-trimpath", "-ldflags", "-s -w", mod+"@"+r.version)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOBIN="+r.dir, "GOFLAGS=")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go install %s@%s: %v\n%s", mod, r.version, err, o)
+	}
+	r.bin = filepath.Join(r.dir, "wireguard")
+
+	key, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var conf, add, repl strings.Builder
+	fmt.Fprintf(&conf, "[Interface]\nPrivateKey = %s\nListenPort = 51820\n", key)
+	for _, p := range peers {
+		fmt.Fprintf(&conf, "\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = %s\n",
+			p.PublicKey, netip.AddrPortFrom(p.UnderlayIP, uint16(p.Port)), p.PodCIDR)
+		fmt.Fprintf(&add, "route add %s dev %s src 10.0.0.1 proto 87\n", p.PodCIDR, r.iface)
+		fmt.Fprintf(&repl, "route replace %s dev %s src 10.0.0.1 proto 87\n", p.PodCIDR, r.iface)
+	}
+	r.setconf = filepath.Join(r.dir, "wg.conf")
+	r.addRoutes = filepath.Join(r.dir, "routes-add")
+	r.replaceRoutes = filepath.Join(r.dir, "routes-replace")
+	for f, c := range map[string]string{r.setconf: conf.String(), r.addRoutes: add.String(), r.replaceRoutes: repl.String()} {
+		if err := os.WriteFile(f, []byte(c), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return r
+}
+
+func runCmd(b *testing.B, name string, args ...string) time.Duration {
+	b.Helper()
+	start := time.Now()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		b.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return time.Since(start)
+}
+
+// run starts wireguard-go, programs it cold, resyncs it, reads its RSS
+// and removes it again.
+func (r *wgGoRef) run(b *testing.B, resyncs int) refResult {
+	b.Helper()
+	runCmd(b, "ip", "netns", "add", r.ns)
+	defer func() {
+		if out, err := exec.Command("ip", "netns", "del", r.ns).CombinedOutput(); err != nil {
+			b.Logf("cleanup: ip netns del %s: %v: %s", r.ns, err, out)
+		}
+	}()
+	sock := "/var/run/wireguard/" + r.iface + ".sock"
+	// ip netns exec execs its way down to wireguard-go: the pid is its own.
+	wg := exec.Command("ip", "netns", "exec", r.ns, r.bin, "--foreground", r.iface)
+	var errb bytes.Buffer
+	wg.Stderr = &errb
+	if err := wg.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		wg.Process.Kill()
+		wg.Wait()
+		os.Remove(sock)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("wireguard-go did not open %s: %s", sock, errb.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling for the socket
+	}
+	runCmd(b, "ip", "-n", r.ns, "link", "set", "lo", "up")
+	runCmd(b, "ip", "-n", r.ns, "addr", "add", "10.0.0.1/32", "dev", r.iface)
+	runCmd(b, "ip", "-n", r.ns, "link", "set", r.iface, "mtu", "1440", "up")
+
+	var res refResult
+	res.Cold = runCmd(b, "ip", "netns", "exec", r.ns, "wg", "setconf", r.iface, r.setconf) +
+		runCmd(b, "ip", "-n", r.ns, "-batch", r.addRoutes)
+	var runs []time.Duration
+	for range resyncs {
+		runs = append(runs, runCmd(b, "ip", "netns", "exec", r.ns, "wg", "syncconf", r.iface, r.setconf)+
+			runCmd(b, "ip", "-n", r.ns, "-batch", r.replaceRoutes))
+	}
+	slices.Sort(runs)
+	res.Resync = runs[len(runs)/2]
+	out, err := exec.Command("ip", "netns", "exec", r.ns, "wg", "show", r.iface, "peers").Output()
+	if err != nil {
+		b.Fatalf("wg show %s peers: %v", r.iface, err)
+	}
+	res.DevicePeers = len(strings.Fields(string(out)))
+	if res.DevicePeers != r.peers {
+		b.Fatalf("reference device holds %d peers, want %d", res.DevicePeers, r.peers)
+	}
+	status := fmt.Sprintf("/proc/%d/status", wg.Process.Pid)
+	if res.RSSKiB, err = statusKiB(status, "VmRSS"); err != nil {
+		b.Fatal(err)
+	}
+	if res.HWMKiB, err = statusKiB(status, "VmHWM"); err != nil {
+		b.Fatal(err)
+	}
+	return res
 }
 
 func fmtDurations(ds []time.Duration) string {
@@ -291,7 +486,12 @@ func measureFootprint(prm footprintParams, res *footprintResult) error {
 	if err := countProgrammed(prm.Interface, res); err != nil {
 		return err
 	}
-	// At rest: what the agent holds between resyncs.
+	// At rest: what the agent holds between resyncs, once the garbage of
+	// programming is collected (the runtime would get there by itself,
+	// later); and, for honesty, what it held before that.
+	if res.RSSNoGCKiB, err = procStatusKiB("VmRSS"); err != nil {
+		return err
+	}
 	runtime.GC()
 	debug.FreeOSMemory()
 	var m runtime.MemStats
@@ -335,8 +535,11 @@ func countProgrammed(iface string, res *footprintResult) error {
 }
 
 // procStatusKiB reads a "kB" field of /proc/self/status.
-func procStatusKiB(field string) (int, error) {
-	b, err := os.ReadFile("/proc/self/status")
+func procStatusKiB(field string) (int, error) { return statusKiB("/proc/self/status", field) }
+
+// statusKiB reads a "kB" field of a /proc/PID/status file.
+func statusKiB(path, field string) (int, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
@@ -345,5 +548,5 @@ func procStatusKiB(field string) (int, error) {
 			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 		}
 	}
-	return 0, fmt.Errorf("no %s in /proc/self/status", field)
+	return 0, fmt.Errorf("no %s in %s", field, path)
 }
