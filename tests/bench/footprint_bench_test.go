@@ -25,7 +25,9 @@ package bench
 //
 // Settings: WEFT_BENCH_PEERS (default 1000), WEFT_BENCH_RESYNCS (5);
 // WEFT_BENCH_CPUPROFILE=FILE writes a CPU profile of the child's cold and
-// resync Applies (go tool pprof FILE).
+// resync Applies (go tool pprof FILE), and FILE.heap its heap profile at
+// rest (go tool pprof -sample_index=alloc_space FILE.heap for where the
+// programming garbage came from).
 
 import (
 	"bufio"
@@ -503,6 +505,16 @@ func measureFootprint(prm footprintParams, res *footprintResult) error {
 	}
 	if res.HWMKiB, err = procStatusKiB("VmHWM"); err != nil {
 		return err
+	}
+	if prm.Profile != "" {
+		f, err := os.Create(prm.Profile + ".heap")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			return err
+		}
 	}
 	return nil
 }
