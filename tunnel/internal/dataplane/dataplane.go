@@ -55,6 +55,8 @@ func SyncRoutes(rc Routes, linkIndex int, desired []tunnel.Route) error {
 		r.LinkIndex = linkIndex
 		want[i] = r
 	}
+	rc, done := withSocket(rc)
+	defer done()
 	actual, err := rc.ListRoutes(linkIndex)
 	if err != nil {
 		return fmt.Errorf("failed to list routes: %w", err)
@@ -76,6 +78,8 @@ func SyncRoutes(rc Routes, linkIndex int, desired []tunnel.Route) error {
 
 // SyncNeighbors makes the permanent neighbours on linkIndex exactly desired.
 func SyncNeighbors(nc Neighbors, linkIndex int, desired []tunnel.Neighbor) error {
+	nc, done := withSocket(nc)
+	defer done()
 	actual, err := nc.ListNeighbors(linkIndex)
 	if err != nil {
 		return fmt.Errorf("failed to list neighbours: %w", err)
@@ -97,6 +101,8 @@ func SyncNeighbors(nc Neighbors, linkIndex int, desired []tunnel.Neighbor) error
 
 // SyncFDB makes the FDB entries on linkIndex exactly desired.
 func SyncFDB(nc Neighbors, linkIndex int, desired []tunnel.FDBEntry) error {
+	nc, done := withSocket(nc)
+	defer done()
 	actual, err := nc.ListFDB(linkIndex)
 	if err != nil {
 		return fmt.Errorf("failed to list FDB entries: %w", err)

@@ -104,3 +104,17 @@ func TestPrefixFromIPNet(t *testing.T) {
 		t.Errorf("v4-mapped /120 → %v", got)
 	}
 }
+
+func TestWithSocket(t *testing.T) {
+	f := &FakeRoutes{}
+	if got, done := withSocket[Routes](f); got != Routes(f) {
+		t.Errorf("a fake came back as %T", got)
+	} else {
+		done()
+	}
+	got, done := withSocket[Routes](Netlink{})
+	defer done()
+	if n, ok := got.(Netlink); !ok || n.h == nil {
+		t.Errorf("Netlink was not bound to a socket: %#v", got)
+	}
+}

@@ -11,7 +11,40 @@ import (
 
 // Netlink is the real Routes and Neighbors, acting on the network
 // namespace of the calling thread (the agent runs in the node's namespace).
-type Netlink struct{}
+// The zero value opens a netlink socket per request; the Sync functions
+// bind it to one socket for a whole sync (withSocket), which for a
+// thousand routes saves a thousand socket setups.
+type Netlink struct {
+	h *netlink.Handle // nil: a socket per request
+}
+
+func (c Netlink) handle() *netlink.Handle {
+	if c.h == nil {
+		return &netlink.Handle{} // what netlink's package-level functions use
+	}
+	return c.h
+}
+
+// withSocket returns c bound to one netlink socket, opened in the calling
+// thread's namespace, and the function that closes it; any other client
+// (a fake) comes back as it is. If the socket cannot be opened, c is used
+// as it is too: every request then reports the problem itself.
+func withSocket[T any](c T) (T, func()) {
+	n, ok := any(c).(Netlink)
+	if !ok || n.h != nil {
+		return c, func() {}
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return c, func() {}
+	}
+	bound, ok := any(Netlink{h: h}).(T)
+	if !ok {
+		h.Close()
+		return c, func() {}
+	}
+	return bound, h.Close
+}
 
 var (
 	_ Routes    = Netlink{}
@@ -20,13 +53,13 @@ var (
 
 // ListRoutes returns the main-table routes on linkIndex tagged
 // tunnel.RouteProtocol, both address families.
-func (Netlink) ListRoutes(linkIndex int) ([]tunnel.Route, error) {
+func (c Netlink) ListRoutes(linkIndex int) ([]tunnel.Route, error) {
 	filter := &netlink.Route{
 		LinkIndex: linkIndex,
 		Protocol:  tunnel.RouteProtocol,
 		Table:     unix.RT_TABLE_MAIN,
 	}
-	rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, filter,
+	rs, err := c.handle().RouteListFiltered(netlink.FAMILY_ALL, filter,
 		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return nil, err
@@ -65,13 +98,13 @@ func toNetlinkRoute(r tunnel.Route) *netlink.Route {
 }
 
 // ReplaceRoute installs r (ip route replace … proto 0x57).
-func (Netlink) ReplaceRoute(r tunnel.Route) error {
-	return netlink.RouteReplace(toNetlinkRoute(r))
+func (c Netlink) ReplaceRoute(r tunnel.Route) error {
+	return c.handle().RouteReplace(toNetlinkRoute(r))
 }
 
 // DeleteRoute deletes r; a missing route is ErrNotFound.
-func (Netlink) DeleteRoute(r tunnel.Route) error {
-	return notFound(netlink.RouteDel(toNetlinkRoute(r)))
+func (c Netlink) DeleteRoute(r tunnel.Route) error {
+	return notFound(c.handle().RouteDel(toNetlinkRoute(r)))
 }
 
 func family(isV4 bool) int {
@@ -82,26 +115,26 @@ func family(isV4 bool) int {
 }
 
 // ListNeighbors returns the permanent IPv4 and IPv6 neighbours on linkIndex.
-func (Netlink) ListNeighbors(linkIndex int) ([]tunnel.Neighbor, error) {
+func (c Netlink) ListNeighbors(linkIndex int) ([]tunnel.Neighbor, error) {
 	var out []tunnel.Neighbor
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		ns, err := netlink.NeighList(linkIndex, fam)
+		ns, err := c.handle().NeighList(linkIndex, fam)
 		if err != nil {
 			return nil, err
 		}
-		for _, n := range ns {
-			if n.State&netlink.NUD_PERMANENT == 0 || n.LinkIndex != linkIndex {
+		for _, ne := range ns {
+			if ne.State&netlink.NUD_PERMANENT == 0 || ne.LinkIndex != linkIndex {
 				continue
 			}
-			out = append(out, tunnel.Neighbor{IP: AddrFromIP(n.IP), MAC: n.HardwareAddr})
+			out = append(out, tunnel.Neighbor{IP: AddrFromIP(ne.IP), MAC: ne.HardwareAddr})
 		}
 	}
 	return out, nil
 }
 
 // SetNeighbor installs a permanent neighbour (ip neigh replace … nud permanent).
-func (Netlink) SetNeighbor(linkIndex int, n tunnel.Neighbor) error {
-	return netlink.NeighSet(&netlink.Neigh{
+func (c Netlink) SetNeighbor(linkIndex int, n tunnel.Neighbor) error {
+	return c.handle().NeighSet(&netlink.Neigh{
 		LinkIndex:    linkIndex,
 		Family:       family(n.IP.Is4()),
 		State:        netlink.NUD_PERMANENT,
@@ -112,8 +145,8 @@ func (Netlink) SetNeighbor(linkIndex int, n tunnel.Neighbor) error {
 }
 
 // DeleteNeighbor deletes a neighbour; a missing one is ErrNotFound.
-func (Netlink) DeleteNeighbor(linkIndex int, n tunnel.Neighbor) error {
-	return notFound(netlink.NeighDel(&netlink.Neigh{
+func (c Netlink) DeleteNeighbor(linkIndex int, n tunnel.Neighbor) error {
+	return notFound(c.handle().NeighDel(&netlink.Neigh{
 		LinkIndex: linkIndex,
 		Family:    family(n.IP.Is4()),
 		IP:        IP(n.IP),
@@ -122,8 +155,8 @@ func (Netlink) DeleteNeighbor(linkIndex int, n tunnel.Neighbor) error {
 
 // ListFDB returns the device's own (NTF_SELF) FDB entries that have a
 // remote destination.
-func (Netlink) ListFDB(linkIndex int) ([]tunnel.FDBEntry, error) {
-	ns, err := netlink.NeighList(linkIndex, unix.AF_BRIDGE)
+func (c Netlink) ListFDB(linkIndex int) ([]tunnel.FDBEntry, error) {
+	ns, err := c.handle().NeighList(linkIndex, unix.AF_BRIDGE)
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +171,8 @@ func (Netlink) ListFDB(linkIndex int) ([]tunnel.FDBEntry, error) {
 }
 
 // SetFDB installs an FDB entry (bridge fdb replace MAC dev … dst IP self permanent).
-func (Netlink) SetFDB(linkIndex int, f tunnel.FDBEntry) error {
-	return netlink.NeighSet(&netlink.Neigh{
+func (c Netlink) SetFDB(linkIndex int, f tunnel.FDBEntry) error {
+	return c.handle().NeighSet(&netlink.Neigh{
 		LinkIndex:    linkIndex,
 		Family:       unix.AF_BRIDGE,
 		State:        netlink.NUD_PERMANENT,
@@ -150,8 +183,8 @@ func (Netlink) SetFDB(linkIndex int, f tunnel.FDBEntry) error {
 }
 
 // DeleteFDB deletes an FDB entry; a missing one is ErrNotFound.
-func (Netlink) DeleteFDB(linkIndex int, f tunnel.FDBEntry) error {
-	return notFound(netlink.NeighDel(&netlink.Neigh{
+func (c Netlink) DeleteFDB(linkIndex int, f tunnel.FDBEntry) error {
+	return notFound(c.handle().NeighDel(&netlink.Neigh{
 		LinkIndex:    linkIndex,
 		Family:       unix.AF_BRIDGE,
 		Flags:        netlink.NTF_SELF,
