@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/agent/kube"
 	"github.com/weftnet/weft/gossip"
 	"github.com/weftnet/weft/masquerade"
 	"github.com/weftnet/weft/nodestate"
@@ -29,6 +30,7 @@ type Agent struct {
 	base *slog.Logger // handed to gossip and the tunnel, which tag their own
 
 	gossip  *gossip.Node
+	kube    *kube.Watcher // nil outside Kubernetes mode
 	metrics *metrics
 	under   underlay
 
@@ -37,11 +39,12 @@ type Agent struct {
 
 	leaveReq chan struct{} // buffered(1): `weft leave` asked us to leave
 
-	mu      sync.Mutex // guards the fields below
-	status  Status
-	ready   bool
-	lease   netip.Prefix
-	tunInfo tunnel.Info
+	mu         sync.Mutex // guards the fields below
+	publishErr string     // last error publishing to our Node, logged once
+	status     Status
+	ready      bool
+	lease      netip.Prefix
+	tunInfo    tunnel.Info
 }
 
 // New prepares an agent from a completed Config (see Config.Complete). It
@@ -121,6 +124,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		addr, _ := cfg.seedAddr(s) // validated by Complete
 		seeds = append(seeds, addr)
 	}
+	var static netip.Prefix
+	if cfg.Kubernetes.Enabled {
+		var kseeds []string
+		static, kseeds, err = a.startKube(ctx)
+		if err != nil {
+			return err
+		}
+		seeds = append(seeds, kseeds...)
+	}
 	g, err := gossip.New(gossip.Config{
 		NodeName:      cfg.NodeName,
 		ClusterID:     cfg.ClusterID,
@@ -133,6 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		BlockBits:     cfg.BlockSize,
 		LeaseFile:     cfg.Gossip.LeaseFile,
 		LeaseGrace:    cfg.Gossip.LeaseGrace.Duration,
+		StaticLease:   static,
 		Meta:          gossip.Meta{UnderlayIP: u.Address, TunnelPort: cfg.Tunnel.Port},
 		Logger:        a.base,
 	})
@@ -164,6 +177,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.reconcile(ctx)
 
+	var kubeChanges <-chan struct{} // nil, never ready, outside Kubernetes mode
+	if a.kube != nil {
+		kubeChanges = a.kube.Changes()
+	}
 	ticker := time.NewTicker(cfg.ResyncInterval.Duration)
 	defer ticker.Stop()
 	for {
@@ -185,6 +202,8 @@ func (a *Agent) Run(ctx context.Context) error {
 					a.log.Error("failed to move to the new lease", "err", err)
 				}
 			}
+			a.reconcile(ctx)
+		case <-kubeChanges:
 			a.reconcile(ctx)
 		case <-ticker.C:
 			a.reconcile(ctx)
@@ -266,7 +285,11 @@ func (a *Agent) reconcile(ctx context.Context) {
 	start := time.Now()
 	a.metrics.reconcileRuns.Inc()
 	members := a.gossip.Peers()
-	peers, skipped := planPeers(a.backend.Name(), members)
+	var deleted func(string) bool
+	if a.kube != nil {
+		deleted = a.kube.Deleted
+	}
+	peers, skipped := planPeers(a.backend.Name(), members, deleted)
 
 	a.backendMu.Lock()
 	err := a.backend.Apply(ctx, peers)
@@ -275,6 +298,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 	}
 	a.backendMu.Unlock()
 	a.metrics.reconcileTime.Observe(time.Since(start).Seconds())
+	if err == nil && a.kube != nil {
+		a.publishToNode(ctx)
+	}
 
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -13,13 +13,15 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/weftnet/weft/nodestate"
 )
 
 // Config is the agent's configuration file (YAML). Every field is optional
 // unless marked; the zero value means the default written beside it.
 // Unknown fields are an error.
 type Config struct {
-	// NodeName is this node's name. Default: the host name.
+	// NodeName is this node's name. Default: $NODE_NAME, else the host name.
 	NodeName string `yaml:"nodeName"`
 	// ClusterID names the cluster; nodes of another cluster are ignored.
 	// Default "default".
@@ -29,9 +31,10 @@ type Config struct {
 	// BlockSize is the prefix length of each node's pod block. Default 24.
 	BlockSize int `yaml:"blockSize"`
 
-	Underlay UnderlayConfig `yaml:"underlay"`
-	Gossip   GossipConfig   `yaml:"gossip"`
-	Tunnel   TunnelConfig   `yaml:"tunnel"`
+	Underlay   UnderlayConfig   `yaml:"underlay"`
+	Gossip     GossipConfig     `yaml:"gossip"`
+	Tunnel     TunnelConfig     `yaml:"tunnel"`
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 
 	// ResyncInterval is how often the data plane is re-read and repaired
 	// even when nothing changed. Default 10s.
@@ -94,6 +97,22 @@ type TunnelConfig struct {
 	KeyFile string `yaml:"keyFile"`
 	// VNI is the VXLAN network identifier. Default 1.
 	VNI int `yaml:"vni"`
+}
+
+// KubernetesConfig turns on Kubernetes mode: the node's podCIDR becomes its
+// lease, other Nodes' InternalIPs seed gossip, peers whose Node object is
+// deleted are withdrawn, and the agent annotates its own Node and sets its
+// NetworkUnavailable condition. The data plane never waits for the API
+// server.
+type KubernetesConfig struct {
+	// Enabled turns Kubernetes mode on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Kubeconfig is a kubeconfig file; empty means the in-cluster
+	// ServiceAccount.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// SyncTimeout bounds how long start-up waits for the first list of
+	// Nodes before going on without it. Default 30s.
+	SyncTimeout Duration `yaml:"syncTimeout"`
 }
 
 // Duration is a time.Duration written as "10s" in YAML.
@@ -215,6 +234,9 @@ func nameFields(doc []byte, msg string) string {
 // problem found.
 func (c *Config) Complete() error {
 	if c.NodeName == "" {
+		c.NodeName = os.Getenv("NODE_NAME")
+	}
+	if c.NodeName == "" {
 		h, err := os.Hostname()
 		if err != nil {
 			return fmt.Errorf("nodeName: not set and the host name is unknown: %w", err)
@@ -237,6 +259,10 @@ func (c *Config) Complete() error {
 	if c.ResyncInterval.Duration == 0 {
 		c.ResyncInterval.Duration = DefaultResync
 	}
+	if c.Kubernetes.SyncTimeout.Duration == 0 {
+		c.Kubernetes.SyncTimeout.Duration = 30 * time.Second
+	}
+	setDefault(&c.StateFile, nodestate.DefaultPath)
 	setDefault(&c.StatusSocket, DefaultStatusSocket)
 	setDefault(&c.MetricsAddress, DefaultMetricsAddress)
 	setDefault(&c.LogLevel, "info")

@@ -28,6 +28,9 @@ func TestConfigDefaults(t *testing.T) {
 		{"resyncInterval", c.ResyncInterval.Duration, 10 * time.Second},
 		{"masquerade", *c.Masquerade, true},
 		{"metricsAddress", c.MetricsAddress, DefaultMetricsAddress},
+		{"stateFile", c.StateFile, "/run/weft/node.json"},
+		{"kubernetes.enabled", c.Kubernetes.Enabled, false},
+		{"kubernetes.syncTimeout", c.Kubernetes.SyncTimeout.Duration, 30 * time.Second},
 	}
 	for _, ck := range checks {
 		if ck.got != ck.want {

@@ -14,12 +14,16 @@ type SkippedPeer struct {
 // planPeers turns gossip members into tunnel peers for the given backend.
 // It is pure. A member that has not published what the backend needs (its
 // WireGuard key, or VTEP MAC) is skipped with a reason: it is still coming up
-// or runs another backend.
-func planPeers(backend string, members []gossip.Meta) ([]tunnel.Peer, []SkippedPeer) {
+// or runs another backend. So is a member whose Node object was deleted
+// (deleted may be nil outside Kubernetes mode).
+func planPeers(backend string, members []gossip.Meta, deleted func(string) bool) ([]tunnel.Peer, []SkippedPeer) {
 	var peers []tunnel.Peer
 	var skipped []SkippedPeer
 	for _, m := range members {
 		switch {
+		case deleted != nil && deleted(m.Name):
+			skipped = append(skipped, SkippedPeer{m.Name, "its Node object was deleted"})
+			continue
 		case !m.PodCIDR.IsValid():
 			skipped = append(skipped, SkippedPeer{m.Name, "no lease yet"})
 			continue

@@ -31,7 +31,7 @@ func TestPlanPeersSkipsIncompleteMembers(t *testing.T) {
 		{"vxlan", []string{"a", "c"}, []string{"b", "d", "e"}},
 	}
 	for _, tc := range tests {
-		peers, skipped := planPeers(tc.backend, members)
+		peers, skipped := planPeers(tc.backend, members, nil)
 		var gotP, gotS []string
 		for _, p := range peers {
 			gotP = append(gotP, p.Name)
@@ -46,7 +46,7 @@ func TestPlanPeersSkipsIncompleteMembers(t *testing.T) {
 			t.Errorf("%s: peers %v skipped %v, want %v and %v", tc.backend, gotP, gotS, tc.wantPeers, tc.wantSkipped)
 		}
 	}
-	peers, _ := planPeers("wireguard", members[:1])
+	peers, _ := planPeers("wireguard", members[:1], nil)
 	if p := peers[0]; p.UnderlayIP != full.UnderlayIP || p.Port != 51820 || p.PodCIDR != full.PodCIDR || p.PublicKey != "k" {
 		t.Errorf("peer fields not carried over: %+v", p)
 	}
@@ -62,4 +62,13 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+func TestPlanPeersDropsDeletedNodes(t *testing.T) {
+	m := gossip.Meta{Name: "gone", UnderlayIP: netip.MustParseAddr("192.168.1.2"), TunnelPort: 51820,
+		PublicKey: "k", PodCIDR: netip.MustParsePrefix("10.244.2.0/24")}
+	peers, skipped := planPeers("wireguard", []gossip.Meta{m}, func(n string) bool { return n == "gone" })
+	if len(peers) != 0 || len(skipped) != 1 || skipped[0].Reason == "" {
+		t.Fatalf("a member whose Node was deleted must be skipped with a reason: peers %v skipped %v", peers, skipped)
+	}
 }

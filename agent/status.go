@@ -24,6 +24,7 @@ type Status struct {
 	MTU           int           `json:"mtu"`
 	Ready         bool          `json:"ready"`
 	Members       int           `json:"members"`
+	Kubernetes    string        `json:"kubernetes,omitempty"`
 	Peers         []PeerStatus  `json:"peers"`
 	Skipped       []SkippedPeer `json:"skipped,omitempty"`
 	LastReconcile time.Time     `json:"lastReconcile"`

@@ -54,6 +54,13 @@ Flags override the config file.`,
 			if f.Changed("seed") {
 				cfg.Gossip.Seeds = seeds
 			}
+			if f.Changed("kubernetes") {
+				cfg.Kubernetes.Enabled = over.Kubernetes.Enabled
+			}
+			if f.Changed("kubeconfig") {
+				cfg.Kubernetes.Enabled = true
+				cfg.Kubernetes.Kubeconfig = over.Kubernetes.Kubeconfig
+			}
 			if f.Changed("log-level") {
 				cfg.LogLevel = over.LogLevel
 			}
@@ -73,13 +80,15 @@ Flags override the config file.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "", "YAML config file")
-	f.StringVar(&over.NodeName, "node-name", "", "node name (default: host name)")
+	f.StringVar(&over.NodeName, "node-name", "", "node name (default: $NODE_NAME, else the host name)")
 	f.StringVar(&over.Tunnel.Backend, "backend", "", "tunnel backend: wireguard or vxlan")
 	f.StringVar(&over.ClusterCIDR, "cluster-cidr", "", "pod network CIDR")
 	f.StringVar(&over.Underlay.Address, "underlay-address", "", "this node's underlay address")
 	f.StringVar(&over.Gossip.KeyFile, "gossip-key-file", "", "gossip encryption key file")
 	f.StringSliceVar(&seeds, "seed", nil, "gossip seed ip[:port] (repeatable)")
 	f.StringVar(&over.LogLevel, "log-level", "", "debug, info, warn or error")
+	f.BoolVar(&over.Kubernetes.Enabled, "kubernetes", false, "Kubernetes mode with the in-cluster ServiceAccount")
+	f.StringVar(&over.Kubernetes.Kubeconfig, "kubeconfig", "", "Kubernetes mode with this kubeconfig")
 	return cmd
 }
 

@@ -76,6 +76,9 @@ func printStatus(w io.Writer, st agent.Status) {
 	fmt.Fprintf(w, "node %s (cluster %s): %s\n", st.Node, st.ClusterID, ready)
 	fmt.Fprintf(w, "  lease %s  underlay %s  %s on %s  mtu %d  gossip members %d\n",
 		orDash(st.PodCIDR), st.UnderlayIP, st.Backend, st.Interface, st.MTU, st.Members)
+	if st.Kubernetes != "" {
+		fmt.Fprintf(w, "  kubernetes: %s\n", st.Kubernetes)
+	}
 	if st.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", st.LastError)
 	}
