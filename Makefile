@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps test unit lint demo bench clean lab-down
+.PHONY: all build deps controlplane test unit lint demo bench clean lab-down
 
 all: build
 
@@ -19,9 +19,15 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/weft ./cmd/weft
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/weft-cni ./cmd/weft-cni
 
+# The test-only Kubernetes control plane (kube-apiserver,
+# kube-controller-manager, etcd) for `weft lab up --kube` and the tests that
+# need a real API server. Cached in bin/: only the first build is slow.
+controlplane: deps
+	@scripts/build-controlplane.sh bin
+
 # Everything: unit tests, namespace tests and end-to-end lab tests.
 # Namespace and end-to-end tests need root; without it they skip, saying why.
-test: deps build lint
+test: deps build controlplane lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Only the tests that need neither root nor the lab.
