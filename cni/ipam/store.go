@@ -288,15 +288,15 @@ func (s *Store) readLocked() (*file, error) {
 }
 
 func (s *Store) writeLocked(f *file) error {
-	if err := s.markBootLocked(); err != nil {
-		return err
-	}
+	// Not fsynced once the boot is marked: see the package note on
+	// durability. Where the boot ID cannot be read, every write is synced
+	// as before.
+	sync := s.markBootLocked() != nil
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("failed to encode allocations: %w", err)
 	}
-	// Not fsynced: see the package note on durability.
-	return replaceFile(s.dir, stateName, append(b, '\n'), false)
+	return replaceFile(s.dir, stateName, append(b, '\n'), sync)
 }
 
 // replaceFile writes data to dir/name through a temporary file and a

@@ -393,3 +393,19 @@ func TestTimedOutWaiterReleasesTheLock(t *testing.T) {
 	}
 	unlock2()
 }
+
+// Without a readable boot ID the store still works, syncing every write.
+func TestNoBootIDFallsBackToSyncedWrites(t *testing.T) {
+	old := bootIDPath
+	bootIDPath = filepath.Join(t.TempDir(), "missing")
+	t.Cleanup(func() { bootIDPath = old })
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	mustAlloc(t, s, block24, gw24, att(0))
+	if l := mustList(t, s); len(l) != 1 {
+		t.Fatalf("allocations = %v", l)
+	}
+	if _, err := os.Stat(filepath.Join(dir, bootName)); !os.IsNotExist(err) {
+		t.Fatalf("boot marker written without a boot ID: %v", err)
+	}
+}
