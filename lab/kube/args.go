@@ -82,6 +82,11 @@ func commands(c Config) []command {
 		"--kubeconfig=" + p.kcmKubeconfig,
 		"--authentication-kubeconfig=" + p.kcmKubeconfig,
 		"--authorization-kubeconfig=" + p.kcmKubeconfig,
+		// Clients of its own port (metrics, healthz) authenticate with
+		// certificates of the cluster CA or tokens; there is no front
+		// proxy, so do not look up its request-header CA.
+		"--client-ca-file=" + p.caCert,
+		"--authentication-skip-lookup=true",
 		"--bind-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", controllerManagerPort),
 		"--cert-dir=" + p.kcmCertDir,

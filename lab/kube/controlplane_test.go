@@ -2,7 +2,9 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -35,11 +37,29 @@ func binDir(t *testing.T) string {
 	return d
 }
 
-// testNetNS creates a network namespace with lo up and addr/24 on a dummy
-// interface, removed at the end of the test.
+// needControlPlane skips unless the test can run the real control plane,
+// and returns the binaries' directory.
+func needControlPlane(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping in -short: starts a real control plane")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	bins := binDir(t)
+	if err := BinariesBuilt(bins); err != nil {
+		t.Skipf("SKIPPING: REAL CONTROL PLANE NOT BUILT: %v", err)
+	}
+	return bins
+}
+
+// testNetNS creates a network namespace with lo up and addr/24 on one end
+// of a veth pair whose both ends live in it (the dummy module is not on
+// every kernel), removed at the end of the test.
 func testNetNS(t *testing.T, addr netip.Addr) string {
 	t.Helper()
-	name := fmt.Sprintf("weft-kubetest-%d", os.Getpid())
+	name := fmt.Sprintf("weft-kubetest-%d-%s", os.Getpid(), strings.ToLower(strings.TrimPrefix(t.Name(), "Test")))
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -53,10 +73,19 @@ func testNetNS(t *testing.T, addr netip.Addr) string {
 		}
 	})
 	run("-n", name, "link", "set", "lo", "up")
-	run("-n", name, "link", "add", "dummy0", "type", "dummy")
-	run("-n", name, "addr", "add", addr.String()+"/24", "dev", "dummy0")
-	run("-n", name, "link", "set", "dummy0", "up")
+	run("-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+	run("-n", name, "addr", "add", addr.String()+"/24", "dev", "eth0")
+	run("-n", name, "link", "set", "eth0", "up")
+	run("-n", name, "link", "set", "eth0p", "up")
 	return name
+}
+
+// tWriter sends log lines to t.Log.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
 }
 
 // eventually polls f every 200ms until it returns nil or timeout passes.
@@ -100,23 +129,19 @@ func processesOf(dir string) []string {
 // RBAC applies to a ServiceAccount token, the EndpointSlice controller
 // follows a Service, and Stop leaves nothing running.
 func TestControlPlane(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipping in -short: starts a real control plane")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	bins := binDir(t)
-	if err := BinariesBuilt(bins); err != nil {
-		t.Skipf("SKIPPING: REAL CONTROL PLANE NOT BUILT: %v", err)
-	}
+	bins := needControlPlane(t)
 	addr := netip.MustParseAddr("192.168.250.2")
 	netns := testNetNS(t, addr)
-	dir := t.TempDir()
+	// WEFT_KUBE_TEST_DIR keeps the state (logs, certificates) for a look.
+	dir := os.Getenv("WEFT_KUBE_TEST_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	cfg := Config{Dir: dir, NetNS: netns, Address: addr, BinDir: bins}
+	cfg := Config{Dir: dir, NetNS: netns, Address: addr, BinDir: bins,
+		Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))}
 	began := time.Now()
 	cp, err := Start(ctx, cfg)
 	if err != nil {
@@ -359,4 +384,50 @@ func TestControlPlane(t *testing.T) {
 			t.Error("Load after Stop found a running control plane")
 		}
 	})
+}
+
+// TestStartOutlivesCaller starts the control plane from a child process
+// that exits at once, as `weft lab up` does, then reattaches with Load and
+// stops it by pid files, as `weft lab down` does after a crash.
+func TestStartOutlivesCaller(t *testing.T) {
+	bins := needControlPlane(t)
+	addr := netip.MustParseAddr("192.168.251.2")
+	netns := testNetNS(t, addr)
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, NetNS: netns, Address: addr, BinDir: bins}
+	t.Cleanup(func() { _ = Stop(dir) })
+
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(self)
+	child.Env = append(os.Environ(), startChildEnv+"="+string(js))
+	if out, err := child.CombinedOutput(); err != nil {
+		t.Fatalf("child Start: %v: %s", err, out)
+	}
+
+	cp, err := Load(cfg)
+	if err != nil {
+		t.Fatalf("Load after the starting process exited: %v", err)
+	}
+	client := kubernetes.NewForConfigOrDie(cp.AdminRESTConfig())
+	if _, err := client.CoreV1().ServiceAccounts("default").Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
+		t.Fatalf("API after the starting process exited: %v", err)
+	}
+	if err := Stop(dir); err != nil {
+		t.Fatalf("Stop(dir): %v", err)
+	}
+	for name, pid := range cp.Pids() {
+		if !exited(pid) {
+			t.Errorf("%s (pid %d) still running after Stop(dir)", name, pid)
+		}
+	}
+	if left := processesOf(dir); len(left) > 0 {
+		t.Errorf("processes left: %v", left)
+	}
 }

@@ -122,6 +122,7 @@ func TestCommands(t *testing.T) {
 		{"kcm", kcm, "controllers", "*,-node-lifecycle-controller"},
 		{"kcm", kcm, "kubeconfig", "/run/weft-lab/t/kube/controller-manager.kubeconfig"},
 		{"kcm", kcm, "bind-address", "127.0.0.1"},
+		{"kcm", kcm, "authentication-skip-lookup", "true"},
 	} {
 		if got, ok := tc.m[tc.flag]; !ok || got != tc.want {
 			t.Errorf("%s --%s = %q (set %v), want %q", tc.what, tc.flag, got, ok, tc.want)

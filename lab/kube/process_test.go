@@ -1,6 +1,9 @@
 package kube
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,9 +17,25 @@ import (
 // whose command line we choose (argv[0] need not be the executable).
 const fakeEnv = "WEFT_KUBE_FAKE_COMPONENT"
 
+// startChildEnv makes the test binary, re-executed, Start the control plane
+// described by the JSON Config in it and exit: a stand-in for `weft lab up`.
+const startChildEnv = "WEFT_KUBE_START_CHILD"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(fakeEnv) != "" {
 		time.Sleep(time.Minute)
+		os.Exit(0)
+	}
+	if js := os.Getenv(startChildEnv); js != "" {
+		var cfg Config
+		if err := json.Unmarshal([]byte(js), &cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if _, err := Start(context.Background(), cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
