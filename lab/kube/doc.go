@@ -15,14 +15,28 @@
 //	// cp.AdminKubeconfig() is for clients inside the lab (server
 //	// https://Address:6443); cp.AdminRESTConfig() dials from inside NetNS,
 //	// so it works from the host even when Address is not routed there.
+//	// An agent's kubeconfig, as its DaemonSet's ServiceAccount:
+//	err = cp.ServiceAccountKubeconfig(ctx, kube.TokenKubeconfig{
+//		Namespace: "kube-system", ServiceAccount: "weft", Out: ".../n1/kubeconfig"})
 //	// The processes outlive the caller; later commands reattach with
-//	// kube.Load(cfg), and `weft lab down` calls kube.Stop(dir).
+//	// kube.Load(cfg); cp.Stop() or, after a crash, kube.Stop(dir) ends them.
+//
+// Start waits (Config.StartTimeout, 2 minutes by default) for etcd's
+// /health, kube-apiserver's /readyz and the "default" ServiceAccount that
+// kube-controller-manager's controllers create; about 9 seconds here.
+//
+// Known limits: Debian's etcd 3.4.23 lacks RequestWatchProgress, so
+// kube-apiserver disables watch-list streaming and clients fall back to
+// LIST+WATCH (the controller manager logs this once per informer). The
+// node lifecycle controller is disabled (no kubelets post heartbeats), so
+// Nodes the lab creates are never tainted or have their pods evicted.
 //
 // # Layout of Dir
 //
 //	pki/             ca.{crt,key}, apiserver.{crt,key}, admin.{crt,key},
 //	                 controller-manager.{crt,key}, sa.{key,pub}
 //	etcd/            etcd's data directory
+//	controller-manager-serving/   the controller manager's self-signed serving cert
 //	admin.kubeconfig, controller-manager.kubeconfig
 //	<component>.log, <component>.pid for etcd, kube-apiserver, kube-controller-manager
 //
