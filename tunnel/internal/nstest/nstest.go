@@ -296,14 +296,17 @@ type Capture struct {
 }
 
 // StartCapture starts tcpdump on dev in ns and returns once it is
-// listening. Cleanup stops it by pid.
+// listening. Cleanup stops it by pid. Immediate mode hands every packet to
+// tcpdump as it arrives: with libpcap's default buffering, packets still
+// in the kernel buffer when tcpdump is stopped are lost, and a short
+// capture can come back empty.
 func StartCapture(t *testing.T, ns, dev string) *Capture {
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Skipf("needs tcpdump: %v", err)
 	}
 	c := &Capture{out: &lockedBuffer{}, stderr: &lockedBuffer{}}
-	c.cmd = exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-nn", "-l", "-U", "-p")
+	c.cmd = exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-nn", "-l", "-U", "-p", "--immediate-mode")
 	c.cmd.Stdout = c.out
 	c.cmd.Stderr = c.stderr
 	if err := c.cmd.Start(); err != nil {
