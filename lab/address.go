@@ -6,11 +6,15 @@ import (
 )
 
 // The underlay: one /24 on a bridge. Node i (1-based) is at .(10+i), the
-// internet namespace at .254, and the internet also holds WorldAddr.
+// internet namespace at .254, the control plane (--kube) at .2, and the
+// internet also holds WorldAddr.
 var (
 	UnderlaySubnet = netip.MustParsePrefix("192.168.77.0/24")
 	InetAddr       = netip.MustParseAddr("192.168.77.254")
 	WorldAddr      = netip.MustParseAddr("203.0.113.1")
+	// CPAddr is the control-plane namespace's address in a --kube lab:
+	// the API server listens on CPAddr:6443.
+	CPAddr = netip.MustParseAddr("192.168.77.2")
 )
 
 // MaxNodes is the number of node addresses in the underlay (.11 to .253).

@@ -16,6 +16,10 @@ const (
 	LabLeaseGrace = 30 * time.Second
 	// LabMetricsAddress works in every node: each netns has its own loopback.
 	LabMetricsAddress = "127.0.0.1:9464"
+	// LabKubeSyncTimeout bounds an agent's wait for the first list of
+	// Nodes: short, so that a node added while the API server is down joins
+	// by gossip within seconds.
+	LabKubeSyncTimeout = 10 * time.Second
 )
 
 // AgentConfigFile is the subset of the agent's YAML config (agent.Config)
@@ -34,6 +38,13 @@ type AgentConfigFile struct {
 	StatusSocket   string        `yaml:"statusSocket"`
 	MetricsAddress string        `yaml:"metricsAddress"`
 	LogLevel       string        `yaml:"logLevel,omitempty"`
+	Kubernetes     *agentKube    `yaml:"kubernetes,omitempty"`
+}
+
+type agentKube struct {
+	Enabled     bool   `yaml:"enabled"`
+	Kubeconfig  string `yaml:"kubeconfig"`
+	SyncTimeout string `yaml:"syncTimeout"`
 }
 
 type agentUnderlay struct {
@@ -54,7 +65,10 @@ type agentTunnel struct {
 }
 
 // AgentConfig is the agent configuration of node n. Every path is the
-// node's own: all nodes share one filesystem.
+// node's own: all nodes share one filesystem. In a --kube lab the agent runs
+// in Kubernetes mode with the lab's agent kubeconfig; its seeds then come
+// from the other Nodes' InternalIPs, so the caller passes none unless the
+// API server is unavailable.
 func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFile {
 	c := AgentConfigFile{
 		NodeName:    n.Name,
@@ -77,6 +91,9 @@ func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFi
 	}
 	if s.Backend == "wireguard" {
 		c.Tunnel.KeyFile = n.Paths.TunnelKey
+	}
+	if s.Kube {
+		c.Kubernetes = &agentKube{Enabled: true, Kubeconfig: l.AgentKubeconfig(), SyncTimeout: LabKubeSyncTimeout.String()}
 	}
 	for _, a := range seeds {
 		c.Gossip.Seeds = append(c.Gossip.Seeds, a.String())

@@ -64,6 +64,23 @@ func NodeCmds(l Layout, n NodePlan, mtu int) []Cmd {
 	)
 }
 
+// cpPort is the control plane's port on the underlay bridge.
+const cpPort = "vcp"
+
+// CPCmds create the control-plane namespace of a --kube lab and plug its
+// eth0 (CPAddr) into the bridge, like a node without an agent.
+func CPCmds(l Layout, mtu int) []Cmd {
+	u, ns, m := l.UnderlayNS(), l.CPNS(), strconv.Itoa(mtu)
+	addr := fmt.Sprintf("%s/%d", CPAddr, UnderlaySubnet.Bits())
+	return append(newNSCmds(l, ns),
+		ipn(u, "link", "add", cpPort, "mtu", m, "type", "veth", "peer", "name", nodeIf, "mtu", m, "netns", ns),
+		ipn(u, "link", "set", cpPort, "master", bridgeName, "up"),
+		ipn(ns, "addr", "add", addr, "dev", nodeIf),
+		ipn(ns, "link", "set", nodeIf, "up"),
+		ipn(ns, "route", "add", "default", "via", InetAddr.String()),
+	)
+}
+
 // PodNSCmds create a pod's namespace with its loopback up, as a container
 // runtime does before it calls CNI.
 func PodNSCmds(l Layout, ns string) []Cmd { return newNSCmds(l, ns) }

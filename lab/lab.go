@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/weftnet/weft/lab/kube"
 )
 
 // Options configure a Lab handle. The zero value of a field means the
@@ -87,6 +89,9 @@ func (lb *Lab) Up(ctx context.Context, spec Spec) error {
 	if err := spec.Complete(); err != nil {
 		return err
 	}
+	if err := lb.completeKubeSpec(&spec); err != nil {
+		return err
+	}
 	unlock, err := lock(lb.layout)
 	if err != nil {
 		return err
@@ -118,12 +123,27 @@ func (lb *Lab) Up(ctx context.Context, spec Spec) error {
 		return lb.leftForInspection(err)
 	}
 	lb.opts.Log.Info("underlay up", "lab", l.Name, "bridge", l.UnderlayNS(), "inet", l.InetNS(), "mtu", spec.MTU)
+	if spec.Kube {
+		if err := lb.startControlPlane(ctx, spec); err != nil {
+			return lb.leftForInspection(err)
+		}
+	}
 	plans, err := l.PlanNodes(spec.Nodes)
 	if err != nil {
 		return lb.leftForInspection(err)
 	}
 	for _, n := range plans {
-		if err := lb.createNode(ctx, st, n, Seeds(n.Name, plans)); err != nil {
+		// In Kubernetes mode the agents seed gossip from the Nodes.
+		var seeds []netip.Addr
+		if !spec.Kube {
+			seeds = Seeds(n.Name, plans)
+		}
+		if err := lb.createNode(ctx, st, n, seeds); err != nil {
+			return lb.leftForInspection(err)
+		}
+	}
+	if spec.Kube {
+		if err := lb.registerNodes(ctx, st, plans); err != nil {
 			return lb.leftForInspection(err)
 		}
 	}
@@ -145,12 +165,48 @@ func (lb *Lab) Up(ctx context.Context, spec Spec) error {
 	}
 	for _, n := range plans {
 		for k := 1; k <= spec.PodsPerNode; k++ {
-			if _, err := lb.addPodLocked(ctx, st, n.Name, fmt.Sprintf("p%d", k)); err != nil {
+			if _, err := lb.addPodLocked(ctx, st, n.Name, upPodName(spec, n.Name, k), PodOptions{}); err != nil {
 				return lb.leftForInspection(err)
 			}
 		}
 	}
 	lb.opts.Log.Info("lab up", "lab", l.Name, "nodes", len(plans), "pods", len(st.Pods))
+	return nil
+}
+
+// upPodName names the k-th pod `up` adds to node: p<k>, or <node>-p<k> in
+// a --kube lab, where a Pod's name must be unique in its namespace.
+func upPodName(spec Spec, node string, k int) string {
+	if spec.Kube {
+		return fmt.Sprintf("%s-p%d", node, k)
+	}
+	return fmt.Sprintf("p%d", k)
+}
+
+// registerNodes registers a Node for each of plans and waits until
+// kube-controller-manager has given each its podCIDR.
+func (lb *Lab) registerNodes(ctx context.Context, st *State, plans []NodePlan) error {
+	a, err := lb.api(ctx, st.Spec)
+	if err != nil {
+		return err
+	}
+	for _, n := range plans {
+		if err := a.registerNode(ctx, lb.layout.Name, n); err != nil {
+			return err
+		}
+		rec, _ := st.node(n.Name)
+		rec.Registered = true
+	}
+	if err := saveState(lb.layout, st); err != nil {
+		return err
+	}
+	for _, n := range plans {
+		cidr, err := a.waitPodCIDR(ctx, n.Name)
+		if err != nil {
+			return err
+		}
+		lb.opts.Log.Info("Node registered", "node", n.Name, "podCIDR", cidr)
+	}
 	return nil
 }
 
@@ -210,7 +266,8 @@ func (lb *Lab) createNode(ctx context.Context, st *State, n NodePlan, seeds []ne
 }
 
 // Down removes the lab: kills its agents (only processes that are weft
-// agents with a config inside the lab's directory), deletes every namespace
+// agents with a config inside the lab's directory), stops its control plane
+// (by pid file, only processes that are its components), deletes every namespace
 // with the lab's prefix, and removes the state directory. It is idempotent
 // and needs no intact state.json.
 func (lb *Lab) Down(ctx context.Context) error {
@@ -234,6 +291,11 @@ func (lb *Lab) Down(ctx context.Context) error {
 		if err := killAgent(pid, filepath.Clean(l.Dir())+"/"); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// The control plane of a --kube lab, by its pid files: this works
+	// after a crash too, and is a no-op for a lab without one.
+	if err := kube.Stop(l.KubeDir()); err != nil {
+		errs = append(errs, fmt.Errorf("control plane: %w", err))
 	}
 	if err := DeleteNamespaces(ctx, lb.opts.Runner, l, l.Prefix(), recorded); err != nil {
 		errs = append(errs, err)

@@ -41,6 +41,20 @@ func (l Layout) UnderlayNS() string { return l.Prefix() + "underlay" }
 // InetNS stands in for the outside world.
 func (l Layout) InetNS() string { return l.Prefix() + "inet" }
 
+// CPNS holds the Kubernetes control plane of a --kube lab.
+func (l Layout) CPNS() string { return l.Prefix() + CPNodeName }
+
+// KubeDir holds the control plane's certificates, etcd data, kubeconfigs,
+// logs and pid files (see lab/kube).
+func (l Layout) KubeDir() string { return filepath.Join(l.Dir(), "kube") }
+
+// AdminKubeconfig is the control plane's admin kubeconfig (system:masters).
+func (l Layout) AdminKubeconfig() string { return filepath.Join(l.KubeDir(), "admin.kubeconfig") }
+
+// AgentKubeconfig is the kubeconfig every agent of a --kube lab uses: a
+// TokenRequest token of the weft ServiceAccount.
+func (l Layout) AgentKubeconfig() string { return filepath.Join(l.Dir(), "agent.kubeconfig") }
+
 // NodeNS is a node's network namespace.
 func (l Layout) NodeNS(node string) string { return l.Prefix() + node }
 

@@ -106,7 +106,7 @@ func TestLifecycleWithFakeAgents(t *testing.T) {
 		if _, err := os.Lstat(NetNSPath(p.NetNS)); err == nil {
 			t.Errorf("pod netns %s left after pod del", p.NetNS)
 		}
-		if _, err := lb.AddPod(ctx, "n1", "p1"); err != nil {
+		if _, err := lb.AddPod(ctx, "n1", "p1", PodOptions{}); err != nil {
 			t.Errorf("re-add pod: %v", err)
 		}
 	}
@@ -135,7 +135,7 @@ func TestLifecycleWithFakeAgents(t *testing.T) {
 		t.Fatalf("node add: %q, %v", name, err)
 	}
 	if haveCNI {
-		if _, err := lb.AddPod(ctx, "n3", "web"); err != nil {
+		if _, err := lb.AddPod(ctx, "n3", "web", PodOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

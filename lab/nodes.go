@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -84,8 +85,35 @@ func (lb *Lab) AddNode(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := lb.createNode(ctx, st, n, Seeds(n.Name, append(existing, n))); err != nil {
+	seeds := Seeds(n.Name, append(existing, n))
+	var api *kubeAPI
+	if st.Spec.Kube {
+		// With the API server up, the Node is registered before the agent
+		// starts, and the agent seeds gossip from the other Nodes. Without
+		// it the node joins by gossip alone, seeded from the lab's nodes,
+		// and its Node is registered once the API is back.
+		api, err = lb.api(ctx, st.Spec)
+		switch {
+		case errors.Is(err, ErrAPIUnavailable):
+			lb.opts.Log.Warn("the API server is unavailable: node "+name+" joins by gossip now; its Node is registered by `weft lab kube start kube-apiserver` or `weft lab kube sync`", "err", err)
+		case err != nil:
+			return "", err
+		default:
+			seeds = nil
+		}
+	}
+	if err := lb.createNode(ctx, st, n, seeds); err != nil {
 		return "", err
+	}
+	if api != nil {
+		if err := lb.syncLocked(ctx, st, api); err != nil {
+			return "", err
+		}
+		cidr, err := api.waitPodCIDR(ctx, n.Name)
+		if err != nil {
+			return "", err
+		}
+		lb.opts.Log.Info("Node registered", "node", n.Name, "podCIDR", cidr)
 	}
 	if err := lb.startLocked(ctx, st, n); err != nil {
 		return "", err
@@ -156,8 +184,9 @@ func (lb *Lab) StartNode(ctx context.Context, name string) error {
 	return lb.startLocked(ctx, st, n)
 }
 
-// DeleteNode takes node name away: kills its agent and deletes its pods'
-// and its own namespace and files.
+// DeleteNode takes node name away: deletes its Node object and its Pods (in
+// a --kube lab), kills its agent and deletes its pods' and its own
+// namespace and files.
 func (lb *Lab) DeleteNode(ctx context.Context, name string) error {
 	st, unlock, err := lb.openState()
 	if err != nil {
@@ -167,6 +196,17 @@ func (lb *Lab) DeleteNode(ctx context.Context, name string) error {
 	rec, n, err := lb.nodePlan(st, name)
 	if err != nil {
 		return err
+	}
+	if st.Spec.Kube && rec.Registered {
+		// The Node goes first, as when a cluster operator removes a node:
+		// the other agents withdraw its peer and routes.
+		a, err := lb.api(ctx, st.Spec)
+		if err == nil {
+			err = a.deleteNode(ctx, st, name)
+		}
+		if err != nil {
+			lb.opts.Log.Warn("the Node object stays (`weft lab kube sync` removes it later)", "node", name, "err", err)
+		}
 	}
 	if err := killAgent(rec.PID, n.Paths.Config); err != nil {
 		return fmt.Errorf("node %s: %w", name, err)

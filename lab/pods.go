@@ -35,17 +35,29 @@ func (lb *Lab) cniExec(ctx context.Context, n NodePlan, req CNIRequest) (CNIResu
 	return parseCNIResult(out)
 }
 
-// AddPod creates pod on node: a netns wired by CNI ADD through libcni.
-func (lb *Lab) AddPod(ctx context.Context, node, pod string) (PodState, error) {
+// PodOptions are the Kubernetes side of a pod (--kube labs only).
+type PodOptions struct {
+	// Namespace of the Pod object; default "default", created if new.
+	Namespace string
+	// Labels of the Pod object.
+	Labels map[string]string
+}
+
+// AddPod creates pod on node: a netns wired by CNI ADD through libcni. In
+// a --kube lab it also registers the Pod object (bound to node, Running
+// and Ready with the pod's IP); when the API server is unavailable the pod
+// is recorded as not registered, and `weft lab kube sync` (or `kube start`)
+// registers it later.
+func (lb *Lab) AddPod(ctx context.Context, node, pod string, o PodOptions) (PodState, error) {
 	st, unlock, err := lb.openState()
 	if err != nil {
 		return PodState{}, err
 	}
 	defer unlock()
-	return lb.addPodLocked(ctx, st, node, pod)
+	return lb.addPodLocked(ctx, st, node, pod, o)
 }
 
-func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string) (p PodState, err error) {
+func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string, o PodOptions) (p PodState, err error) {
 	if err := ValidatePodName(pod); err != nil {
 		return p, err
 	}
@@ -55,6 +67,20 @@ func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string) (p
 	}
 	if _, ok := st.pod(node, pod); ok {
 		return p, fmt.Errorf("node %s already has a pod %q", node, pod)
+	}
+	if !st.Spec.Kube && (o.Namespace != "" || len(o.Labels) > 0) {
+		return p, fmt.Errorf("--namespace and --labels: %w", ErrNotKube)
+	}
+	if st.Spec.Kube {
+		if o.Namespace == "" {
+			o.Namespace = DefaultPodNamespace
+		}
+		if err := ValidateNamespace(o.Namespace); err != nil {
+			return p, err
+		}
+		if _, ok := st.podByObject(o.Namespace, pod); ok {
+			return p, fmt.Errorf("namespace %s already has a pod %q (a Pod's name is unique in its namespace)", o.Namespace, pod)
+		}
 	}
 	if err := lb.checkCNIPlugin(); err != nil {
 		return p, err
@@ -79,7 +105,7 @@ func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string) (p
 		_ = DeleteNS(ctx, lb.opts.Runner, nsName)
 		return p, fmt.Errorf("pod %s/%s: %w", node, pod, err)
 	}
-	p = PodState{Name: pod, Node: node, NetNS: nsName, ContainerID: req.ContainerID}
+	p = PodState{Name: pod, Node: node, NetNS: nsName, ContainerID: req.ContainerID, Namespace: o.Namespace, Labels: o.Labels}
 	for _, ip := range res.IPs {
 		if ip.Addr().Is4() {
 			p.IP = ip.Addr()
@@ -91,10 +117,60 @@ func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string) (p
 		return p, err
 	}
 	lb.opts.Log.Info("pod added", "pod", pod, "node", node, "netns", nsName, "ip", p.IP)
-	return p, nil
+	if !st.Spec.Kube {
+		return p, nil
+	}
+	a, err := lb.api(ctx, st.Spec)
+	if errors.Is(err, ErrAPIUnavailable) {
+		lb.opts.Log.Warn("Pod not registered: the API server is unavailable; `weft lab kube sync` registers it later",
+			"pod", p.Namespace+"/"+p.Name, "err", err)
+		return p, nil
+	}
+	if err == nil {
+		err = lb.syncLocked(ctx, st, a) // registers this pod, and anything pending
+	}
+	if err != nil {
+		return p, fmt.Errorf("pod %s/%s is wired but its Pod object is not registered (`weft lab kube sync` retries): %w", node, pod, err)
+	}
+	i, _ := st.pod(node, pod)
+	return st.Pods[i], nil
 }
 
-// DeletePod runs CNI DEL for pod on node and deletes its netns.
+// LabelPod changes the labels of the Pod object namespace/name and records
+// them in the lab's state.
+func (lb *Lab) LabelPod(ctx context.Context, namespace, name string, c LabelChange) (PodState, error) {
+	st, unlock, err := lb.openState()
+	if err != nil {
+		return PodState{}, err
+	}
+	defer unlock()
+	if !st.Spec.Kube {
+		return PodState{}, ErrNotKube
+	}
+	i, ok := st.podByObject(namespace, name)
+	if !ok {
+		return PodState{}, fmt.Errorf("lab %s has no pod %s/%s", lb.layout.Name, namespace, name)
+	}
+	a, err := lb.api(ctx, st.Spec)
+	if err != nil {
+		return PodState{}, err
+	}
+	if err := lb.syncLocked(ctx, st, a); err != nil {
+		return PodState{}, err
+	}
+	if err := a.labelPod(ctx, st.Pods[i], c); err != nil {
+		return PodState{}, err
+	}
+	st.Pods[i].Labels = c.Apply(st.Pods[i].Labels)
+	if err := saveState(lb.layout, st); err != nil {
+		return PodState{}, err
+	}
+	lb.opts.Log.Info("pod labelled", "pod", namespace+"/"+name, "labels", st.Pods[i].Labels)
+	return st.Pods[i], nil
+}
+
+// DeletePod runs CNI DEL for pod on node and deletes its netns (and, in a
+// --kube lab, its Pod object).
 func (lb *Lab) DeletePod(ctx context.Context, node, pod string) error {
 	st, unlock, err := lb.openState()
 	if err != nil {
@@ -119,6 +195,16 @@ func (lb *Lab) DeletePod(ctx context.Context, node, pod string) error {
 	}
 	if err := DeleteNS(ctx, lb.opts.Runner, p.NetNS); err != nil {
 		return fmt.Errorf("pod %s/%s: %w", node, pod, err)
+	}
+	if st.Spec.Kube && p.Registered {
+		a, err := lb.api(ctx, st.Spec)
+		if err == nil {
+			err = a.deletePod(ctx, p)
+		}
+		if err != nil {
+			// The pod is gone; its object is not. Say so and go on.
+			lb.opts.Log.Warn("pod deleted but not its Pod object", "pod", p.Namespace+"/"+p.Name, "err", err)
+		}
 	}
 	st.Pods = append(st.Pods[:i], st.Pods[i+1:]...)
 	lb.opts.Log.Info("pod deleted", "pod", pod, "node", node)

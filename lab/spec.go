@@ -23,6 +23,17 @@ type Spec struct {
 	PodsPerNode int `json:"podsPerNode"`
 	// ClusterCIDR is the whole pod network. Default 10.244.0.0/16.
 	ClusterCIDR string `json:"clusterCIDR"`
+	// Kube runs a real Kubernetes control plane in the lab (etcd,
+	// kube-apiserver, kube-controller-manager in namespace <name>-cp),
+	// registers a Node per node and runs the agents in Kubernetes mode.
+	Kube bool `json:"kube,omitempty"`
+	// KubeBinDir holds kube-apiserver and kube-controller-manager (Kube
+	// only). Default: the lab's BinDir. Stored absolute.
+	KubeBinDir string `json:"kubeBinDir,omitempty"`
+	// Manifests is deploy/kubernetes, whose namespace, ServiceAccount and
+	// RBAC `up --kube` applies. Default: found from the working directory
+	// or the weft binary (ManifestDirFor). Stored absolute.
+	Manifests string `json:"manifests,omitempty"`
 }
 
 // Defaults for Spec.
@@ -41,7 +52,10 @@ var (
 )
 
 // reservedNodeNames are namespace suffixes the lab uses for itself.
-var reservedNodeNames = map[string]bool{"underlay": true, "inet": true}
+var reservedNodeNames = map[string]bool{"underlay": true, "inet": true, CPNodeName: true}
+
+// CPNodeName is the namespace suffix of the control plane (--kube).
+const CPNodeName = "cp"
 
 // Complete fills defaults and validates, naming the field of the first
 // problem found.
@@ -100,7 +114,7 @@ func ValidateLabName(name string) error {
 // namespace name splits unambiguously into lab, node and pod.
 func ValidateNodeName(name string) error {
 	if !nodeNameRE.MatchString(name) || reservedNodeNames[name] {
-		return fmt.Errorf("node name %q must be 1-15 lower-case letters and digits, starting with a letter, and not underlay or inet", name)
+		return fmt.Errorf("node name %q must be 1-15 lower-case letters and digits, starting with a letter, and not underlay, inet or cp", name)
 	}
 	return nil
 }

@@ -27,6 +27,8 @@ type NodeState struct {
 	UnderlayIP netip.Addr `json:"underlayIP"`
 	// PID is the agent's process id, 0 when stopped.
 	PID int `json:"pid"`
+	// Registered is true once the node's Node object exists (--kube labs).
+	Registered bool `json:"registered,omitempty"`
 }
 
 // PodState is one pod of the lab.
@@ -36,6 +38,12 @@ type PodState struct {
 	NetNS       string     `json:"netns"`
 	ContainerID string     `json:"containerID"`
 	IP          netip.Addr `json:"ip"`
+	// Namespace and Labels are the Pod object's (--kube labs).
+	Namespace string            `json:"namespace,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// Registered is true once the Pod object exists with its status
+	// (--kube labs).
+	Registered bool `json:"registered,omitempty"`
 }
 
 // ErrNoLab is returned when the lab has no state directory.
@@ -68,7 +76,20 @@ func (s *State) namespaces(l Layout) []string {
 	for _, n := range s.Nodes {
 		out = append(out, n.NetNS)
 	}
+	if s.Spec.Kube {
+		out = append(out, l.CPNS())
+	}
 	return append(out, l.InetNS(), l.UnderlayNS())
+}
+
+// podByObject finds the pod whose Pod object is namespace/name.
+func (s *State) podByObject(namespace, name string) (int, bool) {
+	for i, p := range s.Pods {
+		if p.Namespace == namespace && p.Name == name {
+			return i, true
+		}
+	}
+	return -1, false
 }
 
 // plans rebuilds the node plans of every recorded node.

@@ -3,8 +3,11 @@ package lab
 import (
 	"fmt"
 	"io"
+	"net/netip"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/weftnet/weft/lab/kube"
 	"github.com/weftnet/weft/nodestate"
 )
 
@@ -19,6 +22,22 @@ type Status struct {
 	InetNS      string       `json:"inetNetns"`
 	Nodes       []NodeStatus `json:"nodes"`
 	Pods        []PodState   `json:"pods"`
+	// Kube is set for a --kube lab.
+	Kube *KubeStatus `json:"kube,omitempty"`
+}
+
+// KubeStatus is the control plane of a --kube lab.
+type KubeStatus struct {
+	NetNS string `json:"netns"`
+	// Server is the API server's URL on the lab's underlay.
+	Server string `json:"server"`
+	// Kubeconfig is the admin's; AgentKubeconfig the agents'.
+	Kubeconfig      string `json:"kubeconfig"`
+	AgentKubeconfig string `json:"agentKubeconfig"`
+	// Dir holds the control plane's logs, pid files, PKI and etcd data.
+	Dir string `json:"dir"`
+	// Running lists the components whose processes run.
+	Running []string `json:"running"`
 }
 
 // NodeStatus is one node's live state.
@@ -31,6 +50,8 @@ type NodeStatus struct {
 	PodCIDR string `json:"podCIDR"`
 	PID     int    `json:"pid"`
 	Running bool   `json:"running"`
+	// Registered: the node's Node object exists (--kube labs).
+	Registered bool `json:"registered,omitempty"`
 }
 
 // Status reports the lab. It takes no lock: state.json is replaced
@@ -51,7 +72,7 @@ func (lb *Lab) Status() (Status, error) {
 	}
 	for _, n := range st.Nodes {
 		p := l.Node(n.Name)
-		ns := NodeStatus{Name: n.Name, NetNS: n.NetNS, UnderlayIP: n.UnderlayIP.String(), PID: n.PID}
+		ns := NodeStatus{Name: n.Name, NetNS: n.NetNS, UnderlayIP: n.UnderlayIP.String(), PID: n.PID, Registered: n.Registered}
 		ns.Running = agentRunning(n.PID, p.Config)
 		if !ns.Running {
 			ns.PID = 0
@@ -61,12 +82,23 @@ func (lb *Lab) Status() (Status, error) {
 		}
 		s.Nodes = append(s.Nodes, ns)
 	}
+	if st.Spec.Kube {
+		s.Kube = &KubeStatus{
+			NetNS: l.CPNS(), Server: "https://" + netip.AddrPortFrom(CPAddr, kube.APIServerPort).String(),
+			Kubeconfig: l.AdminKubeconfig(), AgentKubeconfig: l.AgentKubeconfig(), Dir: l.KubeDir(),
+			Running: kube.RunningComponents(l.KubeDir()),
+		}
+	}
 	return s, nil
 }
 
 // WriteTable prints s for people.
 func (s Status) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "lab %s: backend %s, mtu %d, cluster %s, state %s\n\n", s.Name, s.Backend, s.MTU, s.ClusterCIDR, s.Dir)
+	fmt.Fprintf(w, "lab %s: backend %s, mtu %d, cluster %s, state %s\n", s.Name, s.Backend, s.MTU, s.ClusterCIDR, s.Dir)
+	if k := s.Kube; k != nil {
+		fmt.Fprintf(w, "kubernetes: %s in netns %s, running %v, kubeconfig %s\n", k.Server, k.NetNS, k.Running, k.Kubeconfig)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tNETNS\tUNDERLAY\tPODCIDR\tAGENT")
 	for _, n := range s.Nodes {
@@ -85,9 +117,20 @@ func (s Status) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POD\tNODE\tNETNS\tIP")
+	if s.Kube == nil {
+		fmt.Fprintln(tw, "POD\tNODE\tNETNS\tIP")
+		for _, p := range s.Pods {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Node, p.NetNS, p.IP)
+		}
+		return tw.Flush()
+	}
+	fmt.Fprintln(tw, "POD\tNAMESPACE\tNODE\tNETNS\tIP\tLABELS\tREGISTERED")
 	for _, p := range s.Pods {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Node, p.NetNS, p.IP)
+		var labels []string
+		for _, k := range sortedKeys(p.Labels) {
+			labels = append(labels, k+"="+p.Labels[k])
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", p.Name, p.Namespace, p.Node, p.NetNS, p.IP, strings.Join(labels, ","), p.Registered)
 	}
 	return tw.Flush()
 }

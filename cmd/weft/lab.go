@@ -51,7 +51,9 @@ func newLabCommand() *cobra.Command {
 machine without touching the host's interfaces, routes or firewall: an
 underlay bridge, one namespace per node with its own agent, pods wired by
 weft-cni, and an "internet" namespace at 192.168.77.254 / 203.0.113.1.
-State lives in /run/weft-lab/<name>/.`,
+With --kube, a real etcd, kube-apiserver and kube-controller-manager run in
+<name>-cp at 192.168.77.2 and the agents run in Kubernetes mode.
+State lives in /run/weft-lab/<name>/; see docs/lab.md.`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.name, "name", lab.DefaultName, "lab name (lower-case letters and digits); prefixes every namespace")
@@ -68,6 +70,9 @@ State lives in /run/weft-lab/<name>/.`,
 		newLabExecCommand(f),
 		newLabStatusCommand(f),
 		newLabCheckCommand(f),
+		newLabApplyCommand(f),
+		newLabKubeconfigCommand(f),
+		newLabKubeCommand(f),
 		newLabCNIExecCommand(),
 	)
 	return cmd
@@ -114,6 +119,9 @@ func newLabUpCommand(f *labFlags) *cobra.Command {
 	fl.IntVar(&spec.MTU, "mtu", lab.DefaultMTU, "MTU of every underlay link")
 	fl.IntVar(&spec.PodsPerNode, "pods-per-node", 0, "pods p1..pK to add to every node")
 	fl.StringVar(&spec.ClusterCIDR, "cluster-cidr", lab.DefaultClusterCIDR, "pod network")
+	fl.BoolVar(&spec.Kube, "kube", false, "run a real Kubernetes control plane in <name>-cp and the agents in Kubernetes mode")
+	fl.StringVar(&spec.KubeBinDir, "kube-bin-dir", "", "directory holding kube-apiserver and kube-controller-manager (default: --bin-dir)")
+	fl.StringVar(&spec.Manifests, "manifests", "", "deploy/kubernetes, whose RBAC --kube applies (default: found from the working directory or this binary)")
 	return cmd
 }
 
@@ -183,12 +191,17 @@ func newLabNodeCommand(f *labFlags) *cobra.Command {
 func newLabPodCommand(f *labFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "pod", Short: "add or delete pods"}
 	var asJSON bool
+	var namespace, labels string
 	add := &cobra.Command{
 		Use:   "add NODE POD",
-		Short: "create a pod netns on NODE and wire it with CNI ADD",
+		Short: "create a pod netns on NODE and wire it with CNI ADD (with --kube: and register its Pod)",
 		Args:  cobra.ExactArgs(2),
 		RunE: f.labRun(func(ctx context.Context, cmd *cobra.Command, l *lab.Lab, args []string) error {
-			p, err := l.AddPod(ctx, args[0], args[1])
+			lbls, err := lab.ParseLabels(labels)
+			if err != nil {
+				return err
+			}
+			p, err := l.AddPod(ctx, args[0], args[1], lab.PodOptions{Namespace: namespace, Labels: lbls})
 			if err != nil {
 				return err
 			}
@@ -200,6 +213,8 @@ func newLabPodCommand(f *labFlags) *cobra.Command {
 		}),
 	}
 	add.Flags().BoolVar(&asJSON, "json", false, "print the pod as JSON")
+	add.Flags().StringVarP(&namespace, "namespace", "n", "", "the Pod's namespace, created if new (--kube labs; default \"default\")")
+	add.Flags().StringVarP(&labels, "labels", "l", "", "the Pod's labels, k=v,k2=v2 (--kube labs)")
 	del := &cobra.Command{
 		Use:   "del NODE POD",
 		Short: "run CNI DEL for the pod and delete its netns",
@@ -208,7 +223,118 @@ func newLabPodCommand(f *labFlags) *cobra.Command {
 			return l.DeletePod(ctx, args[0], args[1])
 		}),
 	}
-	cmd.AddCommand(add, del)
+	label := &cobra.Command{
+		Use:   "label NAMESPACE/POD KEY=VALUE... [KEY-...]",
+		Short: "set (k=v) or remove (k-) labels of a pod's Pod object (--kube labs)",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: f.labRun(func(ctx context.Context, cmd *cobra.Command, l *lab.Lab, args []string) error {
+			ns, name, ok := strings.Cut(args[0], "/")
+			if !ok || ns == "" || name == "" {
+				return fmt.Errorf("pod label: %q is not NAMESPACE/POD", args[0])
+			}
+			c, err := lab.ParseLabelChange(args[1:])
+			if err != nil {
+				return err
+			}
+			p, err := l.LabelPod(ctx, ns, name, c)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/%s labels %v\n", p.Namespace, p.Name, p.Labels)
+			return nil
+		}),
+	}
+	cmd.AddCommand(add, del, label)
+	return cmd
+}
+
+func newLabApplyCommand(f *labFlags) *cobra.Command {
+	var files []string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE|DIR|- [-f ...]",
+		Short: "apply manifests to the lab's API server (server-side apply, field manager weft-lab; --kube labs)",
+		Args:  cobra.NoArgs,
+		RunE: f.labRun(func(ctx context.Context, cmd *cobra.Command, l *lab.Lab, _ []string) error {
+			if len(files) == 0 {
+				return fmt.Errorf("apply: give at least one -f FILE")
+			}
+			ms, err := lab.ReadManifests(files, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			res, err := l.Apply(ctx, ms, dryRun)
+			for _, r := range res {
+				suffix := ""
+				if dryRun {
+					suffix = " (server dry run)"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s serverside-applied%s\n", r.Object, suffix)
+			}
+			return err
+		}),
+	}
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "a manifest file (multi-document YAML or JSON), a directory of them, or - for stdin")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "let the server validate and admit the objects without storing them")
+	return cmd
+}
+
+func newLabKubeconfigCommand(f *labFlags) *cobra.Command {
+	var content bool
+	cmd := &cobra.Command{
+		Use:   "kubeconfig",
+		Short: "print the path of the lab's admin kubeconfig (--kube labs)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := f.open()
+			if err != nil {
+				return err
+			}
+			path, err := l.Kubeconfig()
+			if err != nil {
+				return err
+			}
+			if !content {
+				fmt.Fprintln(cmd.OutOrStdout(), path)
+				return nil
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&content, "content", false, "print the kubeconfig itself, not its path")
+	return cmd
+}
+
+func newLabKubeCommand(f *labFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "kube", Short: "the control plane of a --kube lab: stop or start a component, sync"}
+	component := func(use, short string, fn func(*lab.Lab, context.Context, string) error) *cobra.Command {
+		return &cobra.Command{
+			Use:       use + " etcd|kube-apiserver|kube-controller-manager",
+			Short:     short,
+			Args:      cobra.ExactArgs(1),
+			ValidArgs: []string{"etcd", "kube-apiserver", "kube-controller-manager"},
+			RunE: f.labRun(func(ctx context.Context, _ *cobra.Command, l *lab.Lab, args []string) error {
+				return fn(l, ctx, args[0])
+			}),
+		}
+	}
+	cmd.AddCommand(
+		component("stop", "stop one control-plane component (an outage); the agents and the rest keep running", (*lab.Lab).StopKubeComponent),
+		component("start", "start a stopped component, wait until ready, then register Nodes and Pods added meanwhile", (*lab.Lab).StartKubeComponent),
+		&cobra.Command{
+			Use:   "sync",
+			Short: "register Nodes and Pods added while the API server was away; remove objects of deleted nodes and pods",
+			Args:  cobra.NoArgs,
+			RunE: f.labRun(func(ctx context.Context, _ *cobra.Command, l *lab.Lab, _ []string) error {
+				return l.SyncKube(ctx)
+			}),
+		},
+	)
 	return cmd
 }
 

@@ -70,3 +70,16 @@ func StartComponent(ctx context.Context, cfg Config, name string) error {
 	cp.cfg.Logger.Info("control-plane component ready", "component", name, "pid", p.pid)
 	return nil
 }
+
+// RunningComponents lists the components of the control plane in dir whose
+// processes run, in start order.
+func RunningComponents(dir string) []string {
+	p := pathsOf(dir)
+	out := []string{}
+	for _, name := range components {
+		if running(readPid(p.pidFile(name)), name, p.dir) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
