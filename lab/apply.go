@@ -24,7 +24,7 @@ import (
 
 // Manifest is one object read from a file, with where it came from.
 type Manifest struct {
-	Source string // file#index (1-based document number)
+	Source string // file#N: the N-th non-empty document (1-based); [i] for List items
 	Object *unstructured.Unstructured
 }
 

@@ -72,3 +72,32 @@ func TestAgentConfigParses(t *testing.T) {
 		}
 	}
 }
+
+// TestKubeAgentConfigParses proves the Kubernetes section of a --kube lab's
+// agent config parses with the agent's parser.
+func TestKubeAgentConfigParses(t *testing.T) {
+	l := lab.Layout{Root: "/run/weft-lab", Name: "demo"}
+	spec := lab.Spec{Name: "demo", Kube: true}
+	if err := spec.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.PlanNode("n1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := lab.AgentConfig(l, spec, n, nil).Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := agent.ParseConfig(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if err := c.Complete(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	k := c.Kubernetes
+	if !k.Enabled || k.Kubeconfig != l.AgentKubeconfig() || k.SyncTimeout.Duration != lab.LabKubeSyncTimeout || len(c.Gossip.Seeds) != 0 {
+		t.Errorf("kubernetes = %+v, seeds %v", k, c.Gossip.Seeds)
+	}
+}
