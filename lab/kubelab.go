@@ -18,11 +18,13 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,8 +36,6 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/weftnet/weft/lab/kube"
-
-	"encoding/json"
 )
 
 // ErrAPIUnavailable means the lab's API server cannot be reached now.
@@ -68,6 +68,9 @@ func ManifestDirFor(weft string) (string, error) {
 	for _, d := range []string{"deploy/kubernetes", filepath.Join(filepath.Dir(weft), "..", "deploy", "kubernetes")} {
 		abs, err := filepath.Abs(d)
 		if err != nil {
+			continue
+		}
+		if slices.Contains(tried, abs) {
 			continue
 		}
 		tried = append(tried, abs)
@@ -107,7 +110,7 @@ func (lb *Lab) completeKubeSpec(spec *Spec) error {
 	}
 	spec.KubeBinDir = abs
 	if err := kube.BinariesBuilt(abs); err != nil {
-		return fmt.Errorf("--kube: %w (`make controlplane` or scripts/build-controlplane.sh builds them; --kube-bin-dir says where they are)", err)
+		return fmt.Errorf("--kube: %w; `make controlplane` does the same, --kube-bin-dir says where they are", err)
 	}
 	if spec.Manifests == "" {
 		if spec.Manifests, err = ManifestDirFor(lb.opts.Weft); err != nil {
