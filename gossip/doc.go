@@ -25,7 +25,16 @@
 // node re-joins configured seeds that are not live members every
 // PushPullInterval; this is what heals a partition.
 //
-// Timings are memberlist.DefaultLANConfig (probe every 1s, push/pull every
-// 30s, gossip every 200ms); a failed node is declared dead after a few
-// seconds (more in large clusters). Config.Tune adjusts them.
+// A member that has just joined exchanges full state with one random live
+// member 2 s and 10 s after Start (catchUp in claim.go): while its own join
+// spreads, nobody gossips to it, so it would otherwise miss updates made in
+// that window (a concurrent joiner's lease) until the next push/pull.
+//
+// Timings are memberlist.DefaultLANConfig with DefaultTuning (tuning.go)
+// on top: probe every 500ms, suspicion 2 x log10(N) probe intervals,
+// gossip to 4 members every 100ms, push/pull every 60s (scaled up by
+// memberlist beyond 32 members). At 1,000 members a new lease reaches
+// every member in about a second and a failed member is withdrawn in
+// about 4s; docs/gossip-tuning.md has the figures. Config.Tune adjusts
+// them further.
 package gossip

@@ -269,6 +269,7 @@ func (c *scaleCluster) live() []*Node {
 // and memberlist counts them all.
 func (c *scaleCluster) waitFull(d time.Duration) bool {
 	deadline := time.Now().Add(d)
+	lastReport := time.Now()
 	for {
 		nodes := c.live()
 		ok := true
@@ -282,10 +283,64 @@ func (c *scaleCluster) waitFull(d time.Duration) bool {
 			return true
 		}
 		if time.Now().After(deadline) {
+			c.opts.print("not converged: %s", c.lagging(nodes))
 			return false
+		}
+		if time.Since(lastReport) > 10*time.Second {
+			lastReport = time.Now()
+			c.opts.print("converging: %s", c.lagging(nodes))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// lagging describes the members whose view is incomplete.
+func (c *scaleCluster) lagging(nodes []*Node) string {
+	var behind []string
+	missing := map[string]int{}
+	for _, n := range nodes {
+		if n.peerCount() == len(nodes)-1 && n.Members() == len(nodes) {
+			continue
+		}
+		behind = append(behind, fmt.Sprintf("%s(peers %d, members %d)", n.cfg.NodeName, n.peerCount(), n.Members()))
+		for _, m := range nodes {
+			if m == n {
+				continue
+			}
+			if _, ok := n.peerLease(m.cfg.NodeName); !ok {
+				missing[m.cfg.NodeName]++
+			}
+		}
+	}
+	var detail []string
+	for _, n := range nodes {
+		if n.peerCount() == len(nodes)-1 {
+			continue
+		}
+		for _, m := range nodes {
+			if _, ok := n.peerLease(m.cfg.NodeName); ok || m == n {
+				continue
+			}
+			n.mu.Lock()
+			meta, ok := n.members[m.cfg.NodeName]
+			self := n.self
+			n.mu.Unlock()
+			var mlMeta Meta
+			for _, x := range n.ml.Members() {
+				if x.Name == m.cfg.NodeName {
+					mlMeta, _ = decodeMeta(x.Meta)
+				}
+			}
+			detail = append(detail, fmt.Sprintf("%s holds %s: %v %s; memberlist has %s (self %s %v)", n.cfg.NodeName, m.cfg.NodeName, ok, meta.PodCIDR, mlMeta.PodCIDR, self.PodCIDR, self.ClaimedAt))
+		}
+		break
+	}
+	var miss []string
+	for name, k := range missing {
+		miss = append(miss, fmt.Sprintf("%s(lease %s) unseen by %d", name, c.nodes[name].Lease(), k))
+	}
+	slices.Sort(miss)
+	return fmt.Sprintf("%d of %d members incomplete, e.g. %v; missing: %v; %v", len(behind), len(nodes), behind[:min(3, len(behind))], miss[:min(5, len(miss))], detail[:min(2, len(detail))])
 }
 
 // arrivals polls cond on each node until it holds for all of them or d
@@ -445,7 +500,7 @@ func runScale(tb testing.TB, o scaleOpts) scaleResult {
 
 	// Dead member.
 	deathsBefore := c.events.count(msgFailedLease) + c.events.count(msgFailedNoLease)
-	victims := 0
+	expected := 0 // each remaining member logs each victim's death once
 	for k := range o.samples {
 		all := c.live()
 		var victim *Node
@@ -461,7 +516,7 @@ func runScale(tb testing.TB, o scaleOpts) scaleResult {
 		c.mu.Unlock()
 		t0 := time.Now()
 		_ = victim.Shutdown()
-		victims++
+		expected += len(others)
 		got, missing := arrivals(t0, others, 2*time.Minute, func(m *Node) bool {
 			_, ok := m.peerLease(victim.cfg.NodeName)
 			return !ok
@@ -477,10 +532,6 @@ func runScale(tb testing.TB, o scaleOpts) scaleResult {
 	}
 	// Every live member logs each victim's death once; more is a live
 	// member wrongly declared dead (and then refuting).
-	expected := 0
-	for range victims {
-		expected += len(c.live())
-	}
 	deaths := c.events.count(msgFailedLease) + c.events.count(msgFailedNoLease) - deathsBefore
 	s.falseDeaths = float64(falseRest + max(0, deaths-expected))
 
@@ -494,6 +545,7 @@ func runScale(tb testing.TB, o scaleOpts) scaleResult {
 			churn = append(churn, n.cfg.NodeName)
 		}
 	}
+	o.print("churning %v", churn)
 	u0 = c.usage()
 	for _, nm := range churn {
 		c.mu.Lock()
