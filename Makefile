@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint demo bench clean lab-down
+.PHONY: all build deps controlplane test unit lint demo bench bench-throughput bench-scale clean lab-down
 
 all: build
 
@@ -43,8 +43,21 @@ lint:
 demo: deps build
 	@scripts/demo.sh
 
+# Every figure in docs/benchmarks.md, each beside its reference: pod-to-pod
+# throughput (weft WireGuard and VXLAN against standalone wireguard-go, kernel
+# VXLAN and the underlay), pod setup latency (against bridge + host-local),
+# the 1,000-peer tunnel footprint (against wireguard-go + wg + ip), and
+# gossip at 100 members. Slow: about 15 minutes.
 bench: deps build
 	@scripts/bench.sh
+	@scripts/bench-scale.sh
+	$(GO) test -run '^$$' -bench 'GossipScale/100$$' -benchtime 1x ./gossip/ -args -members 100
+
+bench-throughput: deps build
+	@scripts/bench.sh
+
+bench-scale: deps
+	@scripts/bench-scale.sh
 
 lab-down:
 	-bin/weft lab down
