@@ -73,7 +73,13 @@ func serveStatus(ctx context.Context, socket string, get func() Status, leave fu
 		leave()
 		w.WriteHeader(http.StatusAccepted)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return serveHTTP(ctx, l, mux, "status")
+}
+
+// serveHTTP serves h on l until ctx is done, then shuts down gracefully
+// (bounded to a second).
+func serveHTTP(ctx context.Context, l net.Listener, h http.Handler, name string) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -81,7 +87,7 @@ func serveStatus(ctx context.Context, socket string, get func() Status, leave fu
 		_ = srv.Shutdown(sctx)
 	}()
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("status server: %w", err)
+		return fmt.Errorf("%s server: %w", name, err)
 	}
 	return nil
 }
