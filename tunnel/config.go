@@ -1,6 +1,12 @@
 package tunnel
 
-import "log/slog"
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
 
 // Config is what every backend constructor takes. Zero values mean the
 // documented default.
@@ -17,4 +23,37 @@ type Config struct {
 	VNI int
 	// Logger receives the backend's logs; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// Resolve fills Interface and Port with a backend's defaults, checks them
+// (errors name the backend and the field) and returns the backend's logger,
+// tagged with its component, backend and interface.
+func (c Config) Resolve(backend, defInterface string, defPort int) (Config, *slog.Logger, error) {
+	if c.Interface == "" {
+		c.Interface = defInterface
+	}
+	if len(c.Interface) >= unix.IFNAMSIZ {
+		return c, nil, fmt.Errorf("%s: field Interface %q is longer than %d bytes", backend, c.Interface, unix.IFNAMSIZ-1)
+	}
+	if c.Port == 0 {
+		c.Port = defPort
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return c, nil, fmt.Errorf("%s: field Port %d is out of range 1-65535", backend, c.Port)
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return c, log.With("component", "tunnel", "backend", backend, "interface", c.Interface), nil
+}
+
+// Overhead is the bytes a tunnel adds to each packet: the outer IP header
+// for the underlay's family (20 for IPv4, 40 for IPv6; IPv4 while the
+// underlay is not known yet) plus encap, the backend's own headers.
+func Overhead(underlay netip.Addr, encap int) int {
+	if underlay.IsValid() && underlay.Unmap().Is6() {
+		return 40 + encap
+	}
+	return 20 + encap
 }

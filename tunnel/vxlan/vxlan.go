@@ -23,7 +23,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/weftnet/weft/tunnel"
 	"github.com/weftnet/weft/tunnel/internal/dataplane"
-	"golang.org/x/sys/unix"
 )
 
 // Defaults for zero Config fields.
@@ -31,12 +30,6 @@ const (
 	DefaultInterface = "weft-vxlan"
 	DefaultPort      = 4789
 	DefaultVNI       = 1
-)
-
-// Encapsulation overhead: outer IP + UDP (8) + VXLAN (8) + inner Ethernet (14).
-const (
-	overheadIPv4 = 20 + 8 + 8 + 14
-	overheadIPv6 = 40 + 8 + 8 + 14
 )
 
 // ErrClosed is returned by calls after Close.
@@ -69,21 +62,14 @@ var _ tunnel.Backend = (*Backend)(nil)
 // New validates cfg and returns an unstarted backend; Setup creates the
 // device. Zero fields take the defaults above; KeyFile is unused.
 func New(cfg tunnel.Config) (tunnel.Backend, error) {
+	cfg, log, err := cfg.Resolve("vxlan", DefaultInterface, DefaultPort)
+	if err != nil {
+		return nil, err
+	}
 	b := &Backend{
 		name: cfg.Interface, port: cfg.Port, vni: cfg.VNI,
 		routes: dataplane.Netlink{}, neigh: dataplane.Netlink{},
-	}
-	if b.name == "" {
-		b.name = DefaultInterface
-	}
-	if len(b.name) >= unix.IFNAMSIZ {
-		return nil, fmt.Errorf("vxlan: field Interface %q is longer than %d bytes", b.name, unix.IFNAMSIZ-1)
-	}
-	if b.port == 0 {
-		b.port = DefaultPort
-	}
-	if b.port < 1 || b.port > 65535 {
-		return nil, fmt.Errorf("vxlan: field Port %d is out of range 1-65535", cfg.Port)
+		log: log,
 	}
 	if b.vni == 0 {
 		b.vni = DefaultVNI
@@ -91,11 +77,6 @@ func New(cfg tunnel.Config) (tunnel.Backend, error) {
 	if b.vni < 1 || b.vni > 1<<24-1 {
 		return nil, fmt.Errorf("vxlan: field VNI %d is out of range 1-16777215", cfg.VNI)
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	b.log = log.With("component", "tunnel", "backend", "vxlan", "interface", b.name)
 	return b, nil
 }
 
@@ -110,12 +91,9 @@ func (b *Backend) Overhead() int {
 	return overhead(b.local.UnderlayIP)
 }
 
-func overhead(underlay netip.Addr) int {
-	if underlay.IsValid() && underlay.Unmap().Is6() {
-		return overheadIPv6
-	}
-	return overheadIPv4
-}
+// overhead is UDP (8), the VXLAN header (8) and the inner Ethernet header
+// (14) over the outer IP header.
+func overhead(underlay netip.Addr) int { return tunnel.Overhead(underlay, 8+8+14) }
 
 // MACFor is the VTEP MAC of a node: derived from its name, locally
 // administered and unicast, so it survives restarts and re-creation.

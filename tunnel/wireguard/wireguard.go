@@ -36,13 +36,6 @@ const (
 	DefaultKeyFile   = "/var/lib/weft/wireguard.key"
 )
 
-// Encapsulation overhead: outer IP header + UDP + WireGuard (16 header,
-// 16 authentication tag).
-const (
-	overheadIPv4 = 20 + 8 + 32
-	overheadIPv6 = 40 + 8 + 32
-)
-
 // ErrClosed is returned by calls after Close.
 var ErrClosed = errors.New("wireguard backend is closed")
 
@@ -76,33 +69,21 @@ var _ tunnel.Backend = (*Backend)(nil)
 // New validates cfg and returns an unstarted backend; Setup creates the
 // device. Zero fields take the defaults above.
 func New(cfg tunnel.Config) (tunnel.Backend, error) {
+	cfg, log, err := cfg.Resolve("wireguard", DefaultInterface, DefaultPort)
+	if err != nil {
+		return nil, err
+	}
 	b := &Backend{
 		name:    cfg.Interface,
 		port:    cfg.Port,
 		keyFile: cfg.KeyFile,
 		routes:  dataplane.Netlink{},
 		newWG:   func() (dataplane.WireGuard, error) { return wgctrl.New() },
-	}
-	if b.name == "" {
-		b.name = DefaultInterface
-	}
-	if len(b.name) >= unix.IFNAMSIZ {
-		return nil, fmt.Errorf("wireguard: field Interface %q is longer than %d bytes", b.name, unix.IFNAMSIZ-1)
-	}
-	if b.port == 0 {
-		b.port = DefaultPort
-	}
-	if b.port < 1 || b.port > 65535 {
-		return nil, fmt.Errorf("wireguard: field Port %d is out of range 1-65535", cfg.Port)
+		log:     log,
 	}
 	if b.keyFile == "" {
 		b.keyFile = DefaultKeyFile
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	b.log = log.With("component", "tunnel", "backend", "wireguard", "interface", b.name)
 	return b, nil
 }
 
@@ -117,12 +98,9 @@ func (b *Backend) Overhead() int {
 	return overhead(b.local.UnderlayIP)
 }
 
-func overhead(underlay netip.Addr) int {
-	if underlay.IsValid() && underlay.Unmap().Is6() {
-		return overheadIPv6
-	}
-	return overheadIPv4
-}
+// overhead is UDP (8) and WireGuard's own header and tag (32) over the
+// outer IP header.
+func overhead(underlay netip.Addr) int { return tunnel.Overhead(underlay, 8+32) }
 
 // Setup loads (or creates) the private key, creates or adopts the device,
 // configures key and listen port through wgctrl, assigns local.Gateway as a
