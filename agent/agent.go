@@ -275,6 +275,9 @@ func (a *Agent) applyMasquerade() error {
 	if err != nil {
 		return err
 	}
+	if masquerade.Current(conn, rs) {
+		return nil
+	}
 	return masquerade.Apply(conn, rs)
 }
 

@@ -45,8 +45,9 @@ func Plan(cluster netip.Prefix) (Ruleset, error) {
 	mask := prefixMask(cluster)
 	net4 := cluster.Addr().As4()
 	r := &nftables.Rule{
-		Table: t,
-		Chain: c,
+		Table:    t,
+		Chain:    c,
+		UserData: []byte(fingerprint(cluster)),
 		Exprs: []expr.Any{
 			// ip saddr & mask == cluster
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
@@ -61,6 +62,13 @@ func Plan(cluster netip.Prefix) (Ruleset, error) {
 		},
 	}
 	return Ruleset{Table: t, Chain: c, Rules: []*nftables.Rule{r}}, nil
+}
+
+// fingerprint tags weft's rule with what it was planned from, so Current
+// can tell an up-to-date table from a stale or hand-edited one without
+// comparing expressions the kernel may echo back differently.
+func fingerprint(cluster netip.Prefix) string {
+	return "weft-masquerade-v1 " + cluster.String()
 }
 
 func prefixMask(p netip.Prefix) []byte {
@@ -81,6 +89,30 @@ type Conn interface {
 }
 
 var _ Conn = (*nftables.Conn)(nil)
+
+// Reader is the part of *nftables.Conn that Current uses.
+type Reader interface {
+	GetRules(*nftables.Table, *nftables.Chain) ([]*nftables.Rule, error)
+}
+
+var _ Reader = (*nftables.Conn)(nil)
+
+// Current reports whether the kernel already holds exactly rs: the chain
+// has rs's rules, each carrying its fingerprint. A missing table or chain is
+// simply not current. Callers replace the table only when it is not, so a
+// resync does not re-register netfilter hooks for nothing.
+func Current(conn Reader, rs Ruleset) bool {
+	got, err := conn.GetRules(rs.Table, rs.Chain)
+	if err != nil || len(got) != len(rs.Rules) {
+		return false
+	}
+	for i := range got {
+		if string(got[i].UserData) != string(rs.Rules[i].UserData) {
+			return false
+		}
+	}
+	return true
+}
 
 // Apply replaces weft's NAT table with rs in one atomic batch.
 func Apply(conn Conn, rs Ruleset) error {

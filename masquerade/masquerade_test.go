@@ -132,6 +132,13 @@ func TestApplyInNamespace(t *testing.T) {
 			t.Fatalf("Apply #%d: %v", i+1, err)
 		}
 	}
+	if !Current(conn, rs) {
+		t.Error("Current = false right after Apply")
+	}
+	other, _ := Plan(netip.MustParsePrefix("10.96.0.0/12"))
+	if Current(conn, other) {
+		t.Error("Current = true for a plan with another cluster CIDR")
+	}
 	out, err := exec.Command("nft", "list", "table", "ip", TableName).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list: %v\n%s", err, out)
@@ -143,8 +150,18 @@ func TestApplyInNamespace(t *testing.T) {
 	if !strings.Contains(got, "ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16") {
 		t.Errorf("rule does not match cluster-to-outside traffic:\n%s", got)
 	}
+	// A rule deleted by hand makes the table stale.
+	if out, err := exec.Command("nft", "flush", "chain", "ip", TableName, "postrouting").CombinedOutput(); err != nil {
+		t.Fatalf("nft flush: %v %s", err, out)
+	}
+	if Current(conn, rs) {
+		t.Error("Current = true after the rule was flushed by hand")
+	}
 	if err := Remove(conn); err != nil {
 		t.Fatal(err)
+	}
+	if Current(conn, rs) {
+		t.Error("Current = true with no table")
 	}
 	if err := Remove(conn); err != nil {
 		t.Fatalf("second Remove must be a no-op: %v", err)

@@ -145,8 +145,15 @@ func testOverlay(t *testing.T, backend string) {
 			key := c.mustWeft("lab", "exec", "--name", c.name, "n2", "--", "wg", "show", "weft0", "public-key")
 			c.mustWeft("lab", "exec", "--name", c.name, "n1", "--", "wg", "set", "weft0", "peer", strings.TrimSpace(key), "remove")
 		}
-		took := eventually(t, 10*time.Second, "route and peer restored", func() error {
-			out, err := exec.Command("ip", "-n", ns, "route", "show", n2Block).CombinedOutput()
+		if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "flush", "chain", "ip", "weft-nat", "postrouting").CombinedOutput(); err != nil {
+			t.Fatalf("flushing n1's masquerade chain: %v %s", err, out)
+		}
+		took := eventually(t, 10*time.Second, "route, peer and masquerade rule restored", func() error {
+			out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "chain", "ip", "weft-nat", "postrouting").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "masquerade") {
+				return fmt.Errorf("no masquerade rule on n1 yet: %s", out)
+			}
+			out, err = exec.Command("ip", "-n", ns, "route", "show", n2Block).CombinedOutput()
 			if err != nil || strings.TrimSpace(string(out)) == "" {
 				return fmt.Errorf("no route to %s on n1 yet", n2Block)
 			}
