@@ -2,10 +2,7 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/weftnet/weft/agent/kube"
@@ -45,7 +42,6 @@ func (a *Agent) startKube(ctx context.Context) (netip.Prefix, []string, error) {
 				"podCIDR", self.PodCIDR, "clusterCIDR", cluster)
 		default:
 			static = self.PodCIDR
-			a.preferStaticLease(static)
 		}
 	}
 	var seeds []string
@@ -61,26 +57,6 @@ func (a *Agent) startKube(ctx context.Context) (netip.Prefix, []string, error) {
 	}
 	a.log.Info("kubernetes mode", "podCIDR", static, "seedsFromNodes", len(seeds))
 	return static, seeds, nil
-}
-
-// preferStaticLease drops a persisted lease that differs from the podCIDR
-// Kubernetes assigned: the Node's podCIDR is this node's lease.
-func (a *Agent) preferStaticLease(static netip.Prefix) {
-	path := a.cfg.Gossip.LeaseFile
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	var rec struct {
-		CIDR netip.Prefix `json:"cidr"`
-	}
-	if jsonErr := json.Unmarshal(b, &rec); jsonErr == nil && rec.CIDR == static {
-		return
-	}
-	a.log.Warn("the persisted lease differs from the Node's podCIDR; using the podCIDR", "podCIDR", static)
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		a.log.Warn("failed to remove the persisted lease", "err", err)
-	}
 }
 
 // publishToNode records this node's tunnel identity on its Node object and

@@ -1,6 +1,6 @@
 package gossip
 
-// Lease life cycle. Start obtains the first lease (persisted > static >
+// Lease life cycle. Start obtains the first lease (static > persisted >
 // claim a free block); afterwards the claim loop owns our lease: whenever
 // the delegate reports a change it checks whether a live member's lease
 // beats ours (rules in lease.go) and, if so, claims another free block.
@@ -145,8 +145,11 @@ func (n *Node) loadPersisted() (leaseRecord, bool) {
 		return leaseRecord{}, false
 	}
 	if n.cfg.StaticLease.IsValid() && rec.CIDR != n.cfg.StaticLease {
-		n.log.Warn("persisted lease differs from the static lease; keeping the persisted one",
+		// The externally assigned block (Kubernetes' podCIDR) is this
+		// node's lease; a persisted claim of another block gives way.
+		n.log.Warn("persisted lease differs from the static lease; using the static lease",
 			"persisted", rec.CIDR, "static", n.cfg.StaticLease)
+		return leaseRecord{}, false
 	}
 	return rec, true
 }

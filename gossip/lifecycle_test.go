@@ -277,6 +277,26 @@ func TestStaticLeaseWins(t *testing.T) {
 	}
 }
 
+// TestStaticLeaseReplacesPersisted: a node whose persisted lease differs
+// from its static (Kubernetes-assigned) block takes the static block, and
+// persists it.
+func TestStaticLeaseReplacesPersisted(t *testing.T) {
+	c := newTestCluster(t)
+	file := filepath.Join(t.TempDir(), "lease.json")
+	old := netip.MustParsePrefix("10.244.7.0/24")
+	static := netip.MustParsePrefix("10.244.9.0/24")
+	if err := writeLeaseFile(file, leaseRecord{CIDR: old, ClaimedAt: time.Unix(1, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	n := c.node("n0", nil, func(cfg *Config) { cfg.LeaseFile, cfg.StaticLease = file, static })
+	if got := c.start(n); got != static || !n.Self().Static {
+		t.Fatalf("got %s (static %v), want the static lease %s over the persisted %s", got, n.Self().Static, static, old)
+	}
+	if rec, err := readLeaseFile(file); err != nil || rec.CIDR != static {
+		t.Errorf("lease file holds %v (%v), want %s", rec.CIDR, err, static)
+	}
+}
+
 // TestWrongKey: a node with another key cannot join; the members count
 // the packets they could not decrypt.
 func TestWrongKey(t *testing.T) {
