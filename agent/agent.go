@@ -21,6 +21,7 @@ import (
 	"github.com/weftnet/weft/masquerade"
 	"github.com/weftnet/weft/nodestate"
 	"github.com/weftnet/weft/tunnel"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Agent is one node's weft.
@@ -29,10 +30,13 @@ type Agent struct {
 	log  *slog.Logger // this component's
 	base *slog.Logger // handed to gossip and the tunnel, which tag their own
 
-	gossip  *gossip.Node
-	kube    *kube.Watcher // nil outside Kubernetes mode
-	metrics *metrics
-	under   underlay
+	gossip     *gossip.Node
+	kube       *kube.Watcher        // nil outside Kubernetes mode
+	kubeClient kubernetes.Interface // nil outside Kubernetes mode
+	informers  *kube.Informers      // shared by the addons; nil when none runs
+	addons     []addon              // started in order, closed in reverse
+	metrics    *metrics
+	under      underlay
 
 	backendMu sync.Mutex // serialises calls into backend
 	backend   tunnel.Backend
@@ -176,6 +180,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.reconcile(ctx)
+	if err := a.startAddons(ctx); err != nil {
+		return err
+	}
 
 	var kubeChanges <-chan struct{} // nil, never ready, outside Kubernetes mode
 	if a.kube != nil {
@@ -375,6 +382,7 @@ func (a *Agent) setStatus(f func(*Status)) {
 // so others free the lease at once, and removes the tunnel device, routes,
 // masquerade table and state file.
 func (a *Agent) shutdown(leave bool) {
+	a.closeAddons(leave)
 	if leave {
 		if err := a.gossip.Leave(5 * time.Second); err != nil {
 			a.log.Warn("gossip leave", "err", err)

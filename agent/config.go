@@ -35,6 +35,8 @@ type Config struct {
 	Gossip     GossipConfig     `yaml:"gossip"`
 	Tunnel     TunnelConfig     `yaml:"tunnel"`
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
+	DNS        DNSConfig        `yaml:"dns"`
+	Policy     PolicyConfig     `yaml:"policy"`
 
 	// ResyncInterval is how often the data plane is re-read and repaired
 	// even when nothing changed. Default 10s.
@@ -270,7 +272,13 @@ func (c *Config) Complete() error {
 		t := true
 		c.Masquerade = &t
 	}
-	return c.validate()
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if err := c.DNS.complete(); err != nil {
+		return err
+	}
+	return c.Policy.complete()
 }
 
 func (c *Config) validate() error {

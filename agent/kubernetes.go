@@ -20,6 +20,7 @@ func (a *Agent) startKube(ctx context.Context) (netip.Prefix, []string, error) {
 	if err != nil {
 		return netip.Prefix{}, nil, err
 	}
+	a.kubeClient = client
 	a.kube = kube.NewWatcher(client, cfg.NodeName, a.base)
 	if err := a.kube.Run(ctx); err != nil {
 		return netip.Prefix{}, nil, err

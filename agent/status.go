@@ -25,6 +25,8 @@ type Status struct {
 	Ready         bool          `json:"ready"`
 	Members       int           `json:"members"`
 	Kubernetes    string        `json:"kubernetes,omitempty"`
+	DNS           *DNSStatus    `json:"dns,omitempty"`
+	Policy        *PolicyStatus `json:"policy,omitempty"`
 	Peers         []PeerStatus  `json:"peers"`
 	Skipped       []SkippedPeer `json:"skipped,omitempty"`
 	LastReconcile time.Time     `json:"lastReconcile"`
