@@ -88,7 +88,7 @@ func PodObject(lab string, p PodState, hostIP netip.Addr, now time.Time) *corev1
 		},
 		Spec: corev1.PodSpec{
 			NodeName:                      p.Node,
-			Containers:                    []corev1.Container{{Name: podContainer, Image: podImage}},
+			Containers:                    []corev1.Container{{Name: podContainer, Image: podImage, Ports: containerPorts(p.Ports)}},
 			TerminationGracePeriodSeconds: new(int64),
 		},
 		Status: corev1.PodStatus{

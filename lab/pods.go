@@ -41,6 +41,8 @@ type PodOptions struct {
 	Namespace string
 	// Labels of the Pod object.
 	Labels map[string]string
+	// Ports are named container ports the Pod declares.
+	Ports []PodPort
 }
 
 // AddPod creates pod on node: a netns wired by CNI ADD through libcni. In
@@ -68,8 +70,8 @@ func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string, o 
 	if _, ok := st.pod(node, pod); ok {
 		return p, fmt.Errorf("node %s already has a pod %q", node, pod)
 	}
-	if !st.Spec.Kube && (o.Namespace != "" || len(o.Labels) > 0) {
-		return p, fmt.Errorf("--namespace and --labels: %w", ErrNotKube)
+	if !st.Spec.Kube && (o.Namespace != "" || len(o.Labels) > 0 || len(o.Ports) > 0) {
+		return p, fmt.Errorf("--namespace, --labels and --ports: %w", ErrNotKube)
 	}
 	if st.Spec.Kube {
 		if o.Namespace == "" {
@@ -105,7 +107,7 @@ func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string, o 
 		_ = DeleteNS(ctx, lb.opts.Runner, nsName)
 		return p, fmt.Errorf("pod %s/%s: %w", node, pod, err)
 	}
-	p = PodState{Name: pod, Node: node, NetNS: nsName, ContainerID: req.ContainerID, Namespace: o.Namespace, Labels: o.Labels}
+	p = PodState{Name: pod, Node: node, NetNS: nsName, ContainerID: req.ContainerID, Namespace: o.Namespace, Labels: o.Labels, Ports: o.Ports}
 	for _, ip := range res.IPs {
 		if ip.Addr().Is4() {
 			p.IP = ip.Addr()

@@ -41,6 +41,8 @@ type PodState struct {
 	// Namespace and Labels are the Pod object's (--kube labs).
 	Namespace string            `json:"namespace,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	// Ports are the named container ports of the Pod object (--kube labs).
+	Ports []PodPort `json:"ports,omitempty"`
 	// Registered is true once the Pod object exists with its status
 	// (--kube labs).
 	Registered bool `json:"registered,omitempty"`

@@ -191,7 +191,7 @@ func newLabNodeCommand(f *labFlags) *cobra.Command {
 func newLabPodCommand(f *labFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "pod", Short: "add or delete pods"}
 	var asJSON bool
-	var namespace, labels string
+	var namespace, labels, ports string
 	add := &cobra.Command{
 		Use:   "add NODE POD",
 		Short: "create a pod netns on NODE and wire it with CNI ADD (with --kube: and register its Pod)",
@@ -201,7 +201,11 @@ func newLabPodCommand(f *labFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := l.AddPod(ctx, args[0], args[1], lab.PodOptions{Namespace: namespace, Labels: lbls})
+			pts, err := lab.ParsePorts(ports)
+			if err != nil {
+				return err
+			}
+			p, err := l.AddPod(ctx, args[0], args[1], lab.PodOptions{Namespace: namespace, Labels: lbls, Ports: pts})
 			if err != nil {
 				return err
 			}
@@ -215,6 +219,7 @@ func newLabPodCommand(f *labFlags) *cobra.Command {
 	add.Flags().BoolVar(&asJSON, "json", false, "print the pod as JSON")
 	add.Flags().StringVarP(&namespace, "namespace", "n", "", "the Pod's namespace, created if new (--kube labs; default \"default\")")
 	add.Flags().StringVarP(&labels, "labels", "l", "", "the Pod's labels, k=v,k2=v2 (--kube labs)")
+	add.Flags().StringVar(&ports, "ports", "", "the Pod's named container ports, name=80/TCP,dns=53/UDP (--kube labs)")
 	del := &cobra.Command{
 		Use:   "del NODE POD",
 		Short: "run CNI DEL for the pod and delete its netns",
