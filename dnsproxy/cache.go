@@ -1,0 +1,226 @@
+package dnsproxy
+
+import (
+	"container/list"
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// CacheConfig configures the cache in front of the forwarder.
+type CacheConfig struct {
+	// Size is the most answers held; the least recently used goes first.
+	// Default 10000.
+	Size int
+	// MaxTTL caps how long a positive answer is kept. Default 1h.
+	MaxTTL time.Duration
+	// MaxNegativeTTL caps how long NXDOMAIN and NODATA are kept (their
+	// SOA's minimum otherwise, RFC 2308). Default 5m.
+	MaxNegativeTTL time.Duration
+	// ServeStale, when positive, is how long past its expiry an answer
+	// may still be served if every upstream fails (RFC 8767), with a TTL
+	// of 30s. Default 0: off.
+	ServeStale time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// staleTTL is the TTL of a stale answer (RFC 8767 suggests 30s).
+const staleTTL = 30
+
+type cacheKey struct {
+	name   string // lower case
+	qtype  uint16
+	qclass uint16
+	do, cd bool
+}
+
+type cacheEntry struct {
+	key     cacheKey
+	msg     *dns.Msg // without OPT; owner names as first asked
+	stored  time.Time
+	expires time.Time
+}
+
+// Cache answers from the answers next gave before, for as long as their
+// TTLs allow, and stores what next answers. It wraps next's writer
+// (recorder) to see the answer.
+type Cache struct {
+	cfg     CacheConfig
+	next    Handler
+	metrics *Metrics
+
+	mu    sync.Mutex // guards lru and items
+	lru   *list.List // of *cacheEntry, most recently used first
+	items map[cacheKey]*list.Element
+}
+
+// NewCache makes a cache in front of next.
+func NewCache(cfg CacheConfig, next Handler, m *Metrics) *Cache {
+	if cfg.Size <= 0 {
+		cfg.Size = 10000
+	}
+	if cfg.MaxTTL <= 0 {
+		cfg.MaxTTL = time.Hour
+	}
+	if cfg.MaxNegativeTTL <= 0 {
+		cfg.MaxNegativeTTL = 5 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Cache{cfg: cfg, next: next, metrics: m, lru: list.New(), items: map[cacheKey]*list.Element{}}
+}
+
+func keyOf(r *dns.Msg) cacheKey {
+	q := r.Question[0]
+	k := cacheKey{name: strings.ToLower(q.Name), qtype: q.Qtype, qclass: q.Qclass, cd: r.CheckingDisabled}
+	if o := r.IsEdns0(); o != nil {
+		k.do = o.Do()
+	}
+	return k
+}
+
+// ServeDNS answers from the cache or asks next.
+func (c *Cache) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
+	key := keyOf(r)
+	now := c.cfg.Now()
+	e := c.get(key)
+	if e != nil && now.Before(e.expires) {
+		c.metrics.cacheHit()
+		_ = w.WriteMsg(e.answer(r, now, 0))
+		return
+	}
+	c.metrics.cacheMiss()
+	resp := record(ctx, c.next, w, r)
+	if resp == nil {
+		reply(w, r, dns.RcodeServerFailure)
+		return
+	}
+	if resp.Rcode == dns.RcodeServerFailure && e != nil && c.cfg.ServeStale > 0 && now.Before(e.expires.Add(c.cfg.ServeStale)) {
+		c.metrics.staleServed()
+		_ = w.WriteMsg(e.answer(r, now, staleTTL))
+		return
+	}
+	if ttl, ok := c.ttlOf(resp); ok {
+		c.put(&cacheEntry{key: key, msg: withoutOPT(resp), stored: now, expires: now.Add(ttl)})
+	}
+	_ = w.WriteMsg(resp)
+}
+
+// ttlOf says how long resp may be cached: the smallest TTL of its answer
+// for a positive answer, the SOA's negative TTL for NXDOMAIN and NODATA.
+// Truncated answers, failures and answers without a TTL are not cached.
+func (c *Cache) ttlOf(m *dns.Msg) (time.Duration, bool) {
+	if m.Truncated {
+		return 0, false
+	}
+	switch {
+	case m.Rcode == dns.RcodeSuccess && len(m.Answer) > 0:
+		min := uint32(1<<32 - 1)
+		for _, rr := range m.Answer {
+			min = minU32(min, rr.Header().Ttl)
+		}
+		return capTTL(min, c.cfg.MaxTTL)
+	case m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError:
+		for _, rr := range m.Ns {
+			if soa, ok := rr.(*dns.SOA); ok {
+				return capTTL(minU32(soa.Hdr.Ttl, soa.Minttl), c.cfg.MaxNegativeTTL)
+			}
+		}
+	}
+	return 0, false
+}
+
+func capTTL(ttl uint32, max time.Duration) (time.Duration, bool) {
+	d := time.Duration(ttl) * time.Second
+	if d > max {
+		d = max
+	}
+	return d, d > 0
+}
+
+func minU32(a, b uint32) uint32 {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+func (c *Cache) get(k cacheKey) *cacheEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[k]
+	if !ok {
+		return nil
+	}
+	c.lru.MoveToFront(el)
+	return el.Value.(*cacheEntry)
+}
+
+func (c *Cache) put(e *cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[e.key]; ok {
+		el.Value = e
+		c.lru.MoveToFront(el)
+		return
+	}
+	c.items[e.key] = c.lru.PushFront(e)
+	for c.lru.Len() > c.cfg.Size {
+		last := c.lru.Back()
+		c.lru.Remove(last)
+		delete(c.items, last.Value.(*cacheEntry).key)
+	}
+	c.metrics.cacheSize(c.lru.Len())
+}
+
+// Len is how many answers the cache holds.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
+// answer is the entry as a reply to r at now: r's id and question (so the
+// client's case), TTLs less the time held, or fixed (stale answers).
+func (e *cacheEntry) answer(r *dns.Msg, now time.Time, fixedTTL uint32) *dns.Msg {
+	m := e.msg.Copy()
+	m.Id = r.Id
+	m.Question = []dns.Question{r.Question[0]}
+	age := uint32(now.Sub(e.stored) / time.Second)
+	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			h := rr.Header()
+			if strings.EqualFold(h.Name, r.Question[0].Name) {
+				h.Name = r.Question[0].Name
+			}
+			switch {
+			case fixedTTL > 0:
+				h.Ttl = fixedTTL
+			case h.Ttl > age:
+				h.Ttl -= age
+			default:
+				h.Ttl = 0
+			}
+		}
+	}
+	return m
+}
+
+// withoutOPT copies m without its OPT record: the server adds the
+// client's own on the way out.
+func withoutOPT(m *dns.Msg) *dns.Msg {
+	c := m.Copy()
+	extra := c.Extra[:0]
+	for _, rr := range c.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	c.Extra = extra
+	return c
+}
