@@ -69,7 +69,9 @@ type flow struct {
 	port     uint16
 }
 
-func (f flow) String() string { return fmt.Sprintf("%s -> %s %s/%d", f.src, f.dst, protoNames[f.proto], f.port) }
+func (f flow) String() string {
+	return fmt.Sprintf("%s -> %s %s/%d", f.src, f.dst, protoNames[f.proto], f.port)
+}
 
 // world evaluates flows against the compiled rulesets of every node, the
 // way the kernel walks the table: egress on the source's node, then

@@ -1,0 +1,174 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
+)
+
+// Conn is the part of *nftables.Conn the Applier uses.
+type Conn interface {
+	AddTable(*nftables.Table) *nftables.Table
+	DelTable(*nftables.Table)
+	AddChain(*nftables.Chain) *nftables.Chain
+	AddRule(*nftables.Rule) *nftables.Rule
+	AddSet(*nftables.Set, []nftables.SetElement) error
+	SetAddElements(*nftables.Set, []nftables.SetElement) error
+	FlushSet(*nftables.Set)
+	AddObj(nftables.Obj) nftables.Obj
+	GetRules(*nftables.Table, *nftables.Chain) ([]*nftables.Rule, error)
+	GetObjects(*nftables.Table) ([]nftables.Obj, error)
+	Flush() error
+}
+
+var _ Conn = (*nftables.Conn)(nil)
+
+// Outcome says what Apply did.
+type Outcome string
+
+// Outcomes.
+const (
+	Unchanged Outcome = "unchanged" // the kernel already held the ruleset
+	Elements  Outcome = "elements"  // only set and map elements were replaced
+	Replaced  Outcome = "replaced"  // the whole table was replaced
+)
+
+// Applier puts rulesets into the kernel, each in one atomic batch: when
+// the kernel's table has the ruleset's structure (recognised by the
+// fingerprint in the forward chain's first rule) only the set and map
+// elements are replaced, so counters keep counting and no hook is
+// re-registered; otherwise the whole table is replaced. A failed batch
+// changes nothing, so the previous ruleset stays in force.
+//
+// An Applier is not safe for concurrent use.
+type Applier struct {
+	conn     Conn
+	elements string            // ElementsFingerprint last applied; "" unknown
+	carried  map[string]uint64 // drops counted by counters a replace reset, by chain
+}
+
+// NewApplier returns an Applier on conn.
+func NewApplier(conn Conn) *Applier {
+	return &Applier{conn: conn, carried: map[string]uint64{}}
+}
+
+// Apply makes the kernel's policy table rs.
+func (a *Applier) Apply(rs Ruleset) (Outcome, error) {
+	o := Render(rs)
+	el := rs.ElementsFingerprint()
+	if a.kernelFingerprint(o.Table) == o.Fingerprint {
+		if el == a.elements {
+			return Unchanged, nil
+		}
+		for _, s := range o.Sets {
+			a.conn.FlushSet(s)
+			if err := a.conn.SetAddElements(s, o.Elements[s.Name]); err != nil {
+				return Elements, fmt.Errorf("failed to queue elements of set %s: %w", s.Name, err)
+			}
+		}
+		if err := a.conn.Flush(); err != nil {
+			a.elements = ""
+			return Elements, fmt.Errorf("failed to update elements of nftables table %s: %w", TableName, err)
+		}
+		a.elements = el
+		return Elements, nil
+	}
+	if live, err := a.liveDrops(o.Table); err == nil {
+		for k, v := range live {
+			a.carried[k] += v
+		}
+	}
+	// add + delete + add: the first add makes the delete valid when the
+	// table does not exist yet; all of it commits together or not at all.
+	a.conn.AddTable(o.Table)
+	a.conn.DelTable(o.Table)
+	a.conn.AddTable(o.Table)
+	// Chains before the maps whose elements jump to them; sets and
+	// counters before the rules that refer to them.
+	for _, c := range o.Chains {
+		a.conn.AddChain(c)
+	}
+	for _, c := range o.Counters {
+		a.conn.AddObj(c)
+	}
+	for _, s := range o.Sets {
+		if err := a.conn.AddSet(s, o.Elements[s.Name]); err != nil {
+			return Replaced, fmt.Errorf("failed to queue set %s: %w", s.Name, err)
+		}
+	}
+	for _, r := range o.Rules {
+		a.conn.AddRule(r)
+	}
+	if err := a.conn.Flush(); err != nil {
+		a.elements = ""
+		return Replaced, fmt.Errorf("failed to replace nftables table %s: %w", TableName, err)
+	}
+	a.elements = el
+	return Replaced, nil
+}
+
+// Forget makes the next Apply rewrite the elements even when they look
+// unchanged, repairing a hand-edited set.
+func (a *Applier) Forget() { a.elements = "" }
+
+// Drops returns the packets each chain's default deny dropped since the
+// Applier started (including counts from before a table replace).
+func (a *Applier) Drops() (map[string]uint64, error) {
+	live, err := a.liveDrops(&nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4})
+	out := make(map[string]uint64, len(a.carried)+len(live))
+	for k, v := range a.carried {
+		out[k] = v
+	}
+	for k, v := range live {
+		out[k] += v
+	}
+	return out, err
+}
+
+func (a *Applier) liveDrops(t *nftables.Table) (map[string]uint64, error) {
+	objs, err := a.conn.GetObjects(t)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the counters of nftables table %s: %w", TableName, err)
+	}
+	out := map[string]uint64{}
+	for _, o := range objs {
+		if c, ok := o.(*nftables.CounterObj); ok {
+			out[c.Name] = c.Packets
+		}
+	}
+	return out, nil
+}
+
+// kernelFingerprint is the fingerprint the kernel's table carries, or ""
+// when there is no such table or it was not written by weft.
+func (a *Applier) kernelFingerprint(t *nftables.Table) string {
+	rules, err := a.conn.GetRules(t, &nftables.Chain{Name: forwardChain, Table: t})
+	if err != nil || len(rules) == 0 {
+		return ""
+	}
+	s, _ := userdata.GetString(rules[0].UserData, userdata.TypeComment)
+	return strings.TrimPrefix(s, commentTag)
+}
+
+// Remove deletes weft's policy table; a missing table is not an error.
+func Remove(conn Conn) error {
+	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
+	conn.AddTable(t)
+	conn.DelTable(t)
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("failed to remove nftables table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// NewConn opens a netlink connection for nftables in the current network
+// namespace.
+func NewConn() (*nftables.Conn, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,142 @@
+package policy
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netns"
+	networkingv1 "k8s.io/api/networking/v1"
+)
+
+// testNetns makes a named network namespace for one test and returns an
+// nftables connection into it.
+func testNetns(t *testing.T) (*nftables.Conn, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace and programs nftables in it")
+	}
+	name := fmt.Sprintf("weft-poltest-%d", os.Getpid())
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.NewNamed(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Set(orig); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close(); _ = netns.DeleteNamed(name) })
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, name
+}
+
+// nftList is `nft list table` for the failure log, when nft is installed.
+func nftList(ns string) string {
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "ip", TableName).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("(nft list: %v) %s", err, out)
+	}
+	return string(out)
+}
+
+func TestApplierInNetns(t *testing.T) {
+	conn, ns := testNetns(t)
+	in := cluster()
+	in.Node = "n1"
+	in.Policies = []*networkingv1.NetworkPolicy{
+		np("x", "from-web", networkingv1.NetworkPolicySpec{PodSelector: all, PolicyTypes: ingressOnly,
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &all, PodSelector: sel("role", "web")}},
+				Ports: []networkingv1.NetworkPolicyPort{tcp(80, 90), udp(53), named("serve", "TCP")}}}}),
+		np("y", "out", networkingv1.NetworkPolicySpec{PodSelector: all, PolicyTypes: egressOnly,
+			Egress: []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{
+				CIDR: "0.0.0.0/0", Except: []string{"10.244.0.0/16", "0.0.0.0/8"}}}}}}}),
+	}
+	a := NewApplier(conn)
+	step := func(what string, want Outcome) Ruleset {
+		t.Helper()
+		rs, err := Compile(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.Apply(rs)
+		if err != nil {
+			t.Fatalf("%s: Apply: %v\n%s", what, err, nftList(ns))
+		}
+		if got != want {
+			t.Errorf("%s: Apply did %s, want %s", what, got, want)
+		}
+		return rs
+	}
+	rs := step("first apply", Replaced)
+	listing := nftList(ns)
+	for _, want := range []string{"hook forward", "ct state established,related accept", "vmap @ingress", "tcp dport 80-90", "counter name"} {
+		if !strings.Contains(listing, want) && !strings.Contains(listing, "nft list:") {
+			t.Errorf("nft list lacks %q:\n%s", want, listing)
+		}
+	}
+	step("same input again", Unchanged)
+
+	in.Pods[4].Labels = map[string]string{"role": "web"} // y/b 10.244.1.5
+	rs2 := step("a peer's label change", Elements)
+	set, err := conn.GetSetByName(&nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}, rs2.Sets[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	el, err := conn.GetSetElements(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range el {
+		if !e.IntervalEnd && string(e.Key) == string([]byte{10, 244, 1, 5}) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("set %s lacks 10.244.1.5 after the label change: %v\n%s", set.Name, el, nftList(ns))
+	}
+	if rs.StructureFingerprint() != rs2.StructureFingerprint() {
+		t.Error("structure changed with a label")
+	}
+
+	in.Policies = in.Policies[:1]
+	step("a policy deleted", Replaced)
+
+	// A ruleset the kernel refuses leaves the previous table in force.
+	bad := rs2
+	bad.Chains = append([]Chain(nil), bad.Chains...)
+	bad.Chains[0].Rules = append([]Rule{{Policy: "x/bad", Peers: "no-such-set"}}, bad.Chains[0].Rules...)
+	before := a.kernelFingerprint(Render(rs2).Table)
+	if _, err := a.Apply(bad); err == nil {
+		t.Fatal("a rule on a missing set was accepted")
+	}
+	if after := a.kernelFingerprint(Render(rs2).Table); after != before || after == "" {
+		t.Errorf("a failed apply changed the table: fingerprint %q -> %q", before, after)
+	}
+	if drops, err := a.Drops(); err != nil || len(drops) == 0 {
+		t.Errorf("Drops = %v, %v; want a counter per chain", drops, err)
+	}
+	if err := Remove(conn); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(conn); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+	if fp := a.kernelFingerprint(Render(rs2).Table); fp != "" {
+		t.Errorf("table still there after Remove: %q", fp)
+	}
+}
