@@ -47,7 +47,7 @@ func TestClusterZone(t *testing.T) {
 			"hl.default.svc.cluster.local. IN A 10.244.2.6"}, nil, false},
 		{"pet-0.hl.default.svc" + z, dns.TypeA, 0, []string{"pet-0.hl.default.svc.cluster.local. IN A 10.244.1.5"}, nil, false},
 		{"10-244-2-6.hl.default.svc" + z, dns.TypeA, 0, []string{"10-244-2-6.hl.default.svc.cluster.local. IN A 10.244.2.6"}, nil, false},
-		{"pet-2.hl.default.svc" + z, dns.TypeA, dns.RcodeNameError, nodata, nil, true}, // not ready
+		{"pet-2.hl.default.svc" + z, dns.TypeA, dns.RcodeNameError, nodata, nil, true},  // not ready
 		{"pet-0.web.default.svc" + z, dns.TypeA, dns.RcodeNameError, nodata, nil, true}, // not headless
 		{"_http._tcp.hl.default.svc" + z, dns.TypeSRV, 0, []string{
 			"_http._tcp.hl.default.svc.cluster.local. IN SRV 0 100 8080 10-244-2-6.hl.default.svc.cluster.local.",
