@@ -19,6 +19,7 @@ func main() {
 		newAgentCommand(),
 		newStatusCommand(),
 		newPeersCommand(),
+		newPolicyCommand(),
 		newLeaveCommand(),
 		newKeygenCommand(),
 		newVersionCommand(),

@@ -79,6 +79,7 @@ func printStatus(w io.Writer, st agent.Status) {
 	if st.Kubernetes != "" {
 		fmt.Fprintf(w, "  kubernetes: %s\n", st.Kubernetes)
 	}
+	printPolicyStatus(w, st.Policy)
 	if st.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", st.LastError)
 	}
