@@ -15,7 +15,9 @@ type fuzzWriter struct {
 	out    []byte
 }
 
-func (w *fuzzWriter) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(169, 254, 20, 10), Port: 53} }
+func (w *fuzzWriter) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(169, 254, 20, 10), Port: 53}
+}
 func (w *fuzzWriter) RemoteAddr() net.Addr { return w.remote }
 func (w *fuzzWriter) WriteMsg(m *dns.Msg) error {
 	b, err := m.Pack()
