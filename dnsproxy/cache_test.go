@@ -70,7 +70,7 @@ func TestCache(t *testing.T) {
 
 func TestCacheBounded(t *testing.T) {
 	up := newUpstream(t, "udp")
-	fwd, _ := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{up.addr}}, nil)
+	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{up.addr}}, nil)
 	c := NewCache(CacheConfig{Size: 3}, fwd, nil)
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
 		r := new(dns.Msg)

@@ -38,11 +38,9 @@ type Forward struct {
 	metrics  *Metrics
 }
 
-// NewForward makes a forwarder.
-func NewForward(cfg ForwardConfig, m *Metrics) (*Forward, error) {
-	if len(cfg.Upstreams) == 0 {
-		return nil, errors.New("upstreams: none configured and none found in resolv.conf")
-	}
+// NewForward makes a forwarder. With no upstreams, every query gets
+// SERVFAIL saying so.
+func NewForward(cfg ForwardConfig, m *Metrics) *Forward {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
@@ -54,7 +52,7 @@ func NewForward(cfg ForwardConfig, m *Metrics) (*Forward, error) {
 		udp:     &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: upstreamUDPSize},
 		tcp:     &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
 		metrics: m,
-	}, nil
+	}
 }
 
 // ServeDNS forwards r. When no upstream answers usefully, the client gets
@@ -70,7 +68,7 @@ func (f *Forward) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		q.SetEdns0(upstreamUDPSize, false)
 	}
 	var last *dns.Msg
-	var lastErr error
+	lastErr := errors.New("no upstreams configured")
 	for _, up := range f.cfg.Upstreams {
 		resp, err := f.exchange(ctx, q, up)
 		if err != nil {

@@ -64,7 +64,7 @@ func FuzzQuery(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1}) // a pointer loop
 
 	rec := testRecords()
-	fwd, _ := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}, Timeout: 50 * time.Millisecond}, nil)
+	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}, Timeout: 50 * time.Millisecond}, nil)
 	zone, _ := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewCache(CacheConfig{}, fwd, nil))
 	s := NewServer(ServerConfig{Allowed: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, zone, nil)
 	remote := &net.UDPAddr{IP: net.IPv4(10, 244, 1, 2), Port: 40000}

@@ -170,10 +170,7 @@ type proxyOpts struct {
 
 func newProxy(t *testing.T, rec Records, o proxyOpts) *proxy {
 	t.Helper()
-	fwd, err := NewForward(ForwardConfig{Upstreams: o.upstreams, TCP: o.tcp, Timeout: 500 * time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fwd := NewForward(ForwardConfig{Upstreams: o.upstreams, TCP: o.tcp, Timeout: 500 * time.Millisecond}, nil)
 	cache := NewCache(CacheConfig{Size: 100, ServeStale: o.serveStale, Now: o.now}, fwd, nil)
 	zone, err := NewCluster(ZoneConfig{Zone: "cluster.local", Pods: o.pods, Ready: o.ready}, rec, cache)
 	if err != nil {

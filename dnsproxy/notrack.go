@@ -148,3 +148,13 @@ func RemoveNotrack(conn NftConn) error {
 	}
 	return nil
 }
+
+// NewNftConn opens a netlink connection for nftables in the current
+// network namespace.
+func NewNftConn() (*nftables.Conn, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
+	}
+	return c, nil
+}

@@ -80,6 +80,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "  kubernetes: %s\n", st.Kubernetes)
 	}
 	printPolicyStatus(w, st.Policy)
+	printDNSStatus(w, st.DNS)
 	if st.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", st.LastError)
 	}
