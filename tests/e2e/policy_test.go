@@ -295,7 +295,9 @@ type probeKey struct {
 	port     int32
 }
 
-func (k probeKey) String() string { return fmt.Sprintf("%s -> %s %s/%d", k.src, k.dst, k.proto, k.port) }
+func (k probeKey) String() string {
+	return fmt.Sprintf("%s -> %s %s/%d", k.src, k.dst, k.proto, k.port)
+}
 
 // expected computes the matrix from the evaluator.
 func (pt *policyTable) expected() map[probeKey]bool {
