@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,8 +60,19 @@ func (p *policyAddon) Start(ctx context.Context, inf *kube.Informers) error {
 		UpdateFunc: func(any, any) { p.changed() },
 		DeleteFunc: func(any) { p.changed() },
 	}
-	for _, i := range []cache.SharedIndexInformer{p.pods, p.namespaces, p.policies} {
-		if _, err := i.AddEventHandler(h); err != nil {
+	// Pods change often in ways policy does not read (status churn);
+	// only what the compiler reads wakes the loop.
+	ph := h
+	ph.UpdateFunc = func(o, n any) {
+		if podPolicyChanged(o, n) {
+			p.changed()
+		}
+	}
+	for _, w := range []struct {
+		inf cache.SharedIndexInformer
+		h   cache.ResourceEventHandler
+	}{{p.pods, ph}, {p.namespaces, h}, {p.policies, h}} {
+		if _, err := w.inf.AddEventHandler(w.h); err != nil {
 			return fmt.Errorf("failed to watch for policy: %w", err)
 		}
 	}
@@ -242,4 +254,18 @@ func (p *policyAddon) writeRuleset(rs policy.Ruleset) {
 	if err := os.Rename(tmp, p.rulesetFile); err != nil {
 		p.log.Warn("failed to write the ruleset file", "err", err)
 	}
+}
+
+// podPolicyChanged reports whether a Pod update changes anything the
+// compiler reads: labels, node, addresses, phase, host networking (ports
+// cannot change).
+func podPolicyChanged(o, n any) bool {
+	a, ok1 := o.(*corev1.Pod)
+	b, ok2 := n.(*corev1.Pod)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return !maps.Equal(a.Labels, b.Labels) || a.Spec.NodeName != b.Spec.NodeName ||
+		a.Spec.HostNetwork != b.Spec.HostNetwork || a.Status.Phase != b.Status.Phase ||
+		a.Status.PodIP != b.Status.PodIP || !slices.Equal(a.Status.PodIPs, b.Status.PodIPs)
 }
