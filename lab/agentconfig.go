@@ -39,6 +39,11 @@ type AgentConfigFile struct {
 	MetricsAddress string        `yaml:"metricsAddress"`
 	LogLevel       string        `yaml:"logLevel,omitempty"`
 	Kubernetes     *agentKube    `yaml:"kubernetes,omitempty"`
+	DNS            *agentDNS     `yaml:"dns,omitempty"`
+}
+
+type agentDNS struct {
+	Upstreams []string `yaml:"upstreams,omitempty"`
 }
 
 type agentKube struct {
@@ -94,6 +99,9 @@ func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFi
 	}
 	if s.Kube {
 		c.Kubernetes = &agentKube{Enabled: true, Kubeconfig: l.AgentKubeconfig(), SyncTimeout: LabKubeSyncTimeout.String()}
+		if s.DNSUpstream != "" {
+			c.DNS = &agentDNS{Upstreams: []string{s.DNSUpstream}}
+		}
 	}
 	for _, a := range seeds {
 		c.Gossip.Seeds = append(c.Gossip.Seeds, a.String())

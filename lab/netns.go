@@ -50,15 +50,16 @@ func Namespaces(prefix string) ([]string, error) {
 // error.
 func DeleteNS(ctx context.Context, r Runner, ns string) error {
 	if _, err := os.Lstat(NetNSPath(ns)); errors.Is(err, os.ErrNotExist) {
-		return nil
+		return removeNetnsEtc(ns)
 	}
 	if _, err := r.Run(ctx, DeleteNSCmd(ns)...); err != nil {
 		if _, serr := os.Lstat(NetNSPath(ns)); errors.Is(serr, os.ErrNotExist) {
-			return nil // deleted concurrently
+			return removeNetnsEtc(ns) // deleted concurrently
 		}
 		return fmt.Errorf("failed to delete netns %s: %w", ns, err)
 	}
-	return nil
+	// A pod's resolv.conf (resolvconf.go) goes with its namespace.
+	return removeNetnsEtc(ns)
 }
 
 // Owned reports whether namespace ns carries lab l's OwnerMark.

@@ -98,6 +98,12 @@ func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string, o 
 		_ = DeleteNS(ctx, lb.opts.Runner, nsName)
 		return p, fmt.Errorf("pod %s/%s: failed to create netns: %w", node, pod, err)
 	}
+	if st.Spec.Kube {
+		if err := writePodResolvConf(nsName, o.Namespace); err != nil {
+			_ = DeleteNS(ctx, lb.opts.Runner, nsName)
+			return p, fmt.Errorf("pod %s/%s: %w", node, pod, err)
+		}
+	}
 	req := lb.cniRequest(n, "add", nsName)
 	res, err := lb.cniExec(ctx, n, req)
 	if err != nil {

@@ -34,6 +34,10 @@ type Spec struct {
 	// RBAC `up --kube` applies. Default: found from the working directory
 	// or the weft binary (ManifestDirFor). Stored absolute.
 	Manifests string `json:"manifests,omitempty"`
+	// DNSUpstream is the resolver the agents' DNS proxies forward names
+	// outside the cluster to (ip or ip:port; Kube only). Default: the
+	// host's /etc/resolv.conf, which lab nodes usually cannot reach.
+	DNSUpstream string `json:"dnsUpstream,omitempty"`
 }
 
 // Defaults for Spec.
@@ -98,6 +102,16 @@ func (s *Spec) Complete() error {
 	}
 	if p.Overlaps(UnderlaySubnet) || p.Contains(WorldAddr) {
 		return fmt.Errorf("cluster-cidr: %s overlaps the lab underlay %s or %s", p, UnderlaySubnet, WorldAddr)
+	}
+	if u := s.DNSUpstream; u != "" {
+		if _, err := netip.ParseAddrPort(u); err != nil {
+			if _, err := netip.ParseAddr(u); err != nil {
+				return fmt.Errorf("dns-upstream: %q is not ip or ip:port", u)
+			}
+		}
+	}
+	if s.DNSUpstream != "" && !s.Kube {
+		return fmt.Errorf("dns-upstream: the DNS proxy runs in --kube labs only")
 	}
 	return nil
 }

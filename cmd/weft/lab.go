@@ -121,6 +121,7 @@ func newLabUpCommand(f *labFlags) *cobra.Command {
 	fl.StringVar(&spec.ClusterCIDR, "cluster-cidr", lab.DefaultClusterCIDR, "pod network")
 	fl.BoolVar(&spec.Kube, "kube", false, "run a real Kubernetes control plane in <name>-cp and the agents in Kubernetes mode")
 	fl.StringVar(&spec.KubeBinDir, "kube-bin-dir", "", "directory holding kube-apiserver and kube-controller-manager (default: --bin-dir)")
+	fl.StringVar(&spec.DNSUpstream, "dns-upstream", "", "resolver (ip or ip:port) the agents' DNS proxies forward other names to (--kube; default: the host's resolv.conf)")
 	fl.StringVar(&spec.Manifests, "manifests", "", "deploy/kubernetes, whose RBAC --kube applies (default: found from the working directory or this binary)")
 	return cmd
 }
