@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Conn is the part of *nftables.Conn the Applier uses.
@@ -46,6 +48,7 @@ const (
 type Applier struct {
 	conn     Conn
 	elements string            // ElementsFingerprint last applied; "" unknown
+	sets     map[string]string // digest of each set's elements last applied; nil unknown
 	carried  map[string]uint64 // drops counted by counters a replace reset, by chain
 }
 
@@ -62,17 +65,21 @@ func (a *Applier) Apply(rs Ruleset) (Outcome, error) {
 		if el == a.elements {
 			return Unchanged, nil
 		}
+		digests := setDigests(o)
 		for _, s := range o.Sets {
+			if a.sets != nil && a.sets[s.Name] == digests[s.Name] {
+				continue // only the sets that changed
+			}
 			a.conn.FlushSet(s)
 			if err := a.conn.SetAddElements(s, o.Elements[s.Name]); err != nil {
 				return Elements, fmt.Errorf("failed to queue elements of set %s: %w", s.Name, err)
 			}
 		}
 		if err := a.conn.Flush(); err != nil {
-			a.elements = ""
+			a.elements, a.sets = "", nil
 			return Elements, fmt.Errorf("failed to update elements of nftables table %s: %w", TableName, err)
 		}
-		a.elements = el
+		a.elements, a.sets = el, digests
 		return Elements, nil
 	}
 	if live, err := a.liveDrops(o.Table); err == nil {
@@ -102,16 +109,33 @@ func (a *Applier) Apply(rs Ruleset) (Outcome, error) {
 		a.conn.AddRule(r)
 	}
 	if err := a.conn.Flush(); err != nil {
-		a.elements = ""
+		a.elements, a.sets = "", nil
 		return Replaced, fmt.Errorf("failed to replace nftables table %s: %w", TableName, err)
 	}
-	a.elements = el
+	a.elements, a.sets = el, setDigests(o)
 	return Replaced, nil
 }
 
-// Forget makes the next Apply rewrite the elements even when they look
-// unchanged, repairing a hand-edited set.
-func (a *Applier) Forget() { a.elements = "" }
+// setDigests identifies each set's elements.
+func setDigests(o Objects) map[string]string {
+	out := make(map[string]string, len(o.Sets))
+	for _, s := range o.Sets {
+		var b strings.Builder
+		for _, e := range o.Elements[s.Name] {
+			fmt.Fprintf(&b, "%x/%v", e.Key, e.IntervalEnd)
+			if e.VerdictData != nil {
+				b.WriteString(">" + e.VerdictData.Chain)
+			}
+			b.WriteByte(' ')
+		}
+		out[s.Name] = digest(b.String())
+	}
+	return out
+}
+
+// Forget makes the next Apply rewrite every set's elements even when they
+// look unchanged, repairing a hand-edited set.
+func (a *Applier) Forget() { a.elements, a.sets = "", nil }
 
 // Drops returns the packets each chain's default deny dropped since the
 // Applier started (including counts from before a table replace).
@@ -163,12 +187,40 @@ func Remove(conn Conn) error {
 	return nil
 }
 
-// NewConn opens a netlink connection for nftables in the current network
-// namespace.
-func NewConn() (*nftables.Conn, error) {
-	c, err := nftables.New()
+// SendBuffer is the netlink socket send buffer NewConn asks for. A batch
+// is one sendmsg, and a large cluster's table (thousands of set elements)
+// does not fit the default buffer (about 200KiB).
+const SendBuffer = 64 << 20
+
+// NewConn opens a netlink connection for nftables (in the current network
+// namespace unless an option says otherwise) whose send buffer holds a
+// large batch.
+func NewConn(opts ...nftables.ConnOption) (*nftables.Conn, error) {
+	c, err := nftables.New(append(opts, nftables.WithSockOptions(bigSendBuffer))...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
 	}
 	return c, nil
+}
+
+// bigSendBuffer sets SO_SNDBUFFORCE and SO_RCVBUFFORCE (past
+// net.core.wmem_max and rmem_max; needs CAP_NET_ADMIN, which programming
+// nftables needs anyway; the kernel acknowledges every message of a batch,
+// so the receive side needs room too), falling back to the plain options.
+func bigSendBuffer(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err == nil {
+		var serr, rerr error
+		err = rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, SendBuffer)
+			rerr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, SendBuffer)
+		})
+		if err == nil && serr == nil && rerr == nil {
+			return nil
+		}
+	}
+	if err := c.SetWriteBuffer(SendBuffer); err != nil {
+		return err
+	}
+	return c.SetReadBuffer(SendBuffer)
 }

@@ -15,7 +15,7 @@ import (
 
 // testNetns makes a named network namespace for one test and returns an
 // nftables connection into it.
-func testNetns(t *testing.T) (*nftables.Conn, string) {
+func testNetns(t testing.TB) (*nftables.Conn, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates a network namespace and programs nftables in it")
@@ -36,7 +36,7 @@ func testNetns(t *testing.T) (*nftables.Conn, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Close(); _ = netns.DeleteNamed(name) })
-	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	conn, err := NewConn(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
 		t.Fatal(err)
 	}
