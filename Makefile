@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint demo bench bench-throughput bench-scale clean lab-down
+.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-throughput bench-scale clean lab-down
 
 all: build
 
@@ -29,6 +29,12 @@ controlplane: deps
 # Namespace and end-to-end tests need root; without it they skip, saying why.
 test: deps build controlplane lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) fuzz
+
+# A short run of the fuzz targets (the seed corpora also run in `go test`).
+FUZZ_TIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzQuery$$' -fuzztime $(FUZZ_TIME) ./dnsproxy/
 
 # Only the tests that need neither root nor the lab.
 unit:
