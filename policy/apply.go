@@ -71,8 +71,8 @@ func (a *Applier) Apply(rs Ruleset) (Outcome, error) {
 				continue // only the sets that changed
 			}
 			a.conn.FlushSet(s)
-			if err := a.conn.SetAddElements(s, o.Elements[s.Name]); err != nil {
-				return Elements, fmt.Errorf("failed to queue elements of set %s: %w", s.Name, err)
+			if err := a.addElements(s, o.Elements[s.Name]); err != nil {
+				return Elements, err
 			}
 		}
 		if err := a.conn.Flush(); err != nil {
@@ -101,8 +101,11 @@ func (a *Applier) Apply(rs Ruleset) (Outcome, error) {
 		a.conn.AddObj(c)
 	}
 	for _, s := range o.Sets {
-		if err := a.conn.AddSet(s, o.Elements[s.Name]); err != nil {
+		if err := a.conn.AddSet(s, nil); err != nil {
 			return Replaced, fmt.Errorf("failed to queue set %s: %w", s.Name, err)
+		}
+		if err := a.addElements(s, o.Elements[s.Name]); err != nil {
+			return Replaced, err
 		}
 	}
 	for _, r := range o.Rules {
@@ -114,6 +117,27 @@ func (a *Applier) Apply(rs Ruleset) (Outcome, error) {
 	}
 	a.elements, a.sets = el, setDigests(o)
 	return Replaced, nil
+}
+
+// maxElements bounds the elements sent in one netlink message: the list
+// is one attribute, whose length field is 16 bits, so a few thousand
+// elements (a large namespace's pods, a busy node's map) overflow it.
+const maxElements = 512
+
+// addElements queues el in messages of at most maxElements, never
+// separating an interval's start from its end.
+func (a *Applier) addElements(s *nftables.Set, el []nftables.SetElement) error {
+	for len(el) > 0 {
+		n := min(maxElements, len(el))
+		if n < len(el) && el[n].IntervalEnd {
+			n++
+		}
+		if err := a.conn.SetAddElements(s, el[:n]); err != nil {
+			return fmt.Errorf("failed to queue elements of set %s: %w", s.Name, err)
+		}
+		el = el[n:]
+	}
+	return nil
 }
 
 // setDigests identifies each set's elements.

@@ -140,3 +140,29 @@ func TestApplierInNetns(t *testing.T) {
 		t.Errorf("table still there after Remove: %q", fp)
 	}
 }
+
+// TestApplierLargeRuleset: 1,000 policies over 5,000 pods, half of them on
+// this node, so the verdict maps hold thousands of elements (more than one
+// netlink attribute can carry) and the batch is megabytes.
+func TestApplierLargeRuleset(t *testing.T) {
+	conn, ns := testNetns(t)
+	rs, err := Compile(scaleInput(1000, 5000, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewApplier(conn).Apply(rs); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	tbl := &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
+	m, err := conn.GetSetByName(tbl, ingressMap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	el, err := conn.GetSetElements(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(el) != len(rs.Ingress) || len(rs.Ingress) < 2000 {
+		t.Errorf("ingress map has %d elements, want %d (> 2000)\n%.2000s", len(el), len(rs.Ingress), nftList(ns))
+	}
+}
