@@ -25,6 +25,10 @@ type compiler struct {
 	in         Input
 	pods       []*pod // eligible pods, all nodes, sorted by key
 	local      []*pod // every pod on this node (eligible or not), sorted
+	// podsByNS indexes the eligible pods by namespace; podNamespaces
+	// lists those namespaces, sorted.
+	podsByNS      map[string][]*pod
+	podNamespaces []string
 	namespaces map[string]labels.Set
 	rs         Ruleset
 	sets       map[string]bool // names already in rs.Sets
@@ -46,7 +50,8 @@ type compiledRule struct {
 	invalid bool
 	anyPeer bool   // no from/to: every address
 	set     string // peer set name (when !anyPeer)
-	peers   []*pod // pods among the peers (for named ports on egress)
+	spans   []span // the set's addresses
+	peers   []*pod // pods among the peers, computed on demand (peerPods)
 	ports   []networkingv1.NetworkPolicyPort
 }
 
@@ -78,6 +83,13 @@ func Compile(in Input) (Ruleset, error) {
 	byKey := func(a, b *pod) int { return strings.Compare(a.key, b.key) }
 	slices.SortFunc(c.pods, byKey)
 	slices.SortFunc(c.local, byKey)
+	c.podsByNS = map[string][]*pod{}
+	for _, p := range c.pods {
+		if _, ok := c.podsByNS[p.namespace]; !ok {
+			c.podNamespaces = append(c.podNamespaces, p.namespace)
+		}
+		c.podsByNS[p.namespace] = append(c.podsByNS[p.namespace], p)
+	}
 
 	pols, err := c.parsePolicies()
 	if err != nil {
@@ -126,10 +138,14 @@ func policyTypes(np *networkingv1.NetworkPolicy) (ingress, egress bool) {
 func (c *compiler) assign(pols []*policyInfo) {
 	chains := map[string]int{} // chain name -> index in rs.Chains
 	used := map[string]bool{}  // policies selecting a local pod
+	byNS := map[string][]*policyInfo{}
+	for _, pi := range pols {
+		byNS[pi.obj.Namespace] = append(byNS[pi.obj.Namespace], pi)
+	}
 	for _, p := range c.local {
 		var in, eg []*policyInfo
-		for _, pi := range pols {
-			if pi.obj.Namespace != p.namespace || !pi.selector.Matches(p.labels) {
+		for _, pi := range byNS[p.namespace] {
+			if !pi.selector.Matches(p.labels) {
 				continue
 			}
 			if !p.eligible() {

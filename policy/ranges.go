@@ -84,11 +84,16 @@ func toRanges(s []span) []Range {
 	return out
 }
 
+// contains reports whether v is in s, which must be normalized (sorted).
 func contains(s []span, v uint32) bool {
-	for _, x := range s {
-		if v >= x.lo && v <= x.hi {
-			return true
+	i, _ := slices.BinarySearchFunc(s, v, func(x span, v uint32) int {
+		switch {
+		case x.hi < v:
+			return -1
+		case x.lo > v:
+			return 1
 		}
-	}
-	return false
+		return 0
+	})
+	return i < len(s) && v >= s[i].lo && v <= s[i].hi
 }

@@ -43,3 +43,15 @@ func TestRanges(t *testing.T) {
 		})
 	}
 }
+
+func TestContains(t *testing.T) {
+	s := normalize([]span{{10, 20}, {30, 30}, {40, 50}})
+	for v, want := range map[uint32]bool{9: false, 10: true, 15: true, 20: true, 21: false, 30: true, 31: false, 45: true, 50: true, 51: false} {
+		if got := contains(s, v); got != want {
+			t.Errorf("contains(%d) = %v, want %v", v, got, want)
+		}
+	}
+	if contains(nil, 1) {
+		t.Error("empty contains 1")
+	}
+}

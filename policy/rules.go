@@ -73,7 +73,6 @@ func (c *compiler) compileRule(pi *policyInfo, d Direction, i int, peers []netwo
 	}
 	if len(peers) == 0 {
 		r.anyPeer = true
-		r.peers = c.pods
 		return r
 	}
 	var spans []span
@@ -103,15 +102,27 @@ func (c *compiler) compileRule(pi *policyInfo, d Direction, i int, peers []netwo
 	if r.invalid {
 		return r
 	}
-	spans = normalize(spans)
-	for _, p := range c.pods {
-		if contains(spans, u32(p.ip)) {
-			r.peers = append(r.peers, p)
+	r.spans = normalize(spans)
+	r.set = setBase(pi.key, d, i)
+	c.addSet(r.set, toRanges(r.spans))
+	return r
+}
+
+// peerPods are the eligible pods among a rule's peers (every pod when the
+// rule has none), for resolving named ports on egress.
+func (c *compiler) peerPods(r *compiledRule) []*pod {
+	if r.anyPeer {
+		return c.pods
+	}
+	if r.peers == nil {
+		r.peers = []*pod{}
+		for _, p := range c.pods {
+			if contains(r.spans, u32(p.ip)) {
+				r.peers = append(r.peers, p)
+			}
 		}
 	}
-	r.set = setBase(pi.key, d, i)
-	c.addSet(r.set, toRanges(spans))
-	return r
+	return r.peers
 }
 
 // ipBlock is cidr minus except as spans. An IPv6 block matches nothing in
@@ -163,15 +174,14 @@ func (c *compiler) selectPeers(pi *policyInfo, peer networkingv1.NetworkPolicyPe
 		nsSel = s
 	}
 	var out []*pod
-	for _, p := range c.pods {
-		if nsSel == nil && p.namespace != pi.obj.Namespace {
+	for _, ns := range c.podNamespaces {
+		if nsSel == nil && ns != pi.obj.Namespace || nsSel != nil && !nsSel.Matches(namespaceLabels(c.namespaces, ns)) {
 			continue
 		}
-		if nsSel != nil && !nsSel.Matches(namespaceLabels(c.namespaces, p.namespace)) {
-			continue
-		}
-		if podSel.Matches(p.labels) {
-			out = append(out, p)
+		for _, p := range c.podsByNS[ns] {
+			if podSel.Matches(p.labels) {
+				out = append(out, p)
+			}
 		}
 	}
 	return out, nil
@@ -222,7 +232,7 @@ func (c *compiler) render(pi *policyInfo, d Direction, r *compiledRule, t *pod) 
 // to on each of them; each group gets a set and a rule.
 func (c *compiler) namedEgress(pi *policyInfo, r *compiledRule, x Rule, name string, proto corev1.Protocol) []Rule {
 	groups := map[uint16][]span{}
-	for _, p := range r.peers {
+	for _, p := range c.peerPods(r) {
 		if n, ok := p.namedPort(name, proto); ok {
 			v := u32(p.ip)
 			groups[n] = append(groups[n], span{v, v})
