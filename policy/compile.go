@@ -22,16 +22,16 @@ type Input struct {
 
 // compiler holds one Compile's indexes and its output under construction.
 type compiler struct {
-	in         Input
-	pods       []*pod // eligible pods, all nodes, sorted by key
-	local      []*pod // every pod on this node (eligible or not), sorted
+	in    Input
+	pods  []*pod // eligible pods, all nodes, sorted by key
+	local []*pod // every pod on this node (eligible or not), sorted
 	// podsByNS indexes the eligible pods by namespace; podNamespaces
 	// lists those namespaces, sorted.
 	podsByNS      map[string][]*pod
 	podNamespaces []string
-	namespaces map[string]labels.Set
-	rs         Ruleset
-	sets       map[string]bool // names already in rs.Sets
+	namespaces    map[string]labels.Set
+	rs            Ruleset
+	sets          map[string]bool // names already in rs.Sets
 }
 
 // policyInfo is one parsed NetworkPolicy.
