@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-throughput bench-scale clean lab-down
+.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-policy bench-throughput bench-scale clean lab-down
 
 all: build
 
@@ -52,12 +52,22 @@ demo: deps build
 # Every figure in docs/benchmarks.md, each beside its reference: pod-to-pod
 # throughput (weft WireGuard and VXLAN against standalone wireguard-go, kernel
 # VXLAN and the underlay), pod setup latency (against bridge + host-local),
-# the 1,000-peer tunnel footprint (against wireguard-go + wg + ip), and
-# gossip at 100 members. Slow: about 15 minutes.
+# the 1,000-peer tunnel footprint (against wireguard-go + wg + ip), gossip
+# at 100 members, and NetworkPolicy at 1,000 policies over 5,000 pods
+# (compile, apply, label change to enforced, throughput against no policy).
+# Slow: about 20 minutes.
 bench: deps build
 	@scripts/bench.sh
 	@scripts/bench-scale.sh
 	$(GO) test -run '^$$' -bench 'GossipScale/100$$' -benchtime 1x ./gossip/ -args -members 100
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./policy/
+	$(GO) test -count=1 -run TestPolicyBench -v ./tests/e2e/ -args -policy.bench
+
+# NetworkPolicy alone: compile and apply at 1,000 policies over 5,000 pods,
+# label change to enforced and throughput against no policy.
+bench-policy: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./policy/
+	$(GO) test -count=1 -run TestPolicyBench -v ./tests/e2e/ -args -policy.bench
 
 bench-throughput: deps build
 	@scripts/bench.sh
