@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -77,19 +78,31 @@ func newPolicyAddon(a *Agent) (addon, error) {
 	if err != nil {
 		return nil, err
 	}
+	p := newPolicyAddonWith(a.base.With("component", "policy", "node", a.cfg.NodeName), a.cfg.NodeName, cfg, file,
+		policy.NewApplier(conn), func(st PolicyStatus) { a.setStatus(func(s *Status) { s.Policy = &st }) },
+		newPolicyMetrics(a.metrics.reg))
+	p.remove = func() error { return policy.Remove(conn) }
+	p.closeConn = conn.CloseLasting
+	return p, nil
+}
+
+// newPolicyAddonWith assembles the addon from its parts (tests pass a
+// fake applier).
+func newPolicyAddonWith(log *slog.Logger, node string, cfg PolicyConfig, rulesetFile string, ap policyApplier, publish func(PolicyStatus), m *policyMetrics) *policyAddon {
 	return &policyAddon{
-		log:         a.base.With("component", "policy", "node", a.cfg.NodeName),
-		node:        a.cfg.NodeName,
+		log:         log,
+		node:        node,
 		cfg:         cfg,
-		rulesetFile: file,
-		applier:     policy.NewApplier(conn),
-		conn:        conn,
+		rulesetFile: rulesetFile,
+		applier:     ap,
+		remove:      func() error { return nil },
+		closeConn:   func() error { return nil },
 		kick:        make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
-		publish:     func(st PolicyStatus) { a.setStatus(func(s *Status) { s.Policy = &st }) },
-		metrics:     newPolicyMetrics(a.metrics.reg),
-	}, nil
+		publish:     publish,
+		metrics:     m,
+	}
 }
 
 // PolicyStatus is the addon's part of `weft status`.

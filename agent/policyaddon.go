@@ -16,7 +16,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/google/nftables"
 	"github.com/weftnet/weft/agent/kube"
 	"github.com/weftnet/weft/policy"
 )
@@ -34,8 +33,9 @@ type policyAddon struct {
 	node        string
 	cfg         PolicyConfig
 	rulesetFile string
-	conn        *nftables.Conn
-	applier     *policy.Applier // used by run only
+	applier     policyApplier // used by run only
+	remove      func() error  // deletes the table (leaving the cluster)
+	closeConn   func() error
 	kick        chan struct{}
 	stop, done  chan struct{}
 	publish     func(PolicyStatus)
@@ -49,6 +49,15 @@ type policyAddon struct {
 }
 
 type chainLabels struct{ direction, policies string }
+
+// policyApplier is what the addon needs of *policy.Applier.
+type policyApplier interface {
+	Apply(policy.Ruleset) (policy.Outcome, error)
+	Forget()
+	Drops() (map[string]uint64, error)
+}
+
+var _ policyApplier = (*policy.Applier)(nil)
 
 func (p *policyAddon) Name() string { return "policy" }
 
@@ -94,12 +103,12 @@ func (p *policyAddon) changed() {
 func (p *policyAddon) Close(leave bool) error {
 	close(p.stop)
 	<-p.done
-	defer p.conn.CloseLasting()
+	defer p.closeConn()
 	if !leave {
 		return nil
 	}
 	_ = os.Remove(p.rulesetFile)
-	return policy.Remove(p.conn)
+	return p.remove()
 }
 
 func (p *policyAddon) run(ctx context.Context) {
