@@ -178,6 +178,46 @@ func TestNetworkPolicy(t *testing.T) {
 			t.Errorf("weft policy show:\n%s", out)
 		}
 	})
+
+	t.Run("a new pod is isolated by the policy already in place", func(t *testing.T) {
+		c.mustWeft("lab", "pod", "add", "n1", "d", "--name", c.name, "-n", "x", "-l", "pod=d")
+		var st lab.Status
+		if err := json.Unmarshal([]byte(c.mustWeft("lab", "status", "--json", "--name", c.name)), &st); err != nil {
+			t.Fatal(err)
+		}
+		var d lab.PodState
+		for _, p := range st.Pods {
+			if p.Namespace == "x" && p.Name == "d" {
+				d = p
+			}
+		}
+		s, err := probe.Serve(lab.NetNSPath(d.NetNS), netip.AddrPortFrom(d.IP, 80))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var ya evalPod
+		for _, p := range pt.pods {
+			if p.key() == "y/a" {
+				ya = p
+			}
+		}
+		yaNS := lab.NetNSPath(c.layout.PodNS(pt.nodeOf["y/a"], "a"))
+		took := eventually(t, 10*time.Second, "y/a blocked from the new pod x/d", func() error {
+			pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel()
+			if _, err := probe.TCP(pctx, yaNS, netip.AddrPortFrom(d.IP, 80)); err == nil {
+				return fmt.Errorf("y/a reached x/d")
+			}
+			return nil
+		})
+		t.Logf("new pod isolated %s after `weft lab pod add` returned", took.Round(10*time.Millisecond))
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if _, err := probe.TCP(pctx, lab.NetNSPath(d.NetNS), netip.AddrPortFrom(ya.IP, 80)); err != nil {
+			t.Errorf("x/d (egress not isolated) to y/a: %v", err)
+		}
+	})
 }
 
 // policyTable is the lab's pods, servers and the policies applied.
