@@ -113,6 +113,22 @@ func TestApplierInNetns(t *testing.T) {
 		t.Error("structure changed with a label")
 	}
 
+	// Drift: a hand-flushed set returns after Forget (the resync), a
+	// deleted table on the next Apply.
+	conn.FlushSet(set)
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a.Forget()
+	step("resync after a hand-flushed set", Elements)
+	if el, _ := conn.GetSetElements(set); len(el) == 0 {
+		t.Error("the flushed set was not refilled")
+	}
+	if err := Remove(conn); err != nil {
+		t.Fatal(err)
+	}
+	step("resync after a deleted table", Replaced)
+
 	in.Policies = in.Policies[:1]
 	step("a policy deleted", Replaced)
 
