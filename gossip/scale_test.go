@@ -105,7 +105,7 @@ type scaleResult struct {
 	restBits, restBytes, restCores, restCPUms float64
 	leaseP99, leaseP100, deadP99, deadP100    float64
 	churnBits, churnSeconds, churnCores       float64
-	falseDeaths                               float64
+	falseDeaths, settleSeconds                float64
 }
 
 func (s scaleResult) report(b *testing.B) {
@@ -119,6 +119,7 @@ func (s scaleResult) report(b *testing.B) {
 		{s.churnSeconds, "churn-converge-s"}, {s.restCores, "rest-cores"},
 		{s.restCPUms, "rest-cpu-ms/s/member"}, {s.heapMiB, "heap-MiB"}, {s.rssMiB, "rss-MiB"},
 		{s.goroutines, "goroutines"}, {s.setupSeconds, "setup-s"}, {s.falseDeaths, "false-deaths"},
+		{s.settleSeconds, "settle-s"},
 	} {
 		b.ReportMetric(m.v, m.unit)
 	}
@@ -447,8 +448,27 @@ func runScale(tb testing.TB, o scaleOpts) scaleResult {
 	o.print("setup: %d members started in %.1fs, converged in %.1fs; heap %.0f MiB (%.0f KiB/member), RSS %.0f MiB, %d goroutines (%.1f/member)",
 		N, started.Seconds(), s.setupSeconds, s.heapMiB, s.heapMiB*1024/float64(N), s.rssMiB, int(s.goroutines), s.goroutines/float64(N))
 
-	// Let the start-up broadcasts drain before measuring rest.
-	time.Sleep(3 * time.Second)
+	// Let the start-up broadcasts drain before measuring rest: a member
+	// that joins re-broadcasts an alive message for every member it
+	// learnt in the join's state exchange, so N members starting at once
+	// keep every queue busy for a while. Rest begins when a 5 s window
+	// carries at least 90% of the bytes of the window before (traffic stopped falling).
+	settle0 := time.Now()
+	prev := c.usage()
+	prevRate := -1.0
+	for time.Since(settle0) < 10*time.Minute {
+		time.Sleep(5 * time.Second)
+		u := c.usage()
+		rate := float64(u.bytes.sub(prev.bytes).total()) / u.wall.Sub(prev.wall).Seconds()
+		prev = u
+		settled := prevRate >= 0 && rate >= 0.9*prevRate
+		prevRate = rate
+		if settled {
+			break
+		}
+	}
+	s.settleSeconds = time.Since(settle0).Seconds()
+	o.print("settle: start-up gossip drained after %.0fs (%.0f bit/s per member in the last 5 s)", s.settleSeconds, 8*prevRate/float64(N))
 
 	// Rest.
 	deaths0 := c.events.count(msgFailedLease) + c.events.count(msgFailedNoLease)

@@ -50,7 +50,7 @@ func DefaultTuning(mc *memberlist.Config) {
 	mc.SuspicionMaxTimeoutMult = 4
 	mc.GossipInterval = 100 * time.Millisecond
 	mc.GossipNodes = 4
-	mc.RetransmitMult = 3
+	mc.RetransmitMult = 4
 	mc.PushPullInterval = 60 * time.Second
 	mc.GossipToTheDeadTime = 15 * time.Second
 }
