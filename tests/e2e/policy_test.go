@@ -34,119 +34,13 @@ func TestNetworkPolicy(t *testing.T) {
 	ctx := context.Background()
 	pt := newPolicyTable(t, c, cs)
 
-	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
-	port := func(p corev1.Protocol, n int32, end ...int32) networkingv1.NetworkPolicyPort {
-		v := intstr.FromInt32(n)
-		pp := networkingv1.NetworkPolicyPort{Protocol: &p, Port: &v}
-		if len(end) > 0 {
-			pp.EndPort = &end[0]
-		}
-		return pp
-	}
-	namedPort := func(p corev1.Protocol, name string) networkingv1.NetworkPolicyPort {
-		v := intstr.FromString(name)
-		return networkingv1.NetworkPolicyPort{Protocol: &p, Port: &v}
-	}
-	sel := func(kv ...string) *metav1.LabelSelector {
-		s := &metav1.LabelSelector{MatchLabels: map[string]string{}}
-		for i := 0; i+1 < len(kv); i += 2 {
-			s.MatchLabels[kv[i]] = kv[i+1]
-		}
-		return s
-	}
-	pol := func(ns, name string, spec networkingv1.NetworkPolicySpec) *networkingv1.NetworkPolicy {
-		return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
-	}
-	ingress := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
-	egress := []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
-	from := func(peers ...networkingv1.NetworkPolicyPeer) []networkingv1.NetworkPolicyIngressRule {
-		return []networkingv1.NetworkPolicyIngressRule{{From: peers}}
-	}
-	podA := *sel("pod", "a")
-
-	// The pods of node n2 (its lease) are cut out of an ipBlock.
-	n2Block := pt.lease("n2")
-
-	cases := []struct {
-		name     string
-		policies []*networkingv1.NetworkPolicy
-		before   func(t *testing.T) // runs after the policies are applied
-	}{
-		{name: "no policy: everything allowed"},
-		{name: "deny-all ingress in x", policies: []*networkingv1.NetworkPolicy{
-			pol("x", "deny-ingress", networkingv1.NetworkPolicySpec{PolicyTypes: ingress})}},
-		{name: "deny-all egress in y", policies: []*networkingv1.NetworkPolicy{
-			pol("y", "deny-egress", networkingv1.NetworkPolicySpec{PolicyTypes: egress})}},
-		{name: "allow x/a from pods b in x", policies: []*networkingv1.NetworkPolicy{
-			pol("x", "a-from-b", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
-				Ingress: from(networkingv1.NetworkPolicyPeer{PodSelector: sel("pod", "b")})})}},
-		{name: "allow x/a from namespace y", policies: []*networkingv1.NetworkPolicy{
-			pol("x", "a-from-y", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
-				Ingress: from(networkingv1.NetworkPolicyPeer{NamespaceSelector: sel("ns", "y")})})}},
-		{name: "pod AND namespace selector in one peer", policies: []*networkingv1.NetworkPolicy{
-			pol("x", "a-from-y-b", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
-				Ingress: from(networkingv1.NetworkPolicyPeer{NamespaceSelector: sel("ns", "y"), PodSelector: sel("pod", "b")})})}},
-		{name: "pod OR namespace selector in two peers", policies: []*networkingv1.NetworkPolicy{
-			pol("x", "a-from-y-or-b", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
-				Ingress: from(networkingv1.NetworkPolicyPeer{NamespaceSelector: sel("ns", "y")},
-					networkingv1.NetworkPolicyPeer{PodSelector: sel("pod", "b")})})}},
-		{name: "matchExpressions: In, NotIn, Exists, DoesNotExist", policies: []*networkingv1.NetworkPolicy{
-			pol("y", "expressions", networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "pod", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"c"}}}},
-				PolicyTypes: ingress,
-				Ingress: from(
-					networkingv1.NetworkPolicyPeer{
-						NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "ns", Operator: metav1.LabelSelectorOpIn, Values: []string{"x", "z"}}}},
-						PodSelector:       &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "pod", Operator: metav1.LabelSelectorOpExists}, {Key: "pod", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"a"}}}}},
-					networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "extra", Operator: metav1.LabelSelectorOpDoesNotExist}, {Key: "pod", Operator: metav1.LabelSelectorOpIn, Values: []string{"c"}}}}}),
-			})}},
-		{name: "named ports resolve on each destination pod", policies: []*networkingv1.NetworkPolicy{
-			pol("z", "named", networkingv1.NetworkPolicySpec{PolicyTypes: ingress,
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{namedPort(tcp, "web"), namedPort(udp, "dns")}}}})}},
-		{name: "endPort range and a port outside it", policies: []*networkingv1.NetworkPolicy{
-			pol("x", "range", networkingv1.NetworkPolicySpec{PolicyTypes: ingress,
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{port(tcp, 79, 80), port(udp, 81, 90)}}}})}},
-		{name: "ipBlock with except", policies: []*networkingv1.NetworkPolicy{
-			pol("y", "block", networkingv1.NetworkPolicySpec{PolicyTypes: ingress,
-				Ingress: from(networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "10.244.0.0/16", Except: []string{n2Block}}})})}},
-		{name: "egress deny overrides an ingress allow", policies: []*networkingv1.NetworkPolicy{
-			pol("x", "deny-egress", networkingv1.NetworkPolicySpec{PolicyTypes: egress}),
-			pol("y", "allow-all", networkingv1.NetworkPolicySpec{PolicyTypes: ingress, Ingress: []networkingv1.NetworkPolicyIngressRule{{}}})}},
-		{name: "egress allowed to a namespace on one port", policies: []*networkingv1.NetworkPolicy{
-			pol("z", "to-x-81", networkingv1.NetworkPolicySpec{PodSelector: *sel("pod", "b"), PolicyTypes: egress,
-				Egress: []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel("ns", "x")}}, Ports: []networkingv1.NetworkPolicyPort{port(tcp, 81)}}}})}},
-		{name: "a UDP-only policy does not open TCP", policies: []*networkingv1.NetworkPolicy{
-			pol("z", "udp-only", networkingv1.NetworkPolicySpec{PolicyTypes: ingress,
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{port(udp, 80), port(udp, 81)}}}})}},
-		{name: "a label change takes effect", policies: []*networkingv1.NetworkPolicy{
-			pol("x", "from-clients", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
-				Ingress: from(networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: sel("role", "client")})})},
-			before: func(t *testing.T) {
-				pt.converge(t, "before the label change")
-				pt.label(t, "y/b", "role=client")
-			}},
-		{name: "a deleted policy stops being enforced"}, // the label-change policy is deleted
-	}
-	var prev map[probeKey]bool
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			pt.setPolicies(t, ctx, tc.policies)
-			if tc.before != nil {
-				tc.before(t)
-			}
-			// Each case must expect a matrix other than the last one's, so
-			// that converging proves the change was enforced.
-			want := pt.expected()
-			if prev != nil && maps.Equal(want, prev) {
-				t.Fatalf("case expects the same matrix as the one before it; it would prove nothing")
-			}
-			prev = want
-			pt.converge(t, tc.name)
-		})
-	}
+	pt.run(t, ctx, policyCases(pt), nil)
 
 	t.Run("the node reaches its pods through a deny-all ingress; status counts drops", func(t *testing.T) {
-		pt.setPolicies(t, ctx, []*networkingv1.NetworkPolicy{pol("x", "deny-all", networkingv1.NetworkPolicySpec{PolicyTypes: ingress})})
+		pt.setPolicies(t, ctx, []*networkingv1.NetworkPolicy{{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "deny-all"},
+			Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
+		}})
 		pt.converge(t, "deny-all ingress in x")
 		for _, p := range pt.pods {
 			if p.Namespace != "x" {
@@ -218,6 +112,149 @@ func TestNetworkPolicy(t *testing.T) {
 			t.Errorf("x/d (egress not isolated) to y/a: %v", err)
 		}
 	})
+}
+
+// TestNetworkPolicyVXLAN runs some of the truth tables over the VXLAN
+// backend, where remote traffic arrives on weft-vxlan instead of weft0.
+func TestNetworkPolicyVXLAN(t *testing.T) {
+	c, cs := newKubeCluster(t, "--nodes", "3", "--backend", "vxlan")
+	pt := newPolicyTable(t, c, cs)
+	pt.run(t, context.Background(), policyCases(pt), []string{
+		"no policy: everything allowed",
+		"deny-all ingress in x",
+		"pod AND namespace selector in one peer",
+		"ipBlock with except",
+		"egress deny overrides an ingress allow",
+		"a deleted policy stops being enforced",
+	})
+}
+
+// policyCase is one truth table: policies to apply (replacing the last
+// case's), and optionally something to do once they are applied.
+type policyCase struct {
+	name     string
+	policies []*networkingv1.NetworkPolicy
+	before   func(t *testing.T) // runs after the policies are applied
+}
+
+// policyCases are the truth tables, in order: each expects a different
+// matrix from the one before it.
+func policyCases(pt *policyTable) []policyCase {
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	port := func(p corev1.Protocol, n int32, end ...int32) networkingv1.NetworkPolicyPort {
+		v := intstr.FromInt32(n)
+		pp := networkingv1.NetworkPolicyPort{Protocol: &p, Port: &v}
+		if len(end) > 0 {
+			pp.EndPort = &end[0]
+		}
+		return pp
+	}
+	namedPort := func(p corev1.Protocol, name string) networkingv1.NetworkPolicyPort {
+		v := intstr.FromString(name)
+		return networkingv1.NetworkPolicyPort{Protocol: &p, Port: &v}
+	}
+	sel := func(kv ...string) *metav1.LabelSelector {
+		s := &metav1.LabelSelector{MatchLabels: map[string]string{}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			s.MatchLabels[kv[i]] = kv[i+1]
+		}
+		return s
+	}
+	pol := func(ns, name string, spec networkingv1.NetworkPolicySpec) *networkingv1.NetworkPolicy {
+		return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+	}
+	ingress := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+	egress := []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
+	from := func(peers ...networkingv1.NetworkPolicyPeer) []networkingv1.NetworkPolicyIngressRule {
+		return []networkingv1.NetworkPolicyIngressRule{{From: peers}}
+	}
+	podA := *sel("pod", "a")
+
+	// The pods of node n2 (its lease) are cut out of an ipBlock.
+	n2Block := pt.lease("n2")
+
+	return []policyCase{
+		{name: "no policy: everything allowed"},
+		{name: "deny-all ingress in x", policies: []*networkingv1.NetworkPolicy{
+			pol("x", "deny-ingress", networkingv1.NetworkPolicySpec{PolicyTypes: ingress})}},
+		{name: "deny-all egress in y", policies: []*networkingv1.NetworkPolicy{
+			pol("y", "deny-egress", networkingv1.NetworkPolicySpec{PolicyTypes: egress})}},
+		{name: "allow x/a from pods b in x", policies: []*networkingv1.NetworkPolicy{
+			pol("x", "a-from-b", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
+				Ingress: from(networkingv1.NetworkPolicyPeer{PodSelector: sel("pod", "b")})})}},
+		{name: "allow x/a from namespace y", policies: []*networkingv1.NetworkPolicy{
+			pol("x", "a-from-y", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
+				Ingress: from(networkingv1.NetworkPolicyPeer{NamespaceSelector: sel("ns", "y")})})}},
+		{name: "pod AND namespace selector in one peer", policies: []*networkingv1.NetworkPolicy{
+			pol("x", "a-from-y-b", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
+				Ingress: from(networkingv1.NetworkPolicyPeer{NamespaceSelector: sel("ns", "y"), PodSelector: sel("pod", "b")})})}},
+		{name: "pod OR namespace selector in two peers", policies: []*networkingv1.NetworkPolicy{
+			pol("x", "a-from-y-or-b", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
+				Ingress: from(networkingv1.NetworkPolicyPeer{NamespaceSelector: sel("ns", "y")},
+					networkingv1.NetworkPolicyPeer{PodSelector: sel("pod", "b")})})}},
+		{name: "matchExpressions: In, NotIn, Exists, DoesNotExist", policies: []*networkingv1.NetworkPolicy{
+			pol("y", "expressions", networkingv1.NetworkPolicySpec{
+				PodSelector: metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "pod", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"c"}}}},
+				PolicyTypes: ingress,
+				Ingress: from(
+					networkingv1.NetworkPolicyPeer{
+						NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "ns", Operator: metav1.LabelSelectorOpIn, Values: []string{"x", "z"}}}},
+						PodSelector:       &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "pod", Operator: metav1.LabelSelectorOpExists}, {Key: "pod", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"a"}}}}},
+					networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "extra", Operator: metav1.LabelSelectorOpDoesNotExist}, {Key: "pod", Operator: metav1.LabelSelectorOpIn, Values: []string{"c"}}}}}),
+			})}},
+		{name: "named ports resolve on each destination pod", policies: []*networkingv1.NetworkPolicy{
+			pol("z", "named", networkingv1.NetworkPolicySpec{PolicyTypes: ingress,
+				Ingress: []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{namedPort(tcp, "web"), namedPort(udp, "dns")}}}})}},
+		{name: "endPort range and a port outside it", policies: []*networkingv1.NetworkPolicy{
+			pol("x", "range", networkingv1.NetworkPolicySpec{PolicyTypes: ingress,
+				Ingress: []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{port(tcp, 79, 80), port(udp, 81, 90)}}}})}},
+		{name: "ipBlock with except", policies: []*networkingv1.NetworkPolicy{
+			pol("y", "block", networkingv1.NetworkPolicySpec{PolicyTypes: ingress,
+				Ingress: from(networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "10.244.0.0/16", Except: []string{n2Block}}})})}},
+		{name: "egress deny overrides an ingress allow", policies: []*networkingv1.NetworkPolicy{
+			pol("x", "deny-egress", networkingv1.NetworkPolicySpec{PolicyTypes: egress}),
+			pol("y", "allow-all", networkingv1.NetworkPolicySpec{PolicyTypes: ingress, Ingress: []networkingv1.NetworkPolicyIngressRule{{}}})}},
+		{name: "egress allowed to a namespace on one port", policies: []*networkingv1.NetworkPolicy{
+			pol("z", "to-x-81", networkingv1.NetworkPolicySpec{PodSelector: *sel("pod", "b"), PolicyTypes: egress,
+				Egress: []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel("ns", "x")}}, Ports: []networkingv1.NetworkPolicyPort{port(tcp, 81)}}}})}},
+		{name: "a UDP-only policy does not open TCP", policies: []*networkingv1.NetworkPolicy{
+			pol("z", "udp-only", networkingv1.NetworkPolicySpec{PolicyTypes: ingress,
+				Ingress: []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{port(udp, 80), port(udp, 81)}}}})}},
+		{name: "a label change takes effect", policies: []*networkingv1.NetworkPolicy{
+			pol("x", "from-clients", networkingv1.NetworkPolicySpec{PodSelector: podA, PolicyTypes: ingress,
+				Ingress: from(networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: sel("role", "client")})})},
+			before: func(t *testing.T) {
+				pt.converge(t, "before the label change")
+				pt.label(t, "y/b", "role=client")
+			}},
+		{name: "a deleted policy stops being enforced"}, // the label-change policy is deleted
+	}
+}
+
+// run applies each case and converges on its matrix. only, when set,
+// picks the cases to run by name.
+func (pt *policyTable) run(t *testing.T, ctx context.Context, cases []policyCase, only []string) {
+	var prev map[probeKey]bool
+	for _, tc := range cases {
+		if only != nil && !slices.Contains(only, tc.name) {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			pt.setPolicies(t, ctx, tc.policies)
+			if tc.before != nil {
+				tc.before(t)
+			}
+			// Each case must expect a matrix other than the last one's, so
+			// that converging proves the change was enforced.
+			want := pt.expected()
+			if prev != nil && maps.Equal(want, prev) {
+				t.Fatalf("case expects the same matrix as the one before it; it would prove nothing")
+			}
+			prev = want
+			pt.converge(t, tc.name)
+		})
+	}
+
 }
 
 // policyTable is the lab's pods, servers and the policies applied.
