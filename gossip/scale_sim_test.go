@@ -12,7 +12,10 @@ import (
 	"time"
 )
 
-var simMembers = flag.String("sim.members", "", "TestGossipScaleSimulated: comma-separated cluster sizes (default: a small harness check)")
+var (
+	simMembers = flag.String("sim.members", "", "TestGossipScaleSimulated: comma-separated cluster sizes (default: a small harness check)")
+	simRest    = flag.Duration("sim.rest", 60*time.Second, "TestGossipScaleSimulated: simulated time to measure traffic at rest; push/pull runs every 60 s x (log2(N/32)+1), so a window of that length includes one round of it")
+)
 
 // TestGossipScaleSimulated runs the scale benchmark's phases (scale_test.go)
 // on a simulated clock (testing/synctest): every member is weft's real
@@ -47,7 +50,7 @@ func TestGossipScaleSimulated(t *testing.T) {
 				// every member is shut down.
 				defer time.Sleep(time.Minute)
 				s := runScale(t, scaleOpts{
-					members: size, rest: 60 * time.Second, samples: 3,
+					members: size, rest: *simRest, samples: 3,
 					restart: 2 * time.Second, tuning: "weft", parallel: 64,
 					print: func(format string, args ...any) { fmt.Printf("[sim] "+format+"\n", args...) },
 				})
