@@ -94,6 +94,10 @@ func (c *Cache) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 		_ = w.WriteMsg(e.answer(r, now, 0))
 		return
 	}
+	if d := deferIO(ctx); d != nil {
+		d.deferred = true // a miss needs the upstreams: not on the fast path
+		return
+	}
 	c.metrics.cacheMiss()
 	resp := record(ctx, c.next, w, r)
 	if resp == nil {

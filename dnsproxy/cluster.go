@@ -129,6 +129,9 @@ func (c *Cluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	ans := c.resolve(q.Name, q.Qtype, labels)
 	if ans.cname != "" && q.Qtype != dns.TypeCNAME {
 		ans = c.chase(ctx, w, r, ans)
+		if d := deferIO(ctx); d != nil && d.deferred {
+			return // the target needs the upstreams: answered off the fast path
+		}
 	}
 	c.write(w, r, ans)
 }

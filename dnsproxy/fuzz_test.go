@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -69,7 +70,20 @@ func FuzzQuery(f *testing.F) {
 	s := NewServer(ServerConfig{Allowed: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, zone, nil)
 	remote := &net.UDPAddr{IP: net.IPv4(10, 244, 1, 2), Port: 40000}
 
+	pc := &discardConn{}
+	d := &deferral{}
+	fast := context.WithValue(context.Background(), deferralKey{}, d)
+
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The UDP fast path, as serveUDPBatch calls it.
+		d.deferred = false
+		bw := &udpWriter{pc: pc, remote: remote, buf: make([]byte, 0, 2048)}
+		s.servePacket(fast, d, bw, b)
+		if bw.reply != nil {
+			if resp := new(dns.Msg); resp.Unpack(bw.reply) != nil || len(bw.reply) > 1232 {
+				t.Fatalf("fast path reply of %d bytes does not parse or is too big", len(bw.reply))
+			}
+		}
 		if len(b) < 12 {
 			return
 		}
@@ -106,3 +120,11 @@ func FuzzQuery(f *testing.F) {
 		}
 	})
 }
+
+// discardConn is a PacketConn that drops what is written to it.
+type discardConn struct{ net.PacketConn }
+
+func (discardConn) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(169, 254, 20, 10), Port: 53}
+}
+func (discardConn) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }

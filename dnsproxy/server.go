@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // ServerConfig configures where and for whom the proxy listens.
@@ -34,8 +37,10 @@ type Server struct {
 	chain   Handler
 	metrics *Metrics
 
-	mu       sync.Mutex // guards udp and tcp
-	udp, tcp *dns.Server
+	mu    sync.Mutex // guards the fields below
+	udp   []net.PacketConn
+	tcp   *dns.Server
+	bound netip.AddrPort
 }
 
 // NewServer makes a server for chain.
@@ -49,9 +54,18 @@ func NewServer(cfg ServerConfig, chain Handler, m *Metrics) *Server {
 	return &Server{cfg: cfg, chain: chain, metrics: m}
 }
 
-// ServeDNS implements dns.Handler: the guard, then the chain, with the
-// reply shaped on the way out (see out).
+// ServeDNS implements dns.Handler (the TCP path): the guard, then the
+// chain, with the reply shaped on the way out (see out).
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	// No deadline here: the forwarder bounds each upstream attempt, and
+	// the cluster zone never waits.
+	s.serve(context.Background(), w, r)
+}
+
+// serve answers r through the guard and the chain. It returns true,
+// having written nothing, when ctx carries a deferral and the answer needs
+// I/O (see udpbatch.go).
+func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (deferred bool) {
 	proto := "udp"
 	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
 		proto = "tcp"
@@ -59,70 +73,97 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	o := &out{ResponseWriter: w, req: r, proto: proto, s: s}
 	if rc := s.check(w, r); rc >= 0 {
 		reply(o, r, rc)
-		return
+		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	s.chain.ServeDNS(ctx, o, r)
 	if !o.written {
+		if d := deferIO(ctx); d != nil && d.deferred {
+			return true
+		}
 		reply(o, r, dns.RcodeServerFailure)
 	}
+	return false
 }
 
 // Start listens on UDP and TCP and serves until Close. It returns once
-// both sockets are bound.
+// every socket is bound. UDP is served from one SO_REUSEPORT socket per
+// CPU (the kernel spreads clients over them), so reads run in parallel.
 func (s *Server) Start() error {
-	pc, err := net.ListenPacket("udp", s.cfg.Addr.String())
+	lc := net.ListenConfig{Control: reusePort}
+	n := max(1, min(runtime.GOMAXPROCS(0), 8))
+	addr := s.cfg.Addr
+	var pcs []net.PacketConn
+	closeAll := func() {
+		for _, pc := range pcs {
+			pc.Close()
+		}
+	}
+	for i := 0; i < n; i++ {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("failed to listen on udp %s: %w", addr, err)
+		}
+		pcs = append(pcs, pc)
+		if addr.Port() == 0 { // the others share the port the first got
+			addr = netip.AddrPortFrom(addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
+		}
+	}
+	l, err := net.Listen("tcp", addr.String())
 	if err != nil {
-		return fmt.Errorf("failed to listen on udp %s: %w", s.cfg.Addr, err)
+		closeAll()
+		return fmt.Errorf("failed to listen on tcp %s: %w", addr, err)
 	}
-	tcpAddr := s.cfg.Addr
-	if tcpAddr.Port() == 0 {
-		tcpAddr = netip.AddrPortFrom(tcpAddr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
-	}
-	l, err := net.Listen("tcp", tcpAddr.String())
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("failed to listen on tcp %s: %w", tcpAddr, err)
-	}
-	s.mu.Lock()
-	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.MaxMsgSize, MsgAcceptFunc: acceptQuery}
-	s.tcp = &dns.Server{Listener: l, Handler: s, MsgAcceptFunc: acceptQuery,
+	tcp := &dns.Server{Listener: l, Handler: s, MsgAcceptFunc: acceptQuery,
 		ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
-	udp, tcp := s.udp, s.tcp
+	s.mu.Lock()
+	s.udp, s.tcp, s.bound = pcs, tcp, addr
 	s.mu.Unlock()
-	for _, srv := range []*dns.Server{udp, tcp} {
-		go func() {
-			if err := srv.ActivateAndServe(); err != nil {
-				s.cfg.Log.Error("dns server stopped", "err", err)
-			}
-		}()
+	for _, pc := range pcs {
+		go s.serveUDPBatch(pc)
 	}
-	s.cfg.Log.Info("dns proxy listening", "udp", pc.LocalAddr(), "tcp", l.Addr())
+	go func() {
+		if err := tcp.ActivateAndServe(); err != nil {
+			s.cfg.Log.Error("dns server stopped", "err", err)
+		}
+	}()
+	s.cfg.Log.Info("dns proxy listening", "udp", addr, "udpSockets", len(pcs), "tcp", l.Addr())
 	return nil
+}
+
+// reusePort sets SO_REUSEPORT, so that several sockets share one address.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // Addr is the bound address (UDP and TCP share the port).
 func (s *Server) Addr() netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.udp == nil {
+	if !s.bound.IsValid() {
 		return s.cfg.Addr
 	}
-	return s.udp.PacketConn.LocalAddr().(*net.UDPAddr).AddrPort()
+	return s.bound
 }
 
-// Close stops both listeners.
+// Close stops every listener.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	udp, tcp := s.udp, s.tcp
-	s.udp, s.tcp = nil, nil
+	s.udp, s.tcp, s.bound = nil, nil, netip.AddrPort{}
 	s.mu.Unlock()
 	var errs []error
-	for _, srv := range []*dns.Server{udp, tcp} {
-		if srv != nil {
-			errs = append(errs, srv.Shutdown())
-		}
+	for _, pc := range udp {
+		errs = append(errs, pc.Close())
+	}
+	if tcp != nil {
+		errs = append(errs, tcp.Shutdown())
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,161 @@
+package dnsproxy
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+)
+
+// The UDP fast path. Each UDP socket is served by one goroutine that reads
+// up to batchSize queries with one recvmmsg, answers every query that
+// needs no I/O (the cluster zone, cache hits, refusals) right there, and
+// sends those answers with one sendmmsg. A query that needs an upstream is
+// handed to a goroutine of its own and answered from it. Per query that
+// saves two system calls out of about two, and a goroutine.
+//
+// "Needs no I/O" is found out by running the chain with a deferral in its
+// context: the cache, on a miss, marks the deferral instead of asking
+// next, and the cluster zone stops following a CNAME that would. The batch
+// goroutine reuses one context and deferral for every query it serves.
+
+const batchSize = 64
+
+// deferral is set by a handler that would have to wait for I/O.
+type deferral struct{ deferred bool }
+
+type deferralKey struct{}
+
+// deferIO returns the deferral of a fast-path run, or nil when the handler
+// may do I/O.
+func deferIO(ctx context.Context) *deferral {
+	d, _ := ctx.Value(deferralKey{}).(*deferral)
+	return d
+}
+
+// serveUDPBatch serves queries arriving on pc until it is closed.
+func (s *Server) serveUDPBatch(pc net.PacketConn) {
+	conn := ipv4.NewPacketConn(pc)
+	in := make([]ipv4.Message, batchSize)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, maxQuerySize+1)}
+	}
+	writers := make([]udpWriter, batchSize)
+	for i := range writers {
+		writers[i] = udpWriter{pc: pc, buf: make([]byte, 0, 2048)}
+	}
+	out := make([]ipv4.Message, 0, batchSize)
+	d := &deferral{}
+	ctx := context.WithValue(context.Background(), deferralKey{}, d)
+	for {
+		n, err := conn.ReadBatch(in, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.cfg.Log.Debug("udp read", "err", err)
+			continue
+		}
+		out = out[:0]
+		for i := 0; i < n; i++ {
+			w := &writers[i]
+			w.remote, w.reply = in[i].Addr, nil
+			d.deferred = false
+			s.servePacket(ctx, d, w, in[i].Buffers[0][:in[i].N])
+			if w.reply != nil {
+				out = append(out, ipv4.Message{Buffers: [][]byte{w.reply}, Addr: w.remote})
+			}
+		}
+		for len(out) > 0 {
+			k, err := conn.WriteBatch(out, 0)
+			if err != nil {
+				s.cfg.Log.Debug("udp write", "err", err)
+				break
+			}
+			out = out[k:]
+		}
+	}
+}
+
+// servePacket answers one datagram as miekg/dns's server would (header
+// check, parse, FORMERR or NOTIMP for what is rejected), inline when it can.
+func (s *Server) servePacket(ctx context.Context, d *deferral, w *udpWriter, b []byte) {
+	if len(b) < 12 || len(b) > maxQuerySize {
+		return // junk, or too big to be a query: no reply to amplify
+	}
+	h := dns.Header{
+		Id:      uint16(b[0])<<8 | uint16(b[1]),
+		Bits:    uint16(b[2])<<8 | uint16(b[3]),
+		Qdcount: uint16(b[4])<<8 | uint16(b[5]),
+		Ancount: uint16(b[6])<<8 | uint16(b[7]),
+		Nscount: uint16(b[8])<<8 | uint16(b[9]),
+		Arcount: uint16(b[10])<<8 | uint16(b[11]),
+	}
+	req := new(dns.Msg)
+	action := acceptQuery(h)
+	if action == dns.MsgAccept && req.Unpack(b) != nil {
+		action = dns.MsgReject
+	}
+	switch action {
+	case dns.MsgIgnore:
+		return
+	case dns.MsgReject, dns.MsgRejectNotImplemented:
+		m := new(dns.Msg)
+		m.Id = h.Id
+		m.Response = true
+		m.Opcode = int(h.Bits>>11) & 0xF
+		m.Rcode = dns.RcodeFormatError
+		if action == dns.MsgRejectNotImplemented {
+			m.Rcode = dns.RcodeNotImplemented
+		}
+		_ = w.WriteMsg(m)
+		return
+	}
+	if s.serve(ctx, w, req) {
+		// It needs an upstream: answer from a goroutine of its own.
+		d.deferred = false
+		slow := &udpWriter{pc: w.pc, remote: w.remote, direct: true}
+		go s.serve(context.Background(), slow, req)
+	}
+}
+
+// udpWriter is the ResponseWriter of the UDP path: in a batch it packs the
+// reply into its buffer for sendmmsg; direct, it sends at once.
+type udpWriter struct {
+	pc     net.PacketConn
+	remote net.Addr
+	buf    []byte
+	reply  []byte
+	direct bool
+}
+
+func (w *udpWriter) LocalAddr() net.Addr  { return w.pc.LocalAddr() }
+func (w *udpWriter) RemoteAddr() net.Addr { return w.remote }
+
+func (w *udpWriter) WriteMsg(m *dns.Msg) error {
+	b, err := m.PackBuffer(w.buf[:cap(w.buf)])
+	if err != nil {
+		return err
+	}
+	return w.send(b)
+}
+
+func (w *udpWriter) Write(b []byte) (int, error) {
+	return len(b), w.send(b)
+}
+
+func (w *udpWriter) send(b []byte) error {
+	if w.direct {
+		_, err := w.pc.WriteTo(b, w.remote)
+		return err
+	}
+	w.reply = b
+	return nil
+}
+
+func (w *udpWriter) Close() error        { return nil }
+func (w *udpWriter) TsigStatus() error   { return nil }
+func (w *udpWriter) TsigTimersOnly(bool) {}
+func (w *udpWriter) Hijack()             {}
