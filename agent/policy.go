@@ -119,6 +119,8 @@ type PolicyStatus struct {
 	Sets   int `json:"sets"`
 	// DroppedPackets were dropped by policy since the agent started.
 	DroppedPackets uint64 `json:"droppedPackets"`
+	// TopDrops are the isolated pods with the most drops (at most 10).
+	TopDrops []PolicyPodDrops `json:"topDrops,omitempty"`
 	// LastApply is when the kernel's table last changed, and how
 	// (elements or replaced).
 	LastApply      time.Time `json:"lastApply,omitzero"`
@@ -131,4 +133,12 @@ type PolicyStatus struct {
 	// ruleset stays in force while it is set.
 	LastError   string `json:"lastError,omitempty"`
 	RulesetFile string `json:"rulesetFile"`
+}
+
+// PolicyPodDrops is one pod's drops in one direction (ingress: packets to
+// it; egress: packets from it).
+type PolicyPodDrops struct {
+	Pod       string `json:"pod"`
+	Direction string `json:"direction"`
+	Packets   uint64 `json:"packets"`
 }

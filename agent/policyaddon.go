@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -44,8 +45,9 @@ type policyAddon struct {
 	pods, namespaces, policies cache.SharedIndexInformer
 
 	// Owned by run.
-	status PolicyStatus
-	chains map[string]chainLabels // every chain ever applied, for drop metrics
+	status   PolicyStatus
+	chains   map[string]chainLabels    // the current ruleset's chains, for drop metrics
+	podNames map[policy.PodDrop]string // isolated pods' names by address and direction
 }
 
 type chainLabels struct{ direction, policies string }
@@ -54,7 +56,7 @@ type chainLabels struct{ direction, policies string }
 type policyApplier interface {
 	Apply(policy.Ruleset) (policy.Outcome, error)
 	Forget()
-	Drops() (map[string]uint64, error)
+	Drops() (policy.Drops, error)
 }
 
 var _ policyApplier = (*policy.Applier)(nil)
@@ -86,6 +88,7 @@ func (p *policyAddon) Start(ctx context.Context, inf *kube.Informers) error {
 		}
 	}
 	p.chains = map[string]chainLabels{}
+	p.podNames = map[policy.PodDrop]string{}
 	p.status.RulesetFile = p.rulesetFile
 	p.publish(p.status)
 	go p.run(ctx)
@@ -194,8 +197,16 @@ func (p *policyAddon) sync() {
 		p.fail("apply", err)
 		return
 	}
+	p.chains = make(map[string]chainLabels, len(rs.Chains))
 	for _, c := range rs.Chains {
 		p.chains[c.Name] = chainLabels{direction: string(c.Direction), policies: strings.Join(c.Policies, ",")}
+	}
+	p.podNames = make(map[policy.PodDrop]string, len(rs.Ingress)+len(rs.Egress))
+	for _, m := range rs.Ingress {
+		p.podNames[policy.PodDrop{Direction: policy.Ingress, IP: m.IP}] = m.Pod
+	}
+	for _, m := range rs.Egress {
+		p.podNames[policy.PodDrop{Direction: policy.Egress, IP: m.IP}] = m.Pod
 	}
 	if !slices.Equal(rs.Problems, p.status.Problems) {
 		for _, pr := range rs.Problems {
@@ -236,15 +247,38 @@ func (p *policyAddon) readDrops() {
 	if err != nil {
 		return
 	}
-	var total uint64
 	byLabel := map[chainLabels]uint64{}
-	for name, n := range drops {
-		total += n
-		byLabel[p.chains[name]] += n
+	for name, n := range drops.Chains {
+		if l, ok := p.chains[name]; ok {
+			byLabel[l] += n
+		}
 	}
-	p.status.DroppedPackets = total
-	p.metrics.setDrops(byLabel)
+	byPod := map[podLabels]uint64{}
+	var top []PolicyPodDrops
+	for k, n := range drops.Pods {
+		name, ok := p.podNames[k]
+		if !ok {
+			continue
+		}
+		byPod[podLabels{direction: string(k.Direction), pod: name}] = n
+		top = append(top, PolicyPodDrops{Pod: name, Direction: string(k.Direction), Packets: n})
+	}
+	slices.SortFunc(top, func(a, b PolicyPodDrops) int {
+		if a.Packets != b.Packets {
+			return cmp.Compare(b.Packets, a.Packets)
+		}
+		return cmp.Compare(a.Pod+a.Direction, b.Pod+b.Direction)
+	})
+	if len(top) > maxTopDrops {
+		top = top[:maxTopDrops]
+	}
+	p.status.DroppedPackets = drops.Total()
+	p.status.TopDrops = top
+	p.metrics.setDrops(byLabel, byPod)
 }
+
+// maxTopDrops is how many pods `weft status` lists by drops.
+const maxTopDrops = 10
 
 // writeRuleset replaces the ruleset file (write and rename).
 func (p *policyAddon) writeRuleset(rs policy.Ruleset) {

@@ -43,7 +43,21 @@ func (f *fakeApplier) Apply(rs policy.Ruleset) (policy.Outcome, error) {
 
 func (f *fakeApplier) Forget() {}
 
-func (f *fakeApplier) Drops() (map[string]uint64, error) { return map[string]uint64{"in-x": 7}, nil }
+func (f *fakeApplier) Drops() (policy.Drops, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := policy.Drops{Retired: 2, Chains: map[string]uint64{}, Pods: map[policy.PodDrop]uint64{}}
+	if n := len(f.applied); n > 0 {
+		rs := f.applied[n-1]
+		for _, c := range rs.Chains {
+			d.Chains[c.Name] = 5
+		}
+		for _, m := range rs.Ingress {
+			d.Pods[policy.PodDrop{Direction: policy.Ingress, IP: m.IP}] = 5
+		}
+	}
+	return d, nil
+}
 
 func (f *fakeApplier) set(err error) {
 	f.mu.Lock()
@@ -123,6 +137,9 @@ func TestPolicyAddon(t *testing.T) {
 	st := sl.wait(t, "first sync", func(s PolicyStatus) bool { return s.Synced })
 	if st.Policies != 1 || st.Pods != 1 || st.ClusterPolicies != 1 || st.DroppedPackets != 7 {
 		t.Errorf("after the first sync: %+v, want 1 policy, 1 pod, 7 drops", st)
+	}
+	if len(st.TopDrops) != 1 || st.TopDrops[0] != (PolicyPodDrops{Pod: "x/a", Direction: "ingress", Packets: 5}) {
+		t.Errorf("top drops %+v, want x/a ingress 5", st.TopDrops)
 	}
 	if b, err := os.ReadFile(file); err != nil || !strings.Contains(string(b), "x/deny") {
 		t.Errorf("ruleset file: %v\n%s", err, b)

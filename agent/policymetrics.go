@@ -17,13 +17,20 @@ type policyMetrics struct {
 	pods        prometheus.Gauge
 	problems    prometheus.Gauge
 
-	mu    sync.Mutex // guards drops
-	drops map[chainLabels]uint64
+	mu       sync.Mutex // guards drops and podDrops
+	drops    map[chainLabels]uint64
+	podDrops map[podLabels]uint64
 }
+
+type podLabels struct{ direction, pod string }
 
 var descPolicyDrops = prometheus.NewDesc("weft_policy_dropped_packets_total",
 	"Packets dropped by NetworkPolicy, by direction and the policies selecting the destination (ingress) or source (egress) pod.",
 	[]string{"direction", "policies"}, nil)
+
+var descPolicyPodDrops = prometheus.NewDesc("weft_policy_pod_dropped_packets_total",
+	"Packets dropped by NetworkPolicy per isolated pod on this node (ingress: to it; egress: from it), while it stays isolated.",
+	[]string{"direction", "pod"}, nil)
 
 func newPolicyMetrics(reg *prometheus.Registry) *policyMetrics {
 	m := &policyMetrics{
@@ -59,14 +66,17 @@ func (m *policyMetrics) set(rs policy.Ruleset) {
 	m.problems.Set(float64(len(rs.Problems)))
 }
 
-func (m *policyMetrics) setDrops(d map[chainLabels]uint64) {
+func (m *policyMetrics) setDrops(d map[chainLabels]uint64, pods map[podLabels]uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.drops = d
+	m.drops, m.podDrops = d, pods
 }
 
 // Describe implements prometheus.Collector for the drop counters.
-func (m *policyMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- descPolicyDrops }
+func (m *policyMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descPolicyDrops
+	ch <- descPolicyPodDrops
+}
 
 // Collect implements prometheus.Collector from the last counter read.
 func (m *policyMetrics) Collect(ch chan<- prometheus.Metric) {
@@ -74,5 +84,8 @@ func (m *policyMetrics) Collect(ch chan<- prometheus.Metric) {
 	defer m.mu.Unlock()
 	for l, n := range m.drops {
 		ch <- prometheus.MustNewConstMetric(descPolicyDrops, prometheus.CounterValue, float64(n), l.direction, l.policies)
+	}
+	for l, n := range m.podDrops {
+		ch <- prometheus.MustNewConstMetric(descPolicyPodDrops, prometheus.CounterValue, float64(n), l.direction, l.pod)
 	}
 }

@@ -28,8 +28,12 @@ type Objects struct {
 }
 
 const (
-	ingressMap   = "ingress"
-	egressMap    = "egress"
+	ingressMap = "ingress"
+	egressMap  = "egress"
+	// The isolated pods again, in sets whose elements carry counters: each
+	// default-deny rule looks the pod up there, counting its drops.
+	ingressDrops = "ingress-drops"
+	egressDrops  = "egress-drops"
 	forwardChain = "forward"
 	commentTag   = "weft-policy "
 )
@@ -50,6 +54,8 @@ func Render(rs Ruleset) Objects {
 	}
 	addSet(&nftables.Set{Table: t, Name: ingressMap, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict}, mapElements(rs.Ingress))
 	addSet(&nftables.Set{Table: t, Name: egressMap, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict}, mapElements(rs.Egress))
+	addSet(&nftables.Set{Table: t, Name: ingressDrops, KeyType: nftables.TypeIPAddr, Counter: true}, keyElements(rs.Ingress))
+	addSet(&nftables.Set{Table: t, Name: egressDrops, KeyType: nftables.TypeIPAddr, Counter: true}, keyElements(rs.Egress))
 
 	fwd := &nftables.Chain{
 		Name:     forwardChain,
@@ -86,10 +92,23 @@ func Render(rs Ruleset) Objects {
 				UserData: comment(fmt.Sprintf("%s %s[%d]", r.Policy, c.Direction, r.Index)),
 				Exprs:    ruleExprs(c.Direction, r, ids)})
 		}
-		o.Rules = append(o.Rules, &nftables.Rule{Table: t, Chain: ch, UserData: comment("default deny"), Exprs: []expr.Any{
-			&expr.Objref{Type: objCounter, Name: c.Name},
-			&expr.Verdict{Kind: expr.VerdictDrop},
-		}})
+		drops := ingressDrops
+		if c.Direction == Egress {
+			drops = egressDrops
+		}
+		o.Rules = append(o.Rules,
+			&nftables.Rule{Table: t, Chain: ch, UserData: comment("default deny, counted per pod"), Exprs: []expr.Any{
+				ipField(c.Direction.own()),
+				&expr.Lookup{SourceRegister: 1, SetName: drops, SetID: ids[drops]},
+				&expr.Objref{Type: objCounter, Name: c.Name},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			}},
+			// Never reached while the drop sets hold every mapped pod, as
+			// they do: the deny does not depend on it.
+			&nftables.Rule{Table: t, Chain: ch, UserData: comment("default deny"), Exprs: []expr.Any{
+				&expr.Objref{Type: objCounter, Name: c.Name},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			}})
 	}
 	return o
 }
@@ -153,6 +172,15 @@ func intervalElements(rs []Range) []nftables.SetElement {
 			binary.BigEndian.PutUint32(end, last+1)
 			el = append(el, nftables.SetElement{Key: end, IntervalEnd: true})
 		}
+	}
+	return el
+}
+
+func keyElements(m []MapEntry) []nftables.SetElement {
+	el := make([]nftables.SetElement, 0, len(m))
+	for _, e := range m {
+		ip := e.IP.As4()
+		el = append(el, nftables.SetElement{Key: ip[:]})
 	}
 	return el
 }

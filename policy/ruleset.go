@@ -101,7 +101,7 @@ func (d Direction) verdict() string {
 // the same structure differ only in elements, which can be updated in place.
 func (rs *Ruleset) StructureFingerprint() string {
 	var b strings.Builder
-	b.WriteString("weft-policy-v1\n")
+	b.WriteString("weft-policy-v2\n")
 	for _, s := range rs.Sets {
 		fmt.Fprintf(&b, "set %s\n", s.Name)
 	}

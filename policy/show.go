@@ -15,7 +15,12 @@ func writeChain(w io.Writer, c Chain) {
 	for _, r := range c.Rules {
 		fmt.Fprintf(w, "\t\t%s\t# %s %s[%d]\n", ruleText(c.Direction, r), r.Policy, c.Direction, r.Index)
 	}
-	fmt.Fprintf(w, "\t\tcounter name %q drop\n\t}\n", c.Name)
+	own := "daddr"
+	drops := "ingress-drops"
+	if c.Direction == Egress {
+		own, drops = "saddr", "egress-drops"
+	}
+	fmt.Fprintf(w, "\t\tip %s @%s counter name %q drop\t# counted per pod too\n\t}\n", own, drops, c.Name)
 }
 
 func ruleText(d Direction, r Rule) string {

@@ -50,6 +50,9 @@ func printPolicyStatus(w io.Writer, p *agent.PolicyStatus) {
 		fmt.Fprintf(w, "  policy: policies %d, pods %d enforced (%d policies in the cluster), %d packets dropped\n",
 			p.Policies, p.Pods, p.ClusterPolicies, p.DroppedPackets)
 	}
+	for _, d := range p.TopDrops {
+		fmt.Fprintf(w, "    %s %s: %d dropped\n", d.Pod, d.Direction, d.Packets)
+	}
 	if p.LastError != "" {
 		fmt.Fprintf(w, "  policy error: %s\n", p.LastError)
 	}

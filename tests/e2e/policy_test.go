@@ -53,20 +53,34 @@ func TestNetworkPolicy(t *testing.T) {
 				t.Errorf("node %s to its pod %s: %v", pt.nodeOf[p.key()], p.key(), err)
 			}
 		}
-		var dropped uint64
-		for _, n := range []string{"n1", "n2", "n3"} {
-			st, err := c.agentStatus(n)
-			if err != nil || st.Policy == nil {
-				t.Fatalf("%s status: %v, policy %v", n, err, st.Policy)
+		// The agents read their counters every 5s: poll.
+		eventually(t, 15*time.Second, "drops counted for every pod of x", func() error {
+			var dropped uint64
+			podDrops := map[string]uint64{}
+			for _, n := range []string{"n1", "n2", "n3"} {
+				st, err := c.agentStatus(n)
+				if err != nil || st.Policy == nil {
+					return fmt.Errorf("%s status: %v, policy %v", n, err, st.Policy)
+				}
+				if st.Policy.Policies != 1 || st.Policy.Pods != 1 || st.Policy.LastError != "" || len(st.Policy.Problems) > 0 {
+					t.Fatalf("%s policy status %+v, want 1 policy, 1 pod, no error", n, *st.Policy)
+				}
+				dropped += st.Policy.DroppedPackets
+				for _, d := range st.Policy.TopDrops {
+					podDrops[d.Pod+" "+d.Direction] += d.Packets
+				}
 			}
-			if st.Policy.Policies != 1 || st.Policy.Pods != 1 || st.Policy.LastError != "" || len(st.Policy.Problems) > 0 {
-				t.Errorf("%s policy status %+v, want 1 policy, 1 pod, no error", n, *st.Policy)
+			// Every pod of x was probed through the deny-all, on its own node.
+			for _, p := range []string{"x/a", "x/b", "x/c"} {
+				if podDrops[p+" ingress"] == 0 {
+					return fmt.Errorf("no drops counted for %s ingress; per-pod drops %v", p, podDrops)
+				}
 			}
-			dropped += st.Policy.DroppedPackets
-		}
-		if dropped == 0 {
-			t.Error("no node counted a dropped packet")
-		}
+			if dropped < podDrops["x/a ingress"]+podDrops["x/b ingress"]+podDrops["x/c ingress"] {
+				return fmt.Errorf("total drops %d below the per-pod sum %v", dropped, podDrops)
+			}
+			return nil
+		})
 		out := c.mustWeft("policy", "show", "--socket", c.layout.Node("n1").StatusSocket)
 		if !strings.Contains(out, "table ip weft-policy") || !strings.Contains(out, "x/deny-all") {
 			t.Errorf("weft policy show:\n%s", out)
