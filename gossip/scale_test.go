@@ -451,24 +451,26 @@ func runScale(tb testing.TB, o scaleOpts) scaleResult {
 	// Let the start-up broadcasts drain before measuring rest: a member
 	// that joins re-broadcasts an alive message for every member it
 	// learnt in the join's state exchange, so N members starting at once
-	// keep every queue busy for a while. Rest begins when a 5 s window
-	// carries at least 90% of the bytes of the window before (traffic stopped falling).
+	// keep every queue busy for a while. At rest a member sends only its
+	// probes and their acks (about 2 per probe interval: 4 packets/s with
+	// weft's 500 ms); gossip sends nothing with an empty queue. Rest
+	// begins after a 5 s window with under 6 packets/s per member.
 	settle0 := time.Now()
 	prev := c.usage()
-	prevRate := -1.0
-	for time.Since(settle0) < 10*time.Minute {
+	var pktRate, bitRate float64
+	for time.Since(settle0) < 30*time.Minute {
 		time.Sleep(5 * time.Second)
 		u := c.usage()
-		rate := float64(u.bytes.sub(prev.bytes).total()) / u.wall.Sub(prev.wall).Seconds()
+		d, wall := u.bytes.sub(prev.bytes), u.wall.Sub(prev.wall).Seconds()
 		prev = u
-		settled := prevRate >= 0 && rate >= 0.9*prevRate
-		prevRate = rate
-		if settled {
+		pktRate = float64(d.Packets) / float64(N) / wall
+		bitRate = 8 * float64(d.total()) / float64(N) / wall
+		if pktRate < 6 {
 			break
 		}
 	}
 	s.settleSeconds = time.Since(settle0).Seconds()
-	o.print("settle: start-up gossip drained after %.0fs (%.0f bit/s per member in the last 5 s)", s.settleSeconds, 8*prevRate/float64(N))
+	o.print("settle: start-up gossip drained after %.0fs (last 5 s: %.1f packets/s, %.0f bit/s per member)", s.settleSeconds, pktRate, bitRate)
 
 	// Rest.
 	deaths0 := c.events.count(msgFailedLease) + c.events.count(msgFailedNoLease)
