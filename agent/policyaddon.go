@@ -129,7 +129,7 @@ func (p *policyAddon) run(ctx context.Context) {
 		return
 	}
 	p.log.Info("informers synced; enforcing NetworkPolicy")
-	p.sync()
+	p.sync(false)
 	resync := time.NewTicker(p.cfg.ResyncInterval.Duration)
 	defer resync.Stop()
 	counters := time.NewTicker(5 * time.Second)
@@ -152,10 +152,10 @@ func (p *policyAddon) run(ctx context.Context) {
 			case <-p.kick:
 			default:
 			}
-			p.sync()
+			p.sync(false)
 		case <-resync.C:
 			p.applier.Forget()
-			p.sync()
+			p.sync(true)
 		case <-counters.C:
 			p.readDrops()
 			p.publish(p.status)
@@ -163,8 +163,10 @@ func (p *policyAddon) run(ctx context.Context) {
 	}
 }
 
-// sync compiles the ruleset from the caches and applies it.
-func (p *policyAddon) sync() {
+// sync compiles the ruleset from the caches and applies it. A resync
+// rewrites elements that are most likely unchanged: it is not reported as
+// a change.
+func (p *policyAddon) sync(resync bool) {
 	in := policy.Input{Node: p.node}
 	for _, o := range p.policies.GetStore().List() {
 		if np, ok := o.(*networkingv1.NetworkPolicy); ok {
@@ -213,12 +215,15 @@ func (p *policyAddon) sync() {
 			p.log.Warn("NetworkPolicy not enforced exactly", "problem", pr)
 		}
 	}
-	if outcome != policy.Unchanged || !p.status.Synced || p.status.LastError != "" {
+	changed := outcome == policy.Replaced || outcome == policy.Elements && !resync
+	if changed || !p.status.Synced || p.status.LastError != "" {
 		p.writeRuleset(rs)
 		p.log.Info("policy applied", "outcome", outcome, "policies", rs.Policies, "pods", rs.Pods,
 			"chains", len(rs.Chains), "sets", len(rs.Sets), "compile", time.Duration(p.status.CompileSeconds*1e9), "apply", time.Duration(p.status.ApplySeconds*1e9))
+	} else {
+		p.log.Debug("policy resynced", "outcome", outcome)
 	}
-	if outcome != policy.Unchanged {
+	if changed {
 		p.status.LastApply = time.Now()
 		p.status.LastOutcome = string(outcome)
 	}
