@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-policy bench-throughput bench-scale clean lab-down
+.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-dns bench-policy bench-throughput bench-scale clean lab-down
 
 all: build
 
@@ -54,11 +54,13 @@ demo: deps build
 # VXLAN and the underlay), pod setup latency (against bridge + host-local),
 # the 1,000-peer tunnel footprint (against wireguard-go + wg + ip), gossip
 # at 100 members, and NetworkPolicy at 1,000 policies over 5,000 pods
-# (compile, apply, label change to enforced, throughput against no policy).
-# Slow: about 20 minutes.
+# (compile, apply, label change to enforced, throughput against no policy),
+# and cluster DNS (weft's proxy against CoreDNS, dnsperf; needs
+# `make controlplane`). Slow: about 25 minutes.
 bench: deps build
 	@scripts/bench.sh
 	@scripts/bench-scale.sh
+	@scripts/bench-dns.sh
 	$(GO) test -run '^$$' -bench 'GossipScale/100$$' -benchtime 1x ./gossip/ -args -members 100
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./policy/
 	$(GO) test -count=1 -run TestPolicyBench -v ./tests/e2e/ -args -policy.bench
@@ -68,6 +70,10 @@ bench: deps build
 bench-policy: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./policy/
 	$(GO) test -count=1 -run TestPolicyBench -v ./tests/e2e/ -args -policy.bench
+
+# dnsperf against weft's DNS proxy and CoreDNS (tests/coredns) in one lab.
+bench-dns: deps build controlplane
+	@scripts/bench-dns.sh
 
 bench-throughput: deps build
 	@scripts/bench.sh
