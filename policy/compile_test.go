@@ -388,3 +388,32 @@ func TestCompileSkipsPodsWithoutAddresses(t *testing.T) {
 		t.Errorf("peer set %+v, want only x/a (not the finished pod's address)", rs.Sets)
 	}
 }
+
+func TestShow(t *testing.T) {
+	in := cluster()
+	in.Node = "n1"
+	in.Policies = []*networkingv1.NetworkPolicy{np("x", "web", networkingv1.NetworkPolicySpec{PodSelector: all, PolicyTypes: ingressOnly,
+		Ingress: []networkingv1.NetworkPolicyIngressRule{{
+			From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel("team", "y")}},
+			Ports: []networkingv1.NetworkPolicyPort{tcp(80, 90)}}}})}
+	rs, err := Compile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	Show(&b, rs)
+	for _, want := range []string{
+		"# 1 policies select 2 pods on this node",
+		"table ip weft-policy {",
+		"elements = { 10.244.1.5, 10.244.2.4, 10.244.2.6 }",
+		"10.244.1.1 : jump in-",
+		"# x/a",
+		"set ingress-drops {",
+		"meta l4proto tcp th dport 80-90 accept\t# x/web ingress[0]",
+		"ip daddr @ingress-drops counter name",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("Show lacks %q:\n%s", want, b.String())
+		}
+	}
+}

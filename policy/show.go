@@ -71,6 +71,16 @@ func Show(w io.Writer, rs Ruleset) {
 		}
 		fmt.Fprintf(w, "\t}\n")
 	}
+	for _, m := range []struct {
+		name string
+		es   []MapEntry
+	}{{"ingress-drops", rs.Ingress}, {"egress-drops", rs.Egress}} {
+		fmt.Fprintf(w, "\tset %s {\t# drops counted per pod\n\t\ttype ipv4_addr\n\t\tcounter\n", m.name)
+		for _, e := range m.es {
+			fmt.Fprintf(w, "\t\t%s\t# %s\n", e.IP, e.Pod)
+		}
+		fmt.Fprintf(w, "\t}\n")
+	}
 	fmt.Fprintf(w, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
 	fmt.Fprintf(w, "\t\tct state established,related accept\n\t\tip saddr vmap @egress\n\t\tip daddr vmap @ingress\n\t}\n")
 	for _, c := range rs.Chains {
