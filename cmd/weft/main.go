@@ -20,6 +20,7 @@ func main() {
 		newStatusCommand(),
 		newPeersCommand(),
 		newPolicyCommand(),
+		newPeeringCommand(),
 		newLeaveCommand(),
 		newKeygenCommand(),
 		newVersionCommand(),
