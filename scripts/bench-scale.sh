@@ -14,6 +14,11 @@
 #                       nothing changed, RSS at rest; against standalone
 #                       wireguard-go programmed by wg(8) and ip(8).
 #                       Targets: cold Apply < 1 s, RSS at rest < 50 MiB.
+#   agent footprint     a real `weft agent` (WireGuard, embedded device) in a
+#                       fresh netns, in a gossip cluster of MEMBERS hosted by
+#                       a swarm process beside it: start to every peer
+#                       programmed, RSS and CPU at rest; against standalone
+#                       wireguard-go with the same peers.
 #
 # Settings (environment):
 #   WEFT_BENCH_PODS         sequential pods per plugin (default 100)
@@ -21,8 +26,10 @@
 #   WEFT_BENCH_ROUNDS       concurrent bursts per plugin (default 3)
 #   WEFT_BENCH_PEERS        tunnel peers (default 1000)
 #   WEFT_BENCH_RESYNCS      resync Applies, the median is reported (default 5)
+#   WEFT_BENCH_MEMBERS      gossip members of the agent footprint run (default 1000)
+#   WEFT_BENCH_REST         seconds of its CPU window at rest (default 30)
 #   WEFT_BENCH_CPUPROFILE   FILE: CPU (and FILE.heap) profile of the tunnel child
-#   BENCH_ONLY              a -bench regexp: PodSetup or TunnelFootprint
+#   BENCH_ONLY              a -bench regexp: PodSetup, TunnelFootprint or AgentFootprint
 #
 # A missed target is reported, not fatal (exit 0); a failed measurement
 # exits non-zero. Every namespace, process and file the benchmarks create
@@ -37,7 +44,7 @@ die() { echo "bench-scale: $*" >&2; exit 1; }
 for cmd in ip wg; do
   command -v "$cmd" >/dev/null || die "$cmd is missing: make deps"
 done
-for v in WEFT_BENCH_PODS WEFT_BENCH_CONCURRENCY WEFT_BENCH_ROUNDS WEFT_BENCH_PEERS WEFT_BENCH_RESYNCS; do
+for v in WEFT_BENCH_PODS WEFT_BENCH_CONCURRENCY WEFT_BENCH_ROUNDS WEFT_BENCH_PEERS WEFT_BENCH_RESYNCS WEFT_BENCH_MEMBERS WEFT_BENCH_REST; do
   val=${!v:-}
   [ -z "$val" ] || [[ $val =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '$val'"
 done

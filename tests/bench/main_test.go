@@ -28,6 +28,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envFootprintHelper) != "" {
 		os.Exit(runFootprintHelper())
 	}
+	// The agent footprint benchmark runs its gossip swarm the same way.
+	if os.Getenv(envSwarm) != "" {
+		os.Exit(runSwarm())
+	}
 	os.Exit(m.Run())
 }
 

@@ -1,0 +1,315 @@
+package bench
+
+// Agent footprint: a real `weft agent` (the binary, WireGuard backend with
+// its embedded wireguard-go device, gossip with weft's tuning, reconcile
+// loop, status socket) in a fresh network namespace, in a gossip cluster of
+// MEMBERS-1 other members hosted by the swarm (swarm_test.go). It measures:
+//   - programmed: from starting the agent to its status showing every
+//     member as a tunnel peer (join, full state exchange, lease, device,
+//     peers and routes), checked against the device and the kernel;
+//   - at rest: the agent's CPU (utime+stime over a window) and RSS after
+//     it settled, and its peak RSS.
+//
+// Reference, in the same run with the same peers: standalone wireguard-go
+// programmed with `wg setconf` and `ip -batch` (as BenchmarkTunnelFootprint
+// does): what the tunnel alone costs, without weft around it.
+//
+// Settings: WEFT_BENCH_MEMBERS (default 1000, the agent included),
+// WEFT_BENCH_REST (seconds of the CPU window, default 30).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/gossip"
+)
+
+func BenchmarkAgentFootprint(b *testing.B) {
+	requireRoot(b)
+	for _, cmd := range []string{"ip", "wg"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			b.Skipf("needs %s: %v (make deps)", cmd, err)
+		}
+	}
+	members := envInt(b, "WEFT_BENCH_MEMBERS", 1000)
+	rest := time.Duration(envInt(b, "WEFT_BENCH_REST", 30)) * time.Second
+	if members < 2 {
+		b.Fatalf("WEFT_BENCH_MEMBERS must be at least 2")
+	}
+	dir := b.TempDir()
+	weft := filepath.Join(dir, "weft")
+	goBuild(b, weft, "github.com/weftnet/weft/cmd/weft")
+
+	peers, err := syntheticPeers(members - 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns := fmt.Sprintf("weft-bench-af-%d", os.Getpid())
+	const iface = "wbaf0"
+	runCmd(b, "ip", "netns", "add", ns)
+	b.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			b.Logf("cleanup: ip netns del %s: %v: %s", ns, err, out)
+		}
+		os.Remove("/var/run/wireguard/" + iface + ".sock")
+	})
+	underlay := netip.MustParseAddr("172.31.0.1")
+	runCmd(b, "ip", "-n", ns, "link", "set", "lo", "up")
+	// A veth pair with both ends here: this kernel may have no dummy driver.
+	runCmd(b, "ip", "-n", ns, "link", "add", "uplink", "type", "veth", "peer", "name", "uplink-end")
+	runCmd(b, "ip", "-n", ns, "link", "set", "uplink-end", "up")
+	runCmd(b, "ip", "-n", ns, "addr", "add", underlay.String()+"/16", "dev", "uplink")
+	runCmd(b, "ip", "-n", ns, "link", "set", "uplink", "up")
+
+	keyFile := filepath.Join(dir, "gossip.key")
+	if err := gossip.GenerateKeyFile(keyFile); err != nil {
+		b.Fatal(err)
+	}
+	sp := swarmParams{KeyFile: keyFile, Addr: underlay, BasePort: 20000,
+		ClusterCIDR: netip.MustParsePrefix("10.0.0.0/8"), Peers: peers}
+	swarmStart := time.Now()
+	stopSwarm := startSwarm(b, ns, sp)
+	defer stopSwarm()
+	swarmUp := time.Since(swarmStart)
+
+	// The agent, as the lab runs it, with this cluster's settings.
+	socket := filepath.Join(dir, "weft.sock")
+	cfg := fmt.Sprintf(`nodeName: bench-agent
+clusterID: bench
+clusterCIDR: 10.0.0.0/8
+underlay: {interface: uplink}
+gossip: {port: 7946, seeds: [%s], keyFile: %s, leaseFile: %s}
+tunnel: {interface: %s, keyFile: %s}
+stateFile: %s
+statusSocket: %s
+metricsAddress: 127.0.0.1:9464
+masquerade: false
+`, strings.Join(sp.swarmSeeds(), ", "), keyFile, filepath.Join(dir, "lease.json"), iface,
+		filepath.Join(dir, "wg.key"), filepath.Join(dir, "node.json"), socket)
+	cfgFile := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logFile.Close()
+	// ip netns exec execs its way down to the agent: the pid is its own.
+	ag := exec.Command("ip", "netns", "exec", ns, weft, "agent", "--config", cfgFile)
+	ag.Stdout, ag.Stderr = logFile, logFile
+	t0 := time.Now()
+	if err := ag.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = ag.Process.Signal(syscall.SIGTERM)
+		_ = ag.Wait()
+	}()
+	agentLog := func() string {
+		out, _ := os.ReadFile(logFile.Name())
+		if len(out) > 3000 {
+			out = out[len(out)-3000:]
+		}
+		return string(out)
+	}
+
+	// Programmed: every member is a peer in the agent's status.
+	var programmed time.Duration
+	deadline := t0.Add(3 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := agent.FetchStatus(ctx, socket)
+		cancel()
+		if err == nil && st.Ready && len(st.Peers) == len(peers) {
+			programmed = time.Since(t0)
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the agent did not program %d peers within 3 minutes (status err %v, peers %d)\n%s",
+				len(peers), err, len(st.Peers), agentLog())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the status socket
+	}
+	out, err := exec.Command("ip", "netns", "exec", ns, "wg", "show", iface, "peers").Output()
+	if err != nil {
+		b.Fatalf("wg show: %v", err)
+	}
+	devPeers := len(strings.Fields(string(out)))
+	routes, err := exec.Command("ip", "-n", ns, "-4", "route", "show", "dev", iface, "proto", "87").Output()
+	if err != nil {
+		b.Fatalf("ip route: %v", err)
+	}
+	kernelRoutes := len(strings.Split(strings.TrimSpace(string(routes)), "\n"))
+	if devPeers != len(peers) || kernelRoutes != len(peers) {
+		b.Fatalf("device holds %d peers and the kernel %d routes, want %d of each", devPeers, kernelRoutes, len(peers))
+	}
+
+	// At rest: let start-up garbage be collected and gossip settle, then
+	// measure CPU over the window and RSS at its end.
+	time.Sleep(10 * time.Second) // a settling period before the window, not a wait for a condition
+	pid := ag.Process.Pid
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w0 := time.Now()
+	time.Sleep(rest) // the measurement window
+	cpu1, err := procCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	window := time.Since(w0)
+	status := fmt.Sprintf("/proc/%d/status", pid)
+	rss, err := statusKiB(status, "VmRSS")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hwm, _ := statusKiB(status, "VmHWM")
+	cores := (cpu1 - cpu0).Seconds() / window.Seconds()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	st, err := agent.FetchStatus(ctx, socket)
+	cancel()
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	var rr refResult
+	ref := newWGGoRef(b, peers)
+	if ref != nil {
+		rr = ref.run(b, 1)
+	}
+	mib := func(kib int) float64 { return float64(kib) / 1024 }
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	ratio := func(a, b float64) string {
+		if ref == nil || b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", a/b)
+	}
+	fmt.Printf("\nagent footprint: weft agent (WireGuard, embedded wireguard-go) in a gossip cluster of %d members (%d gossip members seen); %s\n",
+		members, st.Members, machine())
+	fmt.Printf("swarm of %d members up in %.1fs; load average %s; %s\n", len(peers), swarmUp.Seconds(), loadavg(), time.Now().UTC().Format("2006-01-02T15:04Z"))
+	fmt.Printf("reference: standalone wireguard-go %s with the same %d peers, programmed by wg(8) and ip(8)\n", refLabel(ref), len(peers))
+	fmt.Printf("%-46s %10s %10s %7s  %s\n", "metric", "weft", "reference", "ratio", "target")
+	fmt.Printf("%-46s %9.2fs %10s %7s  (join, lease, device, peers, routes)\n", "agent start to every peer programmed", programmed.Seconds(), "-", "-")
+	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s  < 50MiB %s\n", "RSS at rest", mib(rss), mib(rr.RSSKiB), ratio(mib(rss), mib(rr.RSSKiB)), verdict(rss < 50*1024))
+	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s\n", "RSS peak (VmHWM)", mib(hwm), mib(rr.HWMKiB), ratio(mib(hwm), mib(rr.HWMKiB)))
+	fmt.Printf("%-46s %8.2f%% %10s %7s  (over %.0fs)\n", "CPU at rest (one core = 100%)", 100*cores, "-", "-", window.Seconds())
+	fmt.Printf("checked: the device holds %d peers, the kernel %d routes\n", devPeers, kernelRoutes)
+	b.ReportMetric(programmed.Seconds(), "programmed-s")
+	b.ReportMetric(mib(rss), "rss-MiB")
+	b.ReportMetric(100*cores, "cpu-%")
+	if ref != nil {
+		b.ReportMetric(mib(rr.RSSKiB), "ref-rss-MiB")
+	}
+}
+
+// startSwarm runs the swarm in ns and waits for it to be ready; the
+// returned func stops it.
+func startSwarm(b *testing.B, ns string, prm swarmParams) func() {
+	b.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pj, err := json.Marshal(prm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// A file, not the environment: a thousand peers exceed the kernel's
+	// limit on one environment string.
+	pf := filepath.Join(b.TempDir(), "swarm.json")
+	if err := os.WriteFile(pf, pj, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envSwarm+"="+pf)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var errb strings.Builder
+	cmd.Stderr = io.MultiWriter(&errb, os.Stderr) // progress lines, and errors
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	stop := func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "ready ") {
+				ready <- sc.Text()
+				_, _ = io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case line, ok := <-ready:
+		if !ok {
+			stop()
+			b.Fatalf("swarm exited before it was ready:\n%s", errb.String())
+		}
+		b.Logf("swarm: %s", line)
+	case <-time.After(10 * time.Minute):
+		stop()
+		b.Fatalf("swarm not ready after 10 minutes:\n%s", errb.String())
+	}
+	return stop
+}
+
+// procCPU is a process's user plus system CPU time.
+func procCPU(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / hz, nil
+}
