@@ -417,3 +417,24 @@ func TestShow(t *testing.T) {
 		}
 	}
 }
+
+// A namespace's kubernetes.io/metadata.name label is assumed when the
+// object lacks it (older API servers) or is not in the cache yet.
+func TestNamespaceNameLabel(t *testing.T) {
+	in := cluster()
+	in.Namespaces = []*corev1.Namespace{{ObjectMeta: metav1.ObjectMeta{Name: "y"}}} // no labels; x and z not cached
+	in.Policies = []*networkingv1.NetworkPolicy{np("x", "from-y-z", networkingv1.NetworkPolicySpec{PodSelector: all, PolicyTypes: ingressOnly,
+		Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{
+			{NamespaceSelector: sel(corev1.LabelMetadataName, "y")},
+			{NamespaceSelector: sel(corev1.LabelMetadataName, "z")},
+		}}}})}
+	w := compileAll(t, in)
+	for _, f := range []flow{{"y/a", "x/a", tcpP, 80}, {"z/b", "x/c", tcpP, 80}} {
+		if !w.allowed(f) {
+			t.Errorf("%v denied", f)
+		}
+	}
+	if w.allowed(flow{"x/b", "x/a", tcpP, 80}) {
+		t.Error("x/b allowed by a selector on the names y and z")
+	}
+}
