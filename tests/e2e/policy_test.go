@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -140,6 +141,38 @@ func TestNetworkPolicyVXLAN(t *testing.T) {
 		"ipBlock with except",
 		"egress deny overrides an ingress allow",
 		"a deleted policy stops being enforced",
+	})
+
+	ctx := context.Background()
+	xb := pt.nodeOf["x/b"]
+	t.Run("a stopped agent leaves its policy in force; restarted, it goes on", func(t *testing.T) {
+		pt.setPolicies(t, ctx, []*networkingv1.NetworkPolicy{{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "x", Name: "deny-all"},
+			Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
+		}})
+		pt.converge(t, "deny-all ingress in x")
+		c.mustWeft("lab", "node", "stop", xb, "--name", c.name)
+		pt.converge(t, "deny-all ingress in x, "+xb+"'s agent stopped")
+		c.mustWeft("lab", "node", "start", xb, "--name", c.name)
+		eventually(t, 30*time.Second, xb+"'s agent enforcing again", func() error {
+			st, err := c.agentStatus(xb)
+			if err != nil || st.Policy == nil || !st.Policy.Synced || st.Policy.Pods != 1 {
+				return fmt.Errorf("status %v, %+v", err, st.Policy)
+			}
+			return nil
+		})
+		pt.converge(t, "deny-all ingress in x after "+xb+"'s restart")
+	})
+
+	t.Run("weft leave removes the policy table", func(t *testing.T) {
+		ns := c.layout.NodeNS(xb)
+		c.mustWeft("leave", "--socket", c.layout.Node(xb).StatusSocket)
+		eventually(t, 15*time.Second, xb+"'s policy table gone", func() error {
+			if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "weft-policy").CombinedOutput(); err == nil {
+				return fmt.Errorf("table ip weft-policy still there: %.200s", out)
+			}
+			return nil
+		})
 	})
 }
 
