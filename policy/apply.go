@@ -2,13 +2,10 @@ package policy
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Conn is the part of *nftables.Conn the Applier uses.
@@ -56,31 +53,6 @@ type Applier struct {
 	applied  map[string][]nftables.SetElement // elements last applied, by set; nil unknown
 	stale    bool                             // Forget was called: re-read or rewrite elements
 	carried  Drops                            // counts a table replace reset
-}
-
-// Drops are packets dropped by policy since the Applier started.
-type Drops struct {
-	// Chains counts per chain (pods with the same policies) of the current
-	// ruleset; Retired is what chains that no longer exist counted.
-	Chains  map[string]uint64
-	Retired uint64
-	// Pods counts per isolated pod (while it stays isolated).
-	Pods map[PodDrop]uint64
-}
-
-// PodDrop names a pod's default deny in one direction.
-type PodDrop struct {
-	Direction Direction
-	IP        netip.Addr
-}
-
-// Total is every packet dropped.
-func (d Drops) Total() uint64 {
-	t := d.Retired
-	for _, n := range d.Chains {
-		t += n
-	}
-	return t
 }
 
 // NewApplier returns an Applier on conn.
@@ -220,93 +192,10 @@ func diffExact(old, want []nftables.SetElement) (del, add []nftables.SetElement)
 
 func (a *Applier) forgetAll() { a.elements, a.sets, a.applied = "", nil, nil }
 
-// carry adds the live counters to the carried ones before a replace
-// resets them; what chains and pods of the new ruleset will not count again
-// is retired (chains) or dropped (pods).
-func (a *Applier) carry(o Objects, rs Ruleset) {
-	live, err := a.liveDrops(o.Table)
-	if err != nil {
-		return
-	}
-	for k, v := range live.Chains {
-		a.carried.Chains[k] += v
-	}
-	for k, v := range live.Pods {
-		a.carried.Pods[k] += v
-	}
-	next := map[string]bool{}
-	for _, c := range rs.Chains {
-		next[c.Name] = true
-	}
-	for k, v := range a.carried.Chains {
-		if !next[k] {
-			a.carried.Retired += v
-			delete(a.carried.Chains, k)
-		}
-	}
-	isolated := map[PodDrop]bool{}
-	for _, m := range rs.Ingress {
-		isolated[PodDrop{Ingress, m.IP}] = true
-	}
-	for _, m := range rs.Egress {
-		isolated[PodDrop{Egress, m.IP}] = true
-	}
-	for k := range a.carried.Pods {
-		if !isolated[k] {
-			delete(a.carried.Pods, k)
-		}
-	}
-}
-
 // Forget makes the next Apply repair the elements even when they look
 // unchanged: peer sets and maps are rewritten, the per-pod drop sets are
 // re-read from the kernel and corrected (keeping their counters).
 func (a *Applier) Forget() { a.stale = true }
-
-// Drops returns the packets dropped since the Applier started, by chain
-// and by pod (including counts from before a table replace).
-func (a *Applier) Drops() (Drops, error) {
-	live, err := a.liveDrops(&nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4})
-	out := Drops{Chains: map[string]uint64{}, Pods: map[PodDrop]uint64{}, Retired: a.carried.Retired}
-	for k, v := range a.carried.Chains {
-		out.Chains[k] = v
-	}
-	for k, v := range a.carried.Pods {
-		out.Pods[k] = v
-	}
-	for k, v := range live.Chains {
-		out.Chains[k] += v
-	}
-	for k, v := range live.Pods {
-		out.Pods[k] += v
-	}
-	return out, err
-}
-
-func (a *Applier) liveDrops(t *nftables.Table) (Drops, error) {
-	d := Drops{Chains: map[string]uint64{}, Pods: map[PodDrop]uint64{}}
-	objs, err := a.conn.GetObjects(t)
-	if err != nil {
-		return d, fmt.Errorf("failed to read the counters of nftables table %s: %w", TableName, err)
-	}
-	for _, o := range objs {
-		if c, ok := o.(*nftables.CounterObj); ok {
-			d.Chains[c.Name] = c.Packets
-		}
-	}
-	for dir, name := range map[Direction]string{Ingress: ingressDrops, Egress: egressDrops} {
-		el, err := a.conn.GetSetElements(&nftables.Set{Table: t, Name: name, KeyType: nftables.TypeIPAddr})
-		if err != nil {
-			continue // a table from before per-pod counting
-		}
-		for _, e := range el {
-			if e.Counter != nil && e.Counter.Packets > 0 && len(e.Key) == 4 {
-				d.Pods[PodDrop{dir, netip.AddrFrom4([4]byte(e.Key))}] = e.Counter.Packets
-			}
-		}
-	}
-	return d, nil
-}
 
 // maxElements bounds the elements sent in one netlink message: the list
 // is one attribute, whose length field is 16 bits, so a few thousand
@@ -355,53 +244,4 @@ func (a *Applier) kernelFingerprint(t *nftables.Table) string {
 	}
 	s, _ := userdata.GetString(rules[0].UserData, userdata.TypeComment)
 	return strings.TrimPrefix(s, commentTag)
-}
-
-// Remove deletes weft's policy table; a missing table is not an error.
-func Remove(conn Conn) error {
-	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
-	conn.AddTable(t)
-	conn.DelTable(t)
-	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("failed to remove nftables table %s: %w", TableName, err)
-	}
-	return nil
-}
-
-// SendBuffer is the netlink socket send buffer NewConn asks for. A batch
-// is one sendmsg, and a large cluster's table (thousands of set elements)
-// does not fit the default buffer (about 200KiB).
-const SendBuffer = 64 << 20
-
-// NewConn opens a netlink connection for nftables (in the current network
-// namespace unless an option says otherwise) whose send buffer holds a
-// large batch.
-func NewConn(opts ...nftables.ConnOption) (*nftables.Conn, error) {
-	c, err := nftables.New(append(opts, nftables.WithSockOptions(bigSendBuffer))...)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
-	}
-	return c, nil
-}
-
-// bigSendBuffer sets SO_SNDBUFFORCE and SO_RCVBUFFORCE (past
-// net.core.wmem_max and rmem_max; needs CAP_NET_ADMIN, which programming
-// nftables needs anyway; the kernel acknowledges every message of a batch,
-// so the receive side needs room too), falling back to the plain options.
-func bigSendBuffer(c *netlink.Conn) error {
-	rc, err := c.SyscallConn()
-	if err == nil {
-		var serr, rerr error
-		err = rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, SendBuffer)
-			rerr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, SendBuffer)
-		})
-		if err == nil && serr == nil && rerr == nil {
-			return nil
-		}
-	}
-	if err := c.SetWriteBuffer(SendBuffer); err != nil {
-		return err
-	}
-	return c.SetReadBuffer(SendBuffer)
 }
