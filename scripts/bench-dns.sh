@@ -30,7 +30,7 @@
 #   BENCH_SECONDS      length of one dnsperf run (default 10)
 #   BENCH_RUNS         rounds (default 3)
 #   BENCH_CLIENTS      dnsperf clients (sockets) for throughput (default 20)
-#   BENCH_LATENCY_QPS  offered load for the latency runs (default 2000)
+#   BENCH_LATENCY_QPS  offered load for the latency and CPU runs (default 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -39,7 +39,7 @@ weft=bin/weft
 secs=${BENCH_SECONDS:-10}
 runs=${BENCH_RUNS:-3}
 clients=${BENCH_CLIENTS:-20}
-rate=${BENCH_LATENCY_QPS:-2000}
+rate=${BENCH_LATENCY_QPS:-10000}
 weftaddr=169.254.20.10
 refaddr=169.254.20.11
 world=203.0.113.1
