@@ -1,6 +1,7 @@
 package peering
 
 import (
+	"bytes"
 	"fmt"
 
 	"gopkg.in/yaml.v3"
@@ -42,13 +43,19 @@ type Gateway struct {
 	PublicKey string `yaml:"publicKey"`
 }
 
-// Marshal returns the bundle as YAML.
+// Marshal returns the bundle as YAML, indented by two spaces like the
+// peering file it is pasted into.
 func (b Bundle) Marshal() ([]byte, error) {
-	out, err := yaml.Marshal(b)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(b); err != nil {
 		return nil, fmt.Errorf("failed to encode bundle: %w", err)
 	}
-	return out, nil
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("failed to encode bundle: %w", err)
+	}
+	return buf.Bytes(), nil
 }
 
 // ParseBundle decodes one bundle, rejecting unknown fields. It does not

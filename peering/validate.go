@@ -111,6 +111,7 @@ func (v *validator) run() []Peer {
 	ids := map[string]int{}
 	keys := map[wgtypes.Key]string{} // key -> "gateway X of cluster Y (field)"
 	keyCluster := map[wgtypes.Key]string{}
+	var endpoints []endpoint
 
 	var peers []Peer
 	for i, e := range v.file.Peers {
@@ -226,6 +227,9 @@ func (v *validator) run() []Peer {
 				ok = false
 			}
 			gw.Endpoint = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
+			if err == nil {
+				endpoints = append(endpoints, endpoint{cluster: name, field: gbase + ".endpoint", addr: gw.Endpoint, label: gwLabel})
+			}
 			key, err := wgtypes.ParseKey(g.PublicKey)
 			switch {
 			case g.PublicKey == "":
@@ -281,7 +285,22 @@ func (v *validator) run() []Peer {
 			v.add(b.field, []string{a.cluster, b.cluster}, "%s overlaps %s", b.what, a.what)
 		}
 	}
+	// A gateway reached through an address that the peering itself
+	// routes elsewhere would send the tunnel into the tunnel.
+	for _, e := range endpoints {
+		for _, c := range cidrs {
+			if c.prefix.Contains(e.addr.Addr()) {
+				v.add(e.field, []string{e.cluster, c.cluster}, "%s: endpoint %s lies inside %s; the tunnel would be routed into itself", e.label, e.addr, c.what)
+			}
+		}
+	}
 	return peers
+}
+
+// endpoint is one gateway endpoint, for the check against the networks.
+type endpoint struct {
+	cluster, field, label string
+	addr                  netip.AddrPort
 }
 
 // isDNSLabel reports whether s is an RFC 1123 label: lowercase letters,

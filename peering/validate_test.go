@@ -97,6 +97,12 @@ func TestValidateProblems(t *testing.T) {
 				`peers[0].gateways[1].endpoint (line 11): cluster "west", gateway "west-gw-2": endpoint 0.0.0.0:51821 is not a unicast address`,
 				`peers[1].gateways[0].endpoint (line 20): cluster "north", gateway "north-gw-1": endpoint [2001:db8::1]:0 has port 0`,
 			}},
+		{name: "endpoint inside a declared network",
+			replace: []string{"192.0.2.10:51821", "10.97.0.10:51821", "[2001:db8::1]:51821", "10.244.0.1:51821"},
+			want: []string{
+				`peers[0].gateways[0].endpoint (line 8): cluster "west", gateway "west-gw-1": endpoint 10.97.0.10:51821 lies inside service CIDR 10.97.0.0/16 of cluster "west" (peers[0].serviceCIDRs[0]); the tunnel would be routed into itself`,
+				`peers[1].gateways[0].endpoint (line 20): cluster "north", gateway "north-gw-1": endpoint 10.244.0.1:51821 lies inside this cluster's ("east") pod CIDR 10.244.0.0/16`,
+			}},
 		{name: "no gateways",
 			replace: []string{"    gateways:\n      - node: north-gw-1\n        endpoint: \"[2001:db8::1]:51821\"\n        publicKey: " + keyN1.String() + "\n", "    gateways: []\n"},
 			want:    []string{`peers[1].gateways (line 18): cluster "north" lists no gateway`}},
