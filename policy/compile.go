@@ -29,9 +29,12 @@ type compiler struct {
 	// lists those namespaces, sorted.
 	podsByNS      map[string][]*pod
 	podNamespaces []string
-	namespaces    map[string]labels.Set
-	rs            Ruleset
-	sets          map[string]bool // names already in rs.Sets
+	// hostPods are pods on the host network, never peers (reported when
+	// a selector matches one).
+	hostPods   []*pod
+	namespaces map[string]labels.Set
+	rs         Ruleset
+	sets       map[string]bool // names already in rs.Sets
 }
 
 // policyInfo is one parsed NetworkPolicy.
@@ -75,6 +78,8 @@ func Compile(in Input) (Ruleset, error) {
 		p := newPod(o, in.Node)
 		if p.eligible() {
 			c.pods = append(c.pods, p)
+		} else if p.host {
+			c.hostPods = append(c.hostPods, p)
 		}
 		if p.local {
 			c.local = append(c.local, p)

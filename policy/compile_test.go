@@ -340,11 +340,14 @@ func TestCompileProblems(t *testing.T) {
 				{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Near"}}}}}},
 			}}),
 	}
+	in.Policies = append(in.Policies, np("y", "from-host", networkingv1.NetworkPolicySpec{PodSelector: all, PolicyTypes: ingressOnly,
+		Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &all, PodSelector: sel("pod", "host")}}}}}))
 	rs, err := Compile(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"host network", "is IPv6", `protocol "ICMP"`, "spec.ingress[2]: from[0]: podSelector"}
+	want := []string{"pod x/host is on the host network", "is IPv6", `protocol "ICMP"`, "spec.ingress[2]: from[0]: podSelector",
+		"y/from-host: spec.ingress[0].from[0] selects host-network pod x/host"}
 	got := strings.Join(rs.Problems, "\n")
 	for _, w := range want {
 		if !strings.Contains(got, w) {

@@ -94,6 +94,9 @@ func (c *compiler) compileRule(pi *policyInfo, d Direction, i int, peers []netwo
 			bad("%s: %v", pf, err)
 			continue
 		}
+		if hp := c.hostPeer(pi, peer); hp != "" {
+			c.problem("%s.%s selects host-network pod %s; its traffic carries its node's address, which is not added (a node's traffic to its own pods passes anyway)", field, pf, hp)
+		}
 		for _, p := range pods {
 			v := u32(p.ip)
 			spans = append(spans, span{v, v})
@@ -185,6 +188,27 @@ func (c *compiler) selectPeers(pi *policyInfo, peer networkingv1.NetworkPolicyPe
 		}
 	}
 	return out, nil
+}
+
+// hostPeer names the first host-network pod a selector peer would select,
+// or "" (selectors already parsed by selectPeers).
+func (c *compiler) hostPeer(pi *policyInfo, peer networkingv1.NetworkPolicyPeer) string {
+	podSel, nsSel := labels.Everything(), labels.Selector(nil)
+	if peer.PodSelector != nil {
+		podSel, _ = metav1.LabelSelectorAsSelector(peer.PodSelector)
+	}
+	if peer.NamespaceSelector != nil {
+		nsSel, _ = metav1.LabelSelectorAsSelector(peer.NamespaceSelector)
+	}
+	for _, p := range c.hostPods {
+		if nsSel == nil && p.namespace != pi.obj.Namespace || nsSel != nil && !nsSel.Matches(namespaceLabels(c.namespaces, p.namespace)) {
+			continue
+		}
+		if podSel.Matches(p.labels) {
+			return p.key
+		}
+	}
+	return ""
 }
 
 // render turns a compiled rule into the chain rules for target pod t. A
