@@ -323,6 +323,20 @@ func TestDNS(t *testing.T) {
 			t.Error("no cache hits, though forwarded names were asked again and again")
 		}
 	})
+
+	t.Run("weft leave removes the listen interface and the NOTRACK table", func(t *testing.T) {
+		ns := c.layout.NodeNS("n2")
+		c.mustWeft("leave", "--socket", c.layout.Node("n2").StatusSocket)
+		eventually(t, 15*time.Second, "n2's DNS interface and table gone", func() error {
+			if out, err := exec.Command("ip", "-n", ns, "link", "show", "weft-dns").CombinedOutput(); err == nil {
+				return fmt.Errorf("weft-dns still there: %s", out)
+			}
+			if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "weft-dns").CombinedOutput(); err == nil {
+				return fmt.Errorf("table ip weft-dns still there: %s", firstLines(string(out), 2))
+			}
+			return nil
+		})
+	})
 }
 
 // petsSlice is the EndpointSlice of the selector-less headless Service
