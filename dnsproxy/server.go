@@ -36,6 +36,7 @@ type Server struct {
 	cfg     ServerConfig
 	chain   Handler
 	metrics *Metrics
+	slow    chan struct{} // a token per UDP query waiting for upstreams
 
 	mu    sync.Mutex // guards the fields below
 	udp   []net.PacketConn
@@ -51,7 +52,7 @@ func NewServer(cfg ServerConfig, chain Handler, m *Metrics) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, chain: chain, metrics: m}
+	return &Server{cfg: cfg, chain: chain, metrics: m, slow: make(chan struct{}, maxSlow)}
 }
 
 // ServeDNS implements dns.Handler (the TCP path): the guard, then the

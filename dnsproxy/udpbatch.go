@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"time"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -22,6 +23,10 @@ import (
 // goroutine reuses one context and deferral for every query it serves.
 
 const batchSize = 64
+
+// maxSlow bounds the UDP queries waiting for upstreams at once; more get
+// SERVFAIL at once rather than a goroutine each.
+const maxSlow = 4096
 
 // deferral is set by a handler that would have to wait for I/O.
 type deferral struct{ deferred bool }
@@ -56,6 +61,7 @@ func (s *Server) serveUDPBatch(pc net.PacketConn) {
 				return
 			}
 			s.cfg.Log.Debug("udp read", "err", err)
+			time.Sleep(time.Millisecond) // never spin on an error that repeats
 			continue
 		}
 		out = out[:0]
@@ -71,8 +77,10 @@ func (s *Server) serveUDPBatch(pc net.PacketConn) {
 		for len(out) > 0 {
 			k, err := conn.WriteBatch(out, 0)
 			if err != nil {
-				s.cfg.Log.Debug("udp write", "err", err)
-				break
+				// The first datagram could not be sent (its client's
+				// route, say): drop it and send the others.
+				s.cfg.Log.Debug("udp write", "to", out[0].Addr, "err", err)
+				k = 1
 			}
 			out = out[k:]
 		}
@@ -114,10 +122,20 @@ func (s *Server) servePacket(ctx context.Context, d *deferral, w *udpWriter, b [
 		return
 	}
 	if s.serve(ctx, w, req) {
-		// It needs an upstream: answer from a goroutine of its own.
+		// It needs an upstream: answer from a goroutine of its own, as
+		// long as not too many are waiting already.
 		d.deferred = false
+		select {
+		case s.slow <- struct{}{}:
+		default:
+			reply(&out{ResponseWriter: w, req: req, proto: "udp", s: s}, req, dns.RcodeServerFailure)
+			return
+		}
 		slow := &udpWriter{pc: w.pc, remote: w.remote, direct: true}
-		go s.serve(context.Background(), slow, req)
+		go func() {
+			defer func() { <-s.slow }()
+			s.serve(context.Background(), slow, req)
+		}()
 	}
 }
 
