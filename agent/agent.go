@@ -43,6 +43,8 @@ type Agent struct {
 
 	leaveReq chan struct{} // buffered(1): `weft leave` asked us to leave
 
+	peering *peeringState // nil when peering is off; owned by Run's loop
+
 	mu         sync.Mutex // guards the fields below
 	publishErr string     // last error publishing to our Node, logged once
 	status     Status
@@ -122,6 +124,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.backend = backend
+	if err := a.startPeering(); err != nil {
+		return err
+	}
 
 	seeds := make([]string, 0, len(cfg.Gossip.Seeds))
 	for _, s := range cfg.Gossip.Seeds {
@@ -214,6 +219,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.reconcile(ctx)
 		case <-ticker.C:
 			a.reconcile(ctx)
+			a.reloadPeering()
 		}
 	}
 }

@@ -37,6 +37,7 @@ type Config struct {
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 	DNS        DNSConfig        `yaml:"dns"`
 	Policy     PolicyConfig     `yaml:"policy"`
+	Peering    PeeringConfig    `yaml:"peering"`
 
 	// ResyncInterval is how often the data plane is re-read and repaired
 	// even when nothing changed. Default 10s.
@@ -276,6 +277,9 @@ func (c *Config) Complete() error {
 		return err
 	}
 	if err := c.DNS.complete(); err != nil {
+		return err
+	}
+	if err := c.Peering.complete(c); err != nil {
 		return err
 	}
 	return c.Policy.complete()

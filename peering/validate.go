@@ -126,7 +126,7 @@ func (v *validator) run() []Peer {
 		switch {
 		case name == "":
 			v.add(base+".name", nil, "required")
-		case !isDNSLabel(name):
+		case !IsDNSLabel(name):
 			v.add(base+".name", []string{name}, "%s: not a DNS label (lowercase letters, digits and '-', at most 63)", label)
 		case name == v.local.Name:
 			v.add(base+".name", []string{name}, "%s has this cluster's own name", label)
@@ -140,7 +140,7 @@ func (v *validator) run() []Peer {
 		switch {
 		case e.ID == "":
 			v.add(base+".id", []string{name}, "%s: required", label)
-		case !isDNSLabel(e.ID):
+		case !IsDNSLabel(e.ID):
 			v.add(base+".id", []string{name}, "%s: id %q is not a DNS label (lowercase letters, digits and '-', at most 63)", label, e.ID)
 		case v.local.ID != "" && e.ID == v.local.ID:
 			v.add(base+".id", []string{name, v.local.Name}, "%s has this cluster's own id %q", label, e.ID)
@@ -303,9 +303,10 @@ type endpoint struct {
 	addr                  netip.AddrPort
 }
 
-// isDNSLabel reports whether s is an RFC 1123 label: lowercase letters,
-// digits and '-', not starting or ending with '-', 1 to 63 characters.
-func isDNSLabel(s string) bool {
+// IsDNSLabel reports whether s is an RFC 1123 label, as cluster names and
+// ids must be: lowercase letters, digits and '-', not starting or ending
+// with '-', 1 to 63 characters.
+func IsDNSLabel(s string) bool {
 	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
 		return false
 	}
@@ -324,7 +325,7 @@ func isDNSName(s string) bool {
 		return false
 	}
 	for _, l := range strings.Split(s, ".") {
-		if !isDNSLabel(strings.ToLower(l)) {
+		if !IsDNSLabel(strings.ToLower(l)) {
 			return false
 		}
 	}

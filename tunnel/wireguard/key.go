@@ -10,11 +10,11 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// loadOrCreateKey reads the private key at path, or generates one and
+// LoadOrCreateKey reads the private key at path, or generates one and
 // stores it there (mode 0600, directory 0700) when the file does not exist.
 // A file that exists but does not hold a key is an error naming the path;
 // it is never overwritten.
-func loadOrCreateKey(path string) (wgtypes.Key, error) {
+func LoadOrCreateKey(path string) (wgtypes.Key, error) {
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
@@ -59,7 +59,7 @@ func loadOrCreateKey(path string) (wgtypes.Key, error) {
 	// its key rather than silently replacing it.
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return loadOrCreateKey(path)
+			return LoadOrCreateKey(path)
 		}
 		return wgtypes.Key{}, fmt.Errorf("failed to store key file %s: %w", path, err)
 	}

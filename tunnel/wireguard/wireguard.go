@@ -114,7 +114,7 @@ func (b *Backend) Setup(ctx context.Context, local tunnel.Local) (tunnel.Info, e
 	if err := validateLocal(local); err != nil {
 		return tunnel.Info{}, err
 	}
-	key, err := loadOrCreateKey(b.keyFile)
+	key, err := LoadOrCreateKey(b.keyFile)
 	if err != nil {
 		return tunnel.Info{}, err
 	}

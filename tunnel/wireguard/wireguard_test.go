@@ -14,7 +14,7 @@ import (
 
 func TestKeyFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state", "wireguard.key")
-	k1, err := loadOrCreateKey(path)
+	k1, err := LoadOrCreateKey(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,14 +25,14 @@ func TestKeyFile(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
 	}
-	k2, err := loadOrCreateKey(path)
+	k2, err := LoadOrCreateKey(path)
 	if err != nil || k2 != k1 {
 		t.Errorf("second load: key changed or error %v", err)
 	}
 
 	bad := filepath.Join(t.TempDir(), "bad.key")
 	os.WriteFile(bad, []byte("not a key\n"), 0o600)
-	_, err = loadOrCreateKey(bad)
+	_, err = LoadOrCreateKey(bad)
 	if err == nil || !strings.Contains(err.Error(), bad) {
 		t.Errorf("bad key file: error %v, want one naming %s", err, bad)
 	}
