@@ -5,20 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/peering"
-)
-
-// Defaults of `weft peering export` for the gateway it reads from the agent.
-const (
-	defaultPeeringKeyFile = "/var/lib/weft/peering.key"
-	defaultPeeringPort    = 51821
 )
 
 func newPeeringCommand() *cobra.Command {
@@ -28,10 +20,9 @@ func newPeeringCommand() *cobra.Command {
 }
 
 type exportFlags struct {
-	name, id, zone, socket, keyFile string
-	podCIDRs, serviceCIDRs          []string
-	gateways                        []string
-	port                            int
+	name, id, zone, socket string
+	podCIDRs, serviceCIDRs []string
+	gateways               []string
 }
 
 func newPeeringExportCommand() *cobra.Command {
@@ -42,12 +33,12 @@ func newPeeringExportCommand() *cobra.Command {
 		Long: `Print this cluster's peering bundle. The other cluster lists it under
 peers: in its peering file.
 
-Without --id or without --gateway, the agent on this node is asked (over
---socket) for the cluster id and this node's name and underlay address; this
-node becomes the one gateway, at underlay:--port, with the public key of the
-WireGuard private key in --key-file. Pass --id and --gateway (repeatable, one
-per gateway-eligible node) to export offline. --pod-cidr is always required:
-it is the cluster's whole pod network, not one node's block.`,
+Run on a gateway-eligible node (peering.gateway: true in the agent config),
+it asks the agent (over --socket) for everything: the cluster's name, id,
+pod and service CIDRs and zone from the agent's peering: section, and this
+node as the gateway (its name, underlay address, peering port and public
+key). Flags override what the agent says; with --id, --pod-cidr and one
+--gateway per gateway-eligible node the agent is not asked at all.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b, err := f.bundle(func() (agent.Status, error) { return fetch(cmd.Context(), f.socket) })
@@ -66,25 +57,20 @@ it is the cluster's whole pod network, not one node's block.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.name, "name", "", "cluster name, a DNS label (default: the cluster id)")
+	fl.StringVar(&f.name, "name", "", "cluster name, a DNS label (default: the agent's peering.clusterName, else the id)")
 	fl.StringVar(&f.id, "id", "", "cluster id, a DNS label (default: the agent's clusterID)")
-	fl.StringSliceVar(&f.podCIDRs, "pod-cidr", nil, "the cluster's pod CIDR (repeatable; required)")
-	fl.StringSliceVar(&f.serviceCIDRs, "service-cidr", nil, "the cluster's service CIDR (repeatable)")
-	fl.StringVar(&f.zone, "zone", peering.DefaultZone, "the cluster's DNS zone")
+	fl.StringSliceVar(&f.podCIDRs, "pod-cidr", nil, "the cluster's pod CIDR (repeatable; default: the agent's clusterCIDR)")
+	fl.StringSliceVar(&f.serviceCIDRs, "service-cidr", nil, "the cluster's service CIDR (repeatable; default: the agent's peering.serviceCIDRs)")
+	fl.StringVar(&f.zone, "zone", "", "the cluster's DNS zone (default: the agent's, else cluster.local)")
 	fl.StringArrayVar(&f.gateways, "gateway", nil, "a gateway as node=ip:port,publickey (repeatable; default: this node, from the agent)")
 	fl.StringVar(&f.socket, "socket", agent.DefaultStatusSocket, "agent status socket")
-	fl.StringVar(&f.keyFile, "key-file", defaultPeeringKeyFile, "peering WireGuard private key of this node (when the gateway comes from the agent)")
-	fl.IntVar(&f.port, "port", defaultPeeringPort, "peering WireGuard port of this node (when the gateway comes from the agent)")
 	return cmd
 }
 
 // bundle assembles the bundle from the flags, asking the agent (status)
-// only for what the flags leave out.
+// only when the flags leave something out.
 func (f exportFlags) bundle(status func() (agent.Status, error)) (peering.Bundle, error) {
 	b := peering.Bundle{Name: f.name, ID: f.id, PodCIDRs: f.podCIDRs, ServiceCIDRs: f.serviceCIDRs, Zone: f.zone}
-	if len(b.PodCIDRs) == 0 {
-		return b, errors.New("--pod-cidr is required: the cluster's pod network (the agent's clusterCIDR)")
-	}
 	for i, s := range f.gateways {
 		g, err := parseGatewayFlag(s)
 		if err != nil {
@@ -92,29 +78,43 @@ func (f exportFlags) bundle(status func() (agent.Status, error)) (peering.Bundle
 		}
 		b.Gateways = append(b.Gateways, g)
 	}
-	if b.ID == "" || len(b.Gateways) == 0 {
+	if b.ID == "" || len(b.PodCIDRs) == 0 || len(b.Gateways) == 0 {
 		st, err := status()
 		if err != nil {
-			return b, fmt.Errorf("%w (or pass --id and --gateway to export offline)", err)
+			return b, fmt.Errorf("%w (or pass --id, --pod-cidr and --gateway to export offline)", err)
 		}
-		if b.ID == "" {
-			b.ID = st.ClusterID
+		p := st.Peering
+		if p == nil {
+			return b, errors.New("the agent has no peering: section in its config; add one (see docs/peering.md), or pass --id, --pod-cidr and --gateway")
+		}
+		setDefault(&b.Name, p.ClusterName)
+		setDefault(&b.ID, p.ClusterID)
+		setDefault(&b.Zone, p.Zone)
+		if len(b.PodCIDRs) == 0 {
+			b.PodCIDRs = p.PodCIDRs
+		}
+		if len(b.ServiceCIDRs) == 0 {
+			b.ServiceCIDRs = p.ServiceCIDRs
 		}
 		if len(b.Gateways) == 0 {
-			g, err := agentGateway(st, f.keyFile, f.port)
+			g, err := agentGateway(st)
 			if err != nil {
 				return b, err
 			}
 			b.Gateways = []peering.Gateway{g}
 		}
 	}
-	if b.Name == "" {
-		b.Name = b.ID
-	}
+	setDefault(&b.Name, b.ID)
 	if b.Zone == peering.DefaultZone {
 		b.Zone = "" // the default is not written
 	}
 	return b, nil
+}
+
+func setDefault(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
 }
 
 // parseGatewayFlag parses node=ip:port,publickey.
@@ -127,29 +127,40 @@ func parseGatewayFlag(s string) (peering.Gateway, error) {
 	return peering.Gateway{Node: node, Endpoint: ep, PublicKey: key}, nil
 }
 
-// agentGateway is this node as a gateway: its name and underlay address
-// from the agent, the public key of the private key in keyFile.
-func agentGateway(st agent.Status, keyFile string, port int) (peering.Gateway, error) {
+// agentGateway is the agent's node as a gateway.
+func agentGateway(st agent.Status) (peering.Gateway, error) {
+	p := st.Peering
+	if !p.Gateway || p.PublicKey == "" {
+		return peering.Gateway{}, fmt.Errorf("node %s is not gateway-eligible (peering.gateway: false); run export on an eligible node, or pass --gateway", st.Node)
+	}
 	ip, err := netip.ParseAddr(st.UnderlayIP)
 	if err != nil {
 		return peering.Gateway{}, fmt.Errorf("the agent reports no underlay address yet (%q); pass --gateway", st.UnderlayIP)
 	}
-	if port < 1 || port > 65535 {
-		return peering.Gateway{}, fmt.Errorf("--port: %d is out of range 1-65535", port)
-	}
-	raw, err := os.ReadFile(keyFile)
-	if err != nil {
-		return peering.Gateway{}, fmt.Errorf("failed to read the peering key (--key-file): %w", err)
-	}
-	priv, err := wgtypes.ParseKey(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return peering.Gateway{}, fmt.Errorf("--key-file %s holds no WireGuard private key: %w", keyFile, err)
-	}
 	return peering.Gateway{
 		Node:      st.Node,
-		Endpoint:  netip.AddrPortFrom(ip, uint16(port)).String(),
-		PublicKey: priv.PublicKey().String(),
+		Endpoint:  netip.AddrPortFrom(ip, uint16(p.Port)).String(),
+		PublicKey: p.PublicKey,
 	}, nil
+}
+
+// printPeeringStatus is the peering part of `weft status`.
+func printPeeringStatus(w io.Writer, p *agent.PeeringStatus) {
+	if p == nil {
+		return
+	}
+	role := "not gateway-eligible"
+	if p.Gateway {
+		role = fmt.Sprintf("gateway-eligible (port %d, key %s)", p.Port, p.PublicKey)
+	}
+	peers := strings.Join(p.Peers, ", ")
+	if peers == "" {
+		peers = "none"
+	}
+	fmt.Fprintf(w, "  peering: cluster %s (id %s), this node %s; peers in force: %s (data plane not built yet)\n", p.ClusterName, p.ClusterID, role, peers)
+	if p.LastError != "" {
+		fmt.Fprintf(w, "  peering file refused, previous peers kept: %s\n", strings.ReplaceAll(p.LastError, "\n", "\n    "))
+	}
 }
 
 // checkBundle validates b as the one peer of a file and names the bundle's

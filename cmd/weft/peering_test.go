@@ -102,13 +102,14 @@ func TestPeeringExportErrors(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{name: "no pod CIDR", args: []string{"--id", "w", "--gateway", "g=192.0.2.1:1," + k}, want: []string{"--pod-cidr is required"}},
+		{name: "no pod CIDR and no agent", args: []string{"--id", "w", "--gateway", "g=192.0.2.1:1," + k},
+			want: []string{"is `weft agent` running", "pass --id, --pod-cidr and --gateway to export offline"}},
 		{name: "malformed gateway flag", args: []string{"--id", "w", "--pod-cidr", "10.0.0.0/8", "--gateway", "g=192.0.2.1:1"},
 			want: []string{"--gateway #1", "not node=ip:port,publickey"}},
 		{name: "invalid bundle names its fields", args: []string{"--id", "W", "--pod-cidr", "10.0.0.1/8", "--gateway", "g=192.0.2.1:1,short"},
 			want: []string{"the bundle would be refused", "\n  name:", "\n  id:", "\n  podCIDRs[0]:", "did you mean 10.0.0.0/8", "\n  gateways[0].publicKey:"}},
 		{name: "no agent and no --gateway", args: []string{"--id", "w", "--pod-cidr", "10.0.0.0/8"},
-			want: []string{"is `weft agent` running", "pass --id and --gateway to export offline"}},
+			want: []string{"is `weft agent` running", "pass --id, --pod-cidr and --gateway to export offline"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,13 +127,13 @@ func TestPeeringExportErrors(t *testing.T) {
 }
 
 func TestPeeringExportFromAgent(t *testing.T) {
-	sock := fakeAgent(t, agent.Status{Node: "node-1", ClusterID: "east-1", UnderlayIP: "198.51.100.7"})
-	priv := testKey("peering-private")
-	keyFile := filepath.Join(t.TempDir(), "peering.key")
-	if err := os.WriteFile(keyFile, []byte(priv.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := runPeering(t, "export", "--socket", sock, "--key-file", keyFile, "--pod-cidr", "10.244.0.0/16", "--name", "east")
+	pub := testKey("peering-private").PublicKey().String()
+	gwStatus := agent.Status{Node: "node-1", ClusterID: "east-1", UnderlayIP: "198.51.100.7", Peering: &agent.PeeringStatus{
+		ClusterName: "east", ClusterID: "east-1", PodCIDRs: []string{"10.244.0.0/16"}, ServiceCIDRs: []string{"10.96.0.0/16"},
+		Zone: "cluster.local", Gateway: true, PublicKey: pub, Port: 51821}}
+	sock := fakeAgent(t, gwStatus)
+
+	out, err := runPeering(t, "export", "--socket", sock)
 	if err != nil {
 		t.Fatalf("export: %v", err)
 	}
@@ -140,19 +141,53 @@ func TestPeeringExportFromAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Name != "east" || b.ID != "east-1" || len(b.Gateways) != 1 ||
-		b.Gateways[0] != (peering.Gateway{Node: "node-1", Endpoint: "198.51.100.7:51821", PublicKey: priv.PublicKey().String()}) {
-		t.Errorf("bundle from agent = %+v", b)
+	want := peering.Bundle{Name: "east", ID: "east-1", PodCIDRs: []string{"10.244.0.0/16"}, ServiceCIDRs: []string{"10.96.0.0/16"},
+		Gateways: []peering.Gateway{{Node: "node-1", Endpoint: "198.51.100.7:51821", PublicKey: pub}}}
+	got, _ := json.Marshal(b)
+	exp, _ := json.Marshal(want)
+	if string(got) != string(exp) {
+		t.Errorf("bundle from agent\n got %s\nwant %s", got, exp)
 	}
 
-	// The name defaults to the id; a missing key file is named.
-	if out, err := runPeering(t, "export", "--socket", sock, "--key-file", keyFile, "--pod-cidr", "10.244.0.0/16", "--port", "4000"); err != nil ||
-		!strings.Contains(out, "name: east-1") || !strings.Contains(out, "198.51.100.7:4000") {
-		t.Errorf("defaults: %v\n%s", err, out)
+	// Flags override the agent.
+	out, err = runPeering(t, "export", "--socket", sock, "--name", "east-prod", "--service-cidr", "10.100.0.0/16", "--zone", "east.example")
+	if err != nil || !strings.Contains(out, "name: east-prod") || !strings.Contains(out, "10.100.0.0/16") || strings.Contains(out, "10.96.0.0/16") ||
+		!strings.Contains(out, "zone: east.example") {
+		t.Errorf("overrides: %v\n%s", err, out)
 	}
-	_, err = runPeering(t, "export", "--socket", sock, "--key-file", keyFile+".missing", "--pod-cidr", "10.244.0.0/16")
-	if err == nil || !strings.Contains(err.Error(), "--key-file") {
-		t.Errorf("missing key file: %v", err)
+
+	notGateway := gwStatus
+	p := *gwStatus.Peering
+	p.Gateway, p.PublicKey, p.Port = false, "", 0
+	notGateway.Peering = &p
+	if _, err := runPeering(t, "export", "--socket", fakeAgent(t, notGateway)); err == nil || !strings.Contains(err.Error(), "node node-1 is not gateway-eligible") {
+		t.Errorf("non-gateway node: %v", err)
+	}
+	// ...which can still export with the gateways given.
+	if out, err := runPeering(t, "export", "--socket", fakeAgent(t, notGateway), "--gateway", "gw-9=192.0.2.9:51821,"+pub); err != nil || !strings.Contains(out, "node: gw-9") {
+		t.Errorf("non-gateway node with --gateway: %v\n%s", err, out)
+	}
+	if _, err := runPeering(t, "export", "--socket", fakeAgent(t, agent.Status{Node: "n", ClusterID: "c"})); err == nil || !strings.Contains(err.Error(), "no peering: section") {
+		t.Errorf("agent without peering: %v", err)
+	}
+}
+
+func TestPrintPeeringStatus(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, agent.Status{Node: "n1", Peering: &agent.PeeringStatus{ClusterName: "east", ClusterID: "east-1", Gateway: true, Port: 51821,
+		PublicKey: "K=", Peers: []string{"north", "west"}, LastError: "peering.yaml: 1 problem(s) in peering file:\n  peers[0].name (line 2): required"}})
+	for _, w := range []string{
+		"peering: cluster east (id east-1), this node gateway-eligible (port 51821, key K=); peers in force: north, west (data plane not built yet)",
+		"peering file refused, previous peers kept: peering.yaml: 1 problem(s) in peering file:\n      peers[0].name (line 2): required",
+	} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("weft status lacks %q:\n%s", w, b.String())
+		}
+	}
+	b.Reset()
+	printPeeringStatus(&b, &agent.PeeringStatus{ClusterName: "east", ClusterID: "east-1"})
+	if !strings.Contains(b.String(), "not gateway-eligible; peers in force: none") {
+		t.Errorf("%q", b.String())
 	}
 }
 
