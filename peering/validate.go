@@ -68,10 +68,46 @@ func (f File) Validate(local Local) ([]Peer, error) {
 	return peers, nil
 }
 
+// validator collects problems over one file; the maps find collisions
+// between peers.
 type validator struct {
 	file  File
 	local Local
 	probs Problems
+
+	names     map[string]int // peer name -> index of its first entry
+	ids       map[string]int // cluster id -> index of its first entry
+	keys      map[wgtypes.Key]keyOwner
+	cidrs     []cidr // the local cluster's first, then in file order
+	endpoints []endpoint
+}
+
+// entry is the peer being validated, for field paths and messages.
+type entry struct {
+	index int
+	base  string // "peers[1]"
+	name  string
+	label string // `cluster "west"`, or "peers[1] (no name)"
+}
+
+// keyOwner is the gateway that first used a public key.
+type keyOwner struct {
+	cluster string
+	what    string // `gateway "gw-1" of cluster "west" (peers[0].gateways[0])`
+}
+
+// cidr is one declared network, for the overlap check.
+type cidr struct {
+	cluster string
+	field   string
+	prefix  netip.Prefix
+	what    string // for messages: `pod CIDR 10.1.0.0/16 of cluster "west" (peers[0].podCIDRs[0])`
+}
+
+// endpoint is one gateway endpoint, for the check against the networks.
+type endpoint struct {
+	cluster, field, label string
+	addr                  netip.AddrPort
 }
 
 func (v *validator) add(field string, clusters []string, format string, args ...any) {
@@ -85,222 +121,223 @@ func (v *validator) add(field string, clusters []string, format string, args ...
 	})
 }
 
-// cidr is one declared network, for the overlap check.
-type cidr struct {
-	cluster string
-	field   string
-	prefix  netip.Prefix
-	what    string // for messages: `pod CIDR 10.1.0.0/16 of cluster "west" (peers[0].podCIDRs[0])`
-}
-
 func (v *validator) run() []Peer {
-	var cidrs []cidr
+	v.names, v.ids, v.keys = map[string]int{}, map[string]int{}, map[wgtypes.Key]keyOwner{}
 	self := "this cluster's"
 	if v.local.Name != "" {
 		self = fmt.Sprintf("this cluster's (%q)", v.local.Name)
 	}
 	for i, p := range v.local.PodCIDRs {
-		cidrs = append(cidrs, cidr{cluster: v.local.Name, field: fmt.Sprintf("local.podCIDRs[%d]", i), prefix: p,
+		v.cidrs = append(v.cidrs, cidr{cluster: v.local.Name, field: fmt.Sprintf("local.podCIDRs[%d]", i), prefix: p,
 			what: fmt.Sprintf("%s pod CIDR %s", self, p)})
 	}
 	for i, p := range v.local.ServiceCIDRs {
-		cidrs = append(cidrs, cidr{cluster: v.local.Name, field: fmt.Sprintf("local.serviceCIDRs[%d]", i), prefix: p,
+		v.cidrs = append(v.cidrs, cidr{cluster: v.local.Name, field: fmt.Sprintf("local.serviceCIDRs[%d]", i), prefix: p,
 			what: fmt.Sprintf("%s service CIDR %s", self, p)})
 	}
-	names := map[string]int{}
-	ids := map[string]int{}
-	keys := map[wgtypes.Key]string{} // key -> "gateway X of cluster Y (field)"
-	keyCluster := map[wgtypes.Key]string{}
-	var endpoints []endpoint
 
 	var peers []Peer
 	for i, e := range v.file.Peers {
-		base := fmt.Sprintf("peers[%d]", i)
-		name := e.Name
-		label := fmt.Sprintf("cluster %q", name)
-		if name == "" {
-			label = base + " (no name)"
+		c := entry{index: i, base: fmt.Sprintf("peers[%d]", i), name: e.Name, label: fmt.Sprintf("cluster %q", e.Name)}
+		if e.Name == "" {
+			c.label = c.base + " (no name)"
 		}
-		p := Peer{Name: name, ID: e.ID}
-
-		switch {
-		case name == "":
-			v.add(base+".name", nil, "required")
-		case !IsDNSLabel(name):
-			v.add(base+".name", []string{name}, "%s: not a DNS label (lowercase letters, digits and '-', at most 63)", label)
-		case name == v.local.Name:
-			v.add(base+".name", []string{name}, "%s has this cluster's own name", label)
-		default:
-			if j, ok := names[name]; ok {
-				v.add(base+".name", []string{name}, "%s is listed twice (also peers[%d])", label, j)
-			} else {
-				names[name] = i
-			}
-		}
-		switch {
-		case e.ID == "":
-			v.add(base+".id", []string{name}, "%s: required", label)
-		case !IsDNSLabel(e.ID):
-			v.add(base+".id", []string{name}, "%s: id %q is not a DNS label (lowercase letters, digits and '-', at most 63)", label, e.ID)
-		case v.local.ID != "" && e.ID == v.local.ID:
-			v.add(base+".id", []string{name, v.local.Name}, "%s has this cluster's own id %q", label, e.ID)
-		default:
-			if j, ok := ids[e.ID]; ok {
-				v.add(base+".id", []string{name, v.file.Peers[j].Name}, "%s: id %q is also the id of cluster %q (peers[%d])", label, e.ID, v.file.Peers[j].Name, j)
-			} else {
-				ids[e.ID] = i
-			}
-		}
-
+		v.identity(c, e.ID)
 		if len(e.PodCIDRs) == 0 {
-			v.add(base+".podCIDRs", []string{name}, "%s declares no pod CIDR", label)
+			v.add(c.base+".podCIDRs", []string{c.name}, "%s declares no pod CIDR", c.label)
 		}
-		parse := func(list []string, key, kind string) []netip.Prefix {
-			var out []netip.Prefix
-			for k, s := range list {
-				field := fmt.Sprintf("%s.%s[%d]", base, key, k)
-				pfx, err := netip.ParsePrefix(s)
-				switch {
-				case err != nil:
-					v.add(field, []string{name}, "%s: %q is not a CIDR", label, s)
-					continue
-				case pfx.Masked() != pfx:
-					v.add(field, []string{name}, "%s: %s has host bits set (did you mean %s?)", label, pfx, pfx.Masked())
-					continue
-				}
-				out = append(out, pfx)
-				cidrs = append(cidrs, cidr{cluster: name, field: field, prefix: pfx,
-					what: fmt.Sprintf("%s %s of %s (%s)", kind, pfx, label, field)})
-			}
-			return out
-		}
-		p.PodCIDRs = parse(e.PodCIDRs, "podCIDRs", "pod CIDR")
-		p.ServiceCIDRs = parse(e.ServiceCIDRs, "serviceCIDRs", "service CIDR")
-
-		p.Zone = strings.ToLower(strings.TrimSuffix(e.Zone, "."))
-		if p.Zone == "" {
-			p.Zone = DefaultZone
-		}
-		switch {
-		case !isDNSName(p.Zone):
-			v.add(base+".zone", []string{name}, "%s: zone %q is not a DNS name", label, e.Zone)
-		case p.Zone == clustersetZone || strings.HasSuffix(p.Zone, "."+clustersetZone):
-			v.add(base+".zone", []string{name}, "%s: zone %q lies in the %s zone, which is shared by all clusters", label, e.Zone, clustersetZone)
-		}
-
 		if len(e.Gateways) == 0 {
-			v.add(base+".gateways", []string{name}, "%s lists no gateway", label)
+			v.add(c.base+".gateways", []string{c.name}, "%s lists no gateway", c.label)
+		}
+		p := Peer{
+			Name:                e.Name,
+			ID:                  e.ID,
+			PodCIDRs:            v.networks(c, e.PodCIDRs, "podCIDRs", "pod CIDR"),
+			ServiceCIDRs:        v.networks(c, e.ServiceCIDRs, "serviceCIDRs", "service CIDR"),
+			Zone:                v.zone(c, e.Zone),
+			PersistentKeepalive: v.keepalive(c, e.PersistentKeepalive),
 		}
 		nodes := map[string]int{}
 		for j, g := range e.Gateways {
-			gbase := fmt.Sprintf("%s.gateways[%d]", base, j)
-			gw := RemoteGateway{Node: g.Node}
-			ok := true
-			switch {
-			case g.Node == "":
-				v.add(gbase+".node", []string{name}, "%s: gateway node name required", label)
-				ok = false
-			case !isDNSName(g.Node) || strings.ToLower(g.Node) != g.Node:
-				v.add(gbase+".node", []string{name}, "%s: %q is not a node name", label, g.Node)
-				ok = false
-			default:
-				if k, dup := nodes[g.Node]; dup {
-					v.add(gbase+".node", []string{name}, "%s: gateway %q is listed twice (also gateways[%d])", label, g.Node, k)
-					ok = false
-				}
-				nodes[g.Node] = j
-			}
-			gwLabel := fmt.Sprintf("%s, gateway %q", label, g.Node)
-			ep, err := netip.ParseAddrPort(g.Endpoint)
-			switch {
-			case g.Endpoint == "":
-				v.add(gbase+".endpoint", []string{name}, "%s: endpoint required (ip:port)", gwLabel)
-				ok = false
-			case err != nil:
-				v.add(gbase+".endpoint", []string{name}, "%s: endpoint %q is not ip:port (host names are not resolved)", gwLabel, g.Endpoint)
-				ok = false
-			case ep.Port() == 0:
-				v.add(gbase+".endpoint", []string{name}, "%s: endpoint %s has port 0", gwLabel, ep)
-				ok = false
-			case ep.Addr().IsUnspecified() || ep.Addr().IsMulticast():
-				v.add(gbase+".endpoint", []string{name}, "%s: endpoint %s is not a unicast address", gwLabel, ep)
-				ok = false
-			}
-			gw.Endpoint = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
-			if err == nil {
-				endpoints = append(endpoints, endpoint{cluster: name, field: gbase + ".endpoint", addr: gw.Endpoint, label: gwLabel})
-			}
-			key, err := wgtypes.ParseKey(g.PublicKey)
-			switch {
-			case g.PublicKey == "":
-				v.add(gbase+".publicKey", []string{name}, "%s: public key required", gwLabel)
-				ok = false
-			case err != nil:
-				v.add(gbase+".publicKey", []string{name}, "%s: not a WireGuard public key (32 bytes, base64): %v", gwLabel, err)
-				ok = false
-			case key == wgtypes.Key{}:
-				v.add(gbase+".publicKey", []string{name}, "%s: the all-zero key is not a public key", gwLabel)
-				ok = false
-			default:
-				if other, dup := keys[key]; dup {
-					v.add(gbase+".publicKey", []string{name, keyCluster[key]}, "%s: public key is also that of %s", gwLabel, other)
-					ok = false
-				} else {
-					keys[key] = fmt.Sprintf("gateway %q of %s (%s)", g.Node, label, gbase)
-					keyCluster[key] = name
-				}
-			}
-			gw.PublicKey = key
-			if ok {
+			if gw, ok := v.gateway(c, j, g, nodes); ok {
 				p.Gateways = append(p.Gateways, gw)
-			}
-		}
-
-		switch ka := e.PersistentKeepalive; ka {
-		case "":
-			p.PersistentKeepalive = DefaultPersistentKeepalive
-		case "off":
-		default:
-			d, err := time.ParseDuration(ka)
-			switch {
-			case err != nil:
-				v.add(base+".persistentKeepalive", []string{name}, "%s: %q is not a duration (e.g. 25s) or \"off\"", label, ka)
-			case d < time.Second || d > 65535*time.Second || d%time.Second != 0:
-				v.add(base+".persistentKeepalive", []string{name}, "%s: %s is not a whole number of seconds from 1s to 65535s", label, d)
-			default:
-				p.PersistentKeepalive = d
 			}
 		}
 		peers = append(peers, p)
 	}
+	v.overlaps()
+	return peers
+}
 
-	// Overlaps: each pair once, reported on the later-declared field
-	// (local networks come first, so a peer is always the one reported).
-	for j := range cidrs {
-		for i := range j {
-			a, b := cidrs[i], cidrs[j]
-			if strings.HasPrefix(b.field, "local.") || !a.prefix.Overlaps(b.prefix) {
-				continue
-			}
-			v.add(b.field, []string{a.cluster, b.cluster}, "%s overlaps %s", b.what, a.what)
+// identity checks a peer's name and id, alone and against the others.
+func (v *validator) identity(c entry, id string) {
+	switch {
+	case c.name == "":
+		v.add(c.base+".name", nil, "required")
+	case !IsDNSLabel(c.name):
+		v.add(c.base+".name", []string{c.name}, "%s: not a DNS label (lowercase letters, digits and '-', at most 63)", c.label)
+	case c.name == v.local.Name:
+		v.add(c.base+".name", []string{c.name}, "%s has this cluster's own name", c.label)
+	default:
+		if j, ok := v.names[c.name]; ok {
+			v.add(c.base+".name", []string{c.name}, "%s is listed twice (also peers[%d])", c.label, j)
+		} else {
+			v.names[c.name] = c.index
 		}
 	}
-	// A gateway reached through an address that the peering itself
-	// routes elsewhere would send the tunnel into the tunnel.
-	for _, e := range endpoints {
-		for _, c := range cidrs {
+	switch {
+	case id == "":
+		v.add(c.base+".id", []string{c.name}, "%s: required", c.label)
+	case !IsDNSLabel(id):
+		v.add(c.base+".id", []string{c.name}, "%s: id %q is not a DNS label (lowercase letters, digits and '-', at most 63)", c.label, id)
+	case v.local.ID != "" && id == v.local.ID:
+		v.add(c.base+".id", []string{c.name, v.local.Name}, "%s has this cluster's own id %q", c.label, id)
+	default:
+		if j, ok := v.ids[id]; ok {
+			other := v.file.Peers[j].Name
+			v.add(c.base+".id", []string{c.name, other}, "%s: id %q is also the id of cluster %q (peers[%d])", c.label, id, other, j)
+		} else {
+			v.ids[id] = c.index
+		}
+	}
+}
+
+// networks parses a peer's list of CIDRs (key is its field name, kind its
+// name in messages) and records them for the overlap check.
+func (v *validator) networks(c entry, list []string, key, kind string) []netip.Prefix {
+	var out []netip.Prefix
+	for k, s := range list {
+		field := fmt.Sprintf("%s.%s[%d]", c.base, key, k)
+		pfx, err := netip.ParsePrefix(s)
+		switch {
+		case err != nil:
+			v.add(field, []string{c.name}, "%s: %q is not a CIDR", c.label, s)
+			continue
+		case pfx.Masked() != pfx:
+			v.add(field, []string{c.name}, "%s: %s has host bits set (did you mean %s?)", c.label, pfx, pfx.Masked())
+			continue
+		}
+		out = append(out, pfx)
+		v.cidrs = append(v.cidrs, cidr{cluster: c.name, field: field, prefix: pfx,
+			what: fmt.Sprintf("%s %s of %s (%s)", kind, pfx, c.label, field)})
+	}
+	return out
+}
+
+// zone normalises and checks a peer's DNS zone.
+func (v *validator) zone(c entry, raw string) string {
+	z := strings.ToLower(strings.TrimSuffix(raw, "."))
+	if z == "" {
+		z = DefaultZone
+	}
+	switch {
+	case !isDNSName(z):
+		v.add(c.base+".zone", []string{c.name}, "%s: zone %q is not a DNS name", c.label, raw)
+	case z == clustersetZone || strings.HasSuffix(z, "."+clustersetZone):
+		v.add(c.base+".zone", []string{c.name}, "%s: zone %q lies in the %s zone, which is shared by all clusters", c.label, raw, clustersetZone)
+	}
+	return z
+}
+
+// keepalive parses a peer's persistentKeepalive.
+func (v *validator) keepalive(c entry, raw string) time.Duration {
+	switch raw {
+	case "":
+		return DefaultPersistentKeepalive
+	case "off":
+		return 0
+	}
+	d, err := time.ParseDuration(raw)
+	switch {
+	case err != nil:
+		v.add(c.base+".persistentKeepalive", []string{c.name}, "%s: %q is not a duration (e.g. 25s) or \"off\"", c.label, raw)
+	case d < time.Second || d > 65535*time.Second || d%time.Second != 0:
+		v.add(c.base+".persistentKeepalive", []string{c.name}, "%s: %s is not a whole number of seconds from 1s to 65535s", c.label, d)
+	default:
+		return d
+	}
+	return 0
+}
+
+// gateway checks the j-th gateway of a peer; nodes holds the peer's
+// gateway names seen so far. ok is false when anything is wrong with it.
+func (v *validator) gateway(c entry, j int, g Gateway, nodes map[string]int) (gw RemoteGateway, ok bool) {
+	base := fmt.Sprintf("%s.gateways[%d]", c.base, j)
+	ok = true
+	bad := func(field, format string, args ...any) {
+		v.add(base+"."+field, []string{c.name}, format, args...)
+		ok = false
+	}
+	switch {
+	case g.Node == "":
+		bad("node", "%s: gateway node name required", c.label)
+	case !isDNSName(g.Node) || strings.ToLower(g.Node) != g.Node:
+		bad("node", "%s: %q is not a node name", c.label, g.Node)
+	default:
+		if k, dup := nodes[g.Node]; dup {
+			bad("node", "%s: gateway %q is listed twice (also gateways[%d])", c.label, g.Node, k)
+		}
+		nodes[g.Node] = j
+	}
+
+	label := fmt.Sprintf("%s, gateway %q", c.label, g.Node)
+	ep, err := netip.ParseAddrPort(g.Endpoint)
+	switch {
+	case g.Endpoint == "":
+		bad("endpoint", "%s: endpoint required (ip:port)", label)
+	case err != nil:
+		bad("endpoint", "%s: endpoint %q is not ip:port (host names are not resolved)", label, g.Endpoint)
+	case ep.Port() == 0:
+		bad("endpoint", "%s: endpoint %s has port 0", label, ep)
+	case ep.Addr().IsUnspecified() || ep.Addr().IsMulticast():
+		bad("endpoint", "%s: endpoint %s is not a unicast address", label, ep)
+	}
+	if err == nil {
+		ep = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
+		v.endpoints = append(v.endpoints, endpoint{cluster: c.name, field: base + ".endpoint", addr: ep, label: label})
+	}
+
+	key, err := wgtypes.ParseKey(g.PublicKey)
+	switch {
+	case g.PublicKey == "":
+		bad("publicKey", "%s: public key required", label)
+	case err != nil:
+		bad("publicKey", "%s: not a WireGuard public key (32 bytes, base64): %v", label, err)
+	case key == wgtypes.Key{}:
+		bad("publicKey", "%s: the all-zero key is not a public key", label)
+	default:
+		if owner, dup := v.keys[key]; dup {
+			v.add(base+".publicKey", []string{c.name, owner.cluster}, "%s: public key is also that of %s", label, owner.what)
+			ok = false
+		} else {
+			v.keys[key] = keyOwner{cluster: c.name, what: fmt.Sprintf("gateway %q of %s (%s)", g.Node, c.label, base)}
+		}
+	}
+	return RemoteGateway{Node: g.Node, Endpoint: ep, PublicKey: key}, ok
+}
+
+// overlaps reports every pair of overlapping networks once, on the
+// later-declared field (local networks come first, so a peer's is always
+// the one reported), and every gateway endpoint inside a declared network:
+// the tunnel to it would be routed into the tunnel.
+func (v *validator) overlaps() {
+	for j, b := range v.cidrs {
+		if strings.HasPrefix(b.field, "local.") {
+			continue
+		}
+		for _, a := range v.cidrs[:j] {
+			if a.prefix.Overlaps(b.prefix) {
+				v.add(b.field, []string{a.cluster, b.cluster}, "%s overlaps %s", b.what, a.what)
+			}
+		}
+	}
+	for _, e := range v.endpoints {
+		for _, c := range v.cidrs {
 			if c.prefix.Contains(e.addr.Addr()) {
 				v.add(e.field, []string{e.cluster, c.cluster}, "%s: endpoint %s lies inside %s; the tunnel would be routed into itself", e.label, e.addr, c.what)
 			}
 		}
 	}
-	return peers
-}
-
-// endpoint is one gateway endpoint, for the check against the networks.
-type endpoint struct {
-	cluster, field, label string
-	addr                  netip.AddrPort
 }
 
 // IsDNSLabel reports whether s is an RFC 1123 label, as cluster names and
