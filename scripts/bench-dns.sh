@@ -151,7 +151,7 @@ done
 
 # qps ADDR FILE: queries per second at full speed.
 qps() {
-  ip netns exec "$pod" dnsperf -s "$1" -d "$2" -c "$clients" -l "$secs" -q 1000 >"$tmp/out" 2>&1 ||
+  ip netns exec "$pod" "${client[@]}" dnsperf -s "$1" -d "$2" -c "$clients" -l "$secs" -q 1000 >"$tmp/out" 2>&1 ||
     { cat "$tmp/out" >&2; die "dnsperf failed"; }
   awk '/Queries per second:/ {printf "%.0f\n", $4}' "$tmp/out"
 }
@@ -163,7 +163,7 @@ hz=$(getconf CLK_TCK)
 latency() {
   local before after
   before=$(cputicks "$3")
-  ip netns exec "$pod" dnsperf -s "$1" -d "$2" -Q "$rate" -l "$secs" -v >"$tmp/out" 2>&1 ||
+  ip netns exec "$pod" "${client[@]}" dnsperf -s "$1" -d "$2" -Q "$rate" -l "$secs" -v >"$tmp/out" 2>&1 ||
     { cat "$tmp/out" >&2; die "dnsperf failed"; }
   after=$(cputicks "$3")
   awk '/^> / {print $NF * 1000000}' "$tmp/out" | sort -n | awk -v t=$((after - before)) -v hz="$hz" '
@@ -176,6 +176,17 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 weftpid=$("$weft" lab status --json --name "$lab" | jq -er '.nodes[] | select(.name == "n1") | .pid') ||
   die "no agent pid for n1"
 refpid=${pids[1]}
+# With CPUs to spare, dnsperf gets CPU 0 and both servers (every thread)
+# CPU 1, so that QPS measures a server on one CPU, not dnsperf's share.
+client=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  taskset -a -p -c 1 "$weftpid" >/dev/null && taskset -a -p -c 1 "$refpid" >/dev/null ||
+    die "failed to pin the servers to CPU 1"
+  client=(taskset -c 0)
+  pinned="dnsperf on CPU 0, each server on CPU 1"
+else
+  pinned="not pinned (one CPU)"
+fi
 declare -A q l50 l99 cpu
 for set in cluster forwarded; do
   for srv in weft coredns; do
@@ -199,7 +210,7 @@ done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 echo
 echo "DNS: dnsperf from a pod to its node's resolver; $runs rounds of ${secs}s, medians"
-echo "(throughput: $clients clients, as fast as answered; latency and server CPU per query: $rate queries/s offered)"
+echo "(throughput: $clients clients, as fast as answered; latency and server CPU per query: $rate queries/s offered; $pinned)"
 printf '%-10s %-8s %10s %10s %10s %12s\n' "names" "server" "QPS" "p50 (us)" "p99 (us)" "CPU us/query"
 missed=0
 for set in cluster forwarded; do
