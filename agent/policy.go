@@ -22,6 +22,10 @@ type PolicyConfig struct {
 	// ResyncInterval is how often the table's elements are rewritten even
 	// when nothing changed (repairing hand edits). Default 60s.
 	ResyncInterval Duration `yaml:"resyncInterval"`
+	// SourceCheck drops new connections from a cluster address that did
+	// not arrive on the interface that address is routed through (a pod
+	// forging another pod's address to get past a policy). Default true.
+	SourceCheck *bool `yaml:"sourceCheck"`
 	// RulesetFile is where the compiled ruleset is written, as nft text,
 	// for `weft policy show`. Default: policy.txt beside stateFile.
 	RulesetFile string `yaml:"rulesetFile"`
@@ -37,6 +41,10 @@ func (c *PolicyConfig) complete() error {
 	if c.Enabled == nil {
 		t := true
 		c.Enabled = &t
+	}
+	if c.SourceCheck == nil {
+		t := true
+		c.SourceCheck = &t
 	}
 	if c.Debounce.Duration == 0 {
 		c.Debounce.Duration = DefaultPolicyDebounce
@@ -81,6 +89,9 @@ func newPolicyAddon(a *Agent) (addon, error) {
 	p := newPolicyAddonWith(a.base.With("component", "policy", "node", a.cfg.NodeName), a.cfg.NodeName, cfg, file,
 		policy.NewApplier(conn), func(st PolicyStatus) { a.setStatus(func(s *Status) { s.Policy = &st }) },
 		newPolicyMetrics(a.metrics.reg))
+	if *cfg.SourceCheck {
+		p.sourceCheck = a.cfg.ClusterPrefix()
+	}
 	p.remove = func() error { return policy.Remove(conn) }
 	p.closeConn = conn.CloseLasting
 	return p, nil

@@ -14,7 +14,7 @@ func TestPolicyConfigDefaultsAndErrors(t *testing.T) {
 	if err := c.complete(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Enabled == nil || !*c.Enabled || c.Debounce.Duration != DefaultPolicyDebounce || c.ResyncInterval.Duration != DefaultPolicyResync {
+	if c.Enabled == nil || !*c.Enabled || c.SourceCheck == nil || !*c.SourceCheck || c.Debounce.Duration != DefaultPolicyDebounce || c.ResyncInterval.Duration != DefaultPolicyResync {
 		t.Errorf("defaults: %+v", c)
 	}
 	for _, tc := range []struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +35,7 @@ type policyAddon struct {
 	node        string
 	cfg         PolicyConfig
 	rulesetFile string
+	sourceCheck netip.Prefix  // the cluster CIDR, or invalid (policy.sourceCheck off)
 	applier     policyApplier // used by run only
 	remove      func() error  // deletes the table (leaving the cluster)
 	closeConn   func() error
@@ -167,7 +169,7 @@ func (p *policyAddon) run(ctx context.Context) {
 // rewrites elements that are most likely unchanged: it is not reported as
 // a change.
 func (p *policyAddon) sync(resync bool) {
-	in := policy.Input{Node: p.node}
+	in := policy.Input{Node: p.node, SourceCheck: p.sourceCheck}
 	for _, o := range p.policies.GetStore().List() {
 		if np, ok := o.(*networkingv1.NetworkPolicy); ok {
 			in.Policies = append(in.Policies, np)
@@ -199,7 +201,8 @@ func (p *policyAddon) sync(resync bool) {
 		p.fail("apply", err)
 		return
 	}
-	p.chains = make(map[string]chainLabels, len(rs.Chains))
+	p.chains = make(map[string]chainLabels, len(rs.Chains)+1)
+	p.chains[policy.SourceCheckCounter] = chainLabels{direction: policy.SourceCheckCounter}
 	for _, c := range rs.Chains {
 		p.chains[c.Name] = chainLabels{direction: string(c.Direction), policies: strings.Join(c.Policies, ",")}
 	}

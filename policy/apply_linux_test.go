@@ -2,15 +2,18 @@ package policy
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
+	"github.com/weftnet/weft/lab/probe"
 	networkingv1 "k8s.io/api/networking/v1"
 )
 
@@ -195,7 +198,7 @@ func TestApplierTraffic(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	pods := map[string]string{"a": "10.244.1.1", "c": "10.244.1.3"}
+	pods := map[string]string{"a": "10.244.1.1", "c": "10.244.1.3", "b": "10.244.1.5"} // x/a, x/c, y/b
 	for name, ip := range pods {
 		ns := node + "-" + name
 		run("ip", "netns", "add", ns)
@@ -275,4 +278,67 @@ func TestApplierTraffic(t *testing.T) {
 	if d, _ := a.Drops(); d.Pods[cDrop] != before {
 		t.Errorf("a resync changed x/c's drops %d -> %d", before, d.Pods[cDrop])
 	}
+
+	// y/b forges x/a's address to get past x/from-a: it does without the
+	// source check, and does not with it.
+	in.Pods[0].Labels = map[string]string{"pod": "a"}
+	run("ip", "-n", node+"-b", "addr", "add", pods["a"]+"/32", "dev", "eth0")
+	forged := func() bool {
+		t.Helper()
+		got, err := udpArrives(node+"-b", node+"-c", netip.MustParseAddrPort(pods["a"]+":4000"), netip.MustParseAddrPort(pods["c"]+":9999"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	apply(Elements)
+	if !forged() {
+		t.Fatal("without the source check a forged datagram did not arrive; the test cannot tell")
+	}
+	in.SourceCheck = netip.MustParsePrefix("10.244.0.0/16")
+	apply(Replaced)
+	if forged() {
+		t.Error("a datagram forged with x/a's address got past x/from-a despite the source check")
+	}
+	if !ping() {
+		t.Error("x/a cannot reach x/c with the source check on")
+	}
+	if d, _ := a.Drops(); d.Chains[SourceCheckCounter] == 0 {
+		t.Errorf("the source check counted nothing: %+v", d)
+	}
+}
+
+// udpArrives sends a datagram from the namespace from (bound to src) to dst
+// and reports whether a listener in namespace to receives it within a
+// second.
+func udpArrives(from, to string, src, dst netip.AddrPort) (bool, error) {
+	var l net.PacketConn
+	if err := probe.InNetns("/run/netns/"+to, func() (err error) {
+		l, err = net.ListenPacket("udp4", dst.String())
+		return err
+	}); err != nil {
+		return false, err
+	}
+	defer l.Close()
+	var c *net.UDPConn
+	if err := probe.InNetns("/run/netns/"+from, func() (err error) {
+		c, err = net.DialUDP("udp4", net.UDPAddrFromAddrPort(src), net.UDPAddrFromAddrPort(dst))
+		return err
+	}); err != nil {
+		return false, err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(time.Second)
+	_ = l.SetReadDeadline(deadline)
+	buf := make([]byte, 64)
+	for time.Now().Before(deadline) {
+		if _, err := c.Write([]byte("forged")); err != nil {
+			return false, err
+		}
+		_ = l.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, from, err := l.ReadFrom(buf); err == nil {
+			return from.(*net.UDPAddr).AddrPort().Addr() == src.Addr(), nil
+		}
+	}
+	return false, nil
 }

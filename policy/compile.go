@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -14,10 +15,15 @@ import (
 // Input is what Compile reads: the cluster's objects as the informers hold
 // them, and which node this is.
 type Input struct {
-	Node       string
-	Policies   []*networkingv1.NetworkPolicy
-	Pods       []*corev1.Pod
-	Namespaces []*corev1.Namespace
+	Node string
+	// SourceCheck, when valid (the cluster CIDR), makes the table drop new
+	// connections from an address in it that did not arrive on the
+	// interface that address is routed through: a pod cannot pass for
+	// another pod to get past a policy.
+	SourceCheck netip.Prefix
+	Policies    []*networkingv1.NetworkPolicy
+	Pods        []*corev1.Pod
+	Namespaces  []*corev1.Namespace
 }
 
 // compiler holds one Compile's indexes and its output under construction.
@@ -101,6 +107,9 @@ func Compile(in Input) (Ruleset, error) {
 		return Ruleset{}, err
 	}
 	c.rs.AllPolicies = len(pols)
+	if in.SourceCheck.IsValid() && in.SourceCheck.Addr().Is4() {
+		c.rs.SourceCheck = in.SourceCheck.Masked()
+	}
 	c.assign(pols)
 	return c.rs, nil
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -74,6 +75,22 @@ func Render(rs Ruleset) Objects {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		}},
+	)
+	if p := rs.SourceCheck; p.IsValid() {
+		net4, mask := p.Addr().As4(), prefixMask(p)
+		o.Counters = append(o.Counters, &nftables.CounterObj{Table: t, Name: SourceCheckCounter})
+		o.Rules = append(o.Rules, &nftables.Rule{Table: t, Chain: fwd, UserData: comment("a pod address must come from where it is routed"), Exprs: []expr.Any{
+			ipField(12),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: net4[:]},
+			// fib saddr . iif oif missing
+			&expr.Fib{Register: 1, FlagSADDR: true, FlagIIF: true, ResultOIF: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+			&expr.Objref{Type: objCounter, Name: SourceCheckCounter},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+	}
+	o.Rules = append(o.Rules,
 		&nftables.Rule{Table: t, Chain: fwd, UserData: comment("pods isolated for egress"), Exprs: []expr.Any{
 			ipField(Egress.own()),
 			&expr.Lookup{SourceRegister: 1, SetName: egressMap, SetID: ids[egressMap], DestRegister: 0, IsDestRegSet: true},
@@ -198,3 +215,11 @@ func mapElements(m []MapEntry) []nftables.SetElement {
 func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeComment, s) }
 
 func ptrPolicy(p nftables.ChainPolicy) *nftables.ChainPolicy { return &p }
+
+func prefixMask(p netip.Prefix) []byte {
+	m := make([]byte, 4)
+	for i := 0; i < p.Bits(); i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return m
+}

@@ -38,7 +38,13 @@ type Ruleset struct {
 	Pods int
 	// Problems are what weft could not enforce exactly, one line each.
 	Problems []string
+	// SourceCheck is the prefix whose source addresses are checked against
+	// the routes (see Input.SourceCheck); invalid when off.
+	SourceCheck netip.Prefix
 }
+
+// SourceCheckCounter names the counter of packets the source check drops.
+const SourceCheckCounter = "source-check"
 
 // Set is a named set of IPv4 addresses, as ranges.
 type Set struct {
@@ -101,7 +107,8 @@ func (d Direction) verdict() string {
 // the same structure differ only in elements, which can be updated in place.
 func (rs *Ruleset) StructureFingerprint() string {
 	var b strings.Builder
-	b.WriteString("weft-policy-v2\n")
+	b.WriteString("weft-policy-v3\n")
+	fmt.Fprintf(&b, "source-check %v\n", rs.SourceCheck)
 	for _, s := range rs.Sets {
 		fmt.Fprintf(&b, "set %s\n", s.Name)
 	}

@@ -82,7 +82,11 @@ func Show(w io.Writer, rs Ruleset) {
 		fmt.Fprintf(w, "\t}\n")
 	}
 	fmt.Fprintf(w, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
-	fmt.Fprintf(w, "\t\tct state established,related accept\n\t\tip saddr vmap @egress\n\t\tip daddr vmap @ingress\n\t}\n")
+	fmt.Fprintf(w, "\t\tct state established,related accept\n")
+	if rs.SourceCheck.IsValid() {
+		fmt.Fprintf(w, "\t\tip saddr %s fib saddr . iif oif missing counter name %q drop\t# a pod address must come from where it is routed\n", rs.SourceCheck, SourceCheckCounter)
+	}
+	fmt.Fprintf(w, "\t\tip saddr vmap @egress\n\t\tip daddr vmap @ingress\n\t}\n")
 	for _, c := range rs.Chains {
 		writeChain(w, c)
 	}
