@@ -140,7 +140,8 @@ func (d *dnsAddon) Start(ctx context.Context, inf *kube.Informers) error {
 	d.mu.Lock()
 	d.cache, d.upstreams, d.regs = cch, upstreams, regs
 	d.server = dnsproxy.NewServer(dnsproxy.ServerConfig{Addr: d.listen, Allowed: d.allowed, Log: d.log}, zone, d.metrics)
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
+	d.stop, d.done = stop, done
 	d.mu.Unlock()
 	// A node that cannot take the listen address yet (or whose port is
 	// taken) keeps its data plane: the loop retries every resync.
@@ -149,7 +150,7 @@ func (d *dnsAddon) Start(ctx context.Context, inf *kube.Informers) error {
 		d.log.Error("DNS proxy not serving yet; retrying every resync", "err", err)
 	}
 	d.report(synced(), err)
-	go d.loop(ctx, synced)
+	go d.loop(ctx, synced, stop, done)
 	return nil
 }
 
@@ -215,8 +216,8 @@ func (d *dnsAddon) ensureNode() error {
 
 // loop repairs the node's part every resync and publishes status until
 // ctx is done or Close.
-func (d *dnsAddon) loop(ctx context.Context, synced func() bool) {
-	defer close(d.done)
+func (d *dnsAddon) loop(ctx context.Context, synced func() bool, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
 	t := time.NewTicker(d.resync)
 	defer t.Stop()
 	wasSynced := synced()
@@ -224,7 +225,7 @@ func (d *dnsAddon) loop(ctx context.Context, synced func() bool) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-d.stop:
+		case <-stop:
 			return
 		case <-t.C:
 		}
@@ -265,19 +266,21 @@ func (d *dnsAddon) report(synced bool, err error) {
 // NOTRACK table; on a plain stop they stay, so pods' resolv.conf keeps
 // pointing at an address the next agent answers on.
 func (d *dnsAddon) Close(leave bool) error {
+	// The repair loop first, so that it cannot start the server again.
 	d.mu.Lock()
-	srv, stop, done := d.server, d.stop, d.done
-	if !d.serving {
-		srv = nil
-	}
-	d.serving = false
+	stop, done := d.stop, d.done
+	d.stop = nil
 	d.mu.Unlock()
-	var errs []error
 	if stop != nil {
 		close(stop)
 		<-done
 	}
-	if srv != nil {
+	d.mu.Lock()
+	srv, serving := d.server, d.serving
+	d.serving = false
+	d.mu.Unlock()
+	var errs []error
+	if serving {
 		errs = append(errs, srv.Close())
 	}
 	if leave {
