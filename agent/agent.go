@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -185,6 +186,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.reconcile(ctx)
+	// Start-up (the join's state exchange, programming every peer) leaves
+	// garbage several times the agent's steady heap; return it to the OS
+	// now rather than when the background scavenger gets to it.
+	debug.FreeOSMemory()
 	if err := a.startAddons(ctx); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -42,7 +43,10 @@ func newMetrics(snapshot func() Status, gossipCounters func() map[string]uint64)
 		snapshot:       snapshot,
 		gossipCounters: gossipCounters,
 	}
-	m.reg.MustRegister(m.reconcileRuns, m.reconcileErrs, m.reconcileTime, m.leaseChanges, m)
+	m.reg.MustRegister(m.reconcileRuns, m.reconcileErrs, m.reconcileTime, m.leaseChanges, m,
+		// The agent's own footprint: Go heap, goroutines, GC (go_*),
+		// resident memory and CPU (process_*).
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

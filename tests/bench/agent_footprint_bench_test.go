@@ -15,7 +15,8 @@ package bench
 // does): what the tunnel alone costs, without weft around it.
 //
 // Settings: WEFT_BENCH_MEMBERS (default 1000, the agent included),
-// WEFT_BENCH_REST (seconds of the CPU window, default 30).
+// WEFT_BENCH_REST (seconds of the CPU window, default 30);
+// WEFT_BENCH_HEAPPROFILE=FILE saves the agent's heap profile at rest.
 
 import (
 	"bufio"
@@ -103,7 +104,7 @@ masquerade: false
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "agent.log"))
+	logFile, err := os.Create(filepath.Join(os.TempDir(), "weft-bench-agent.log")) // kept for a look after the run
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -179,6 +180,17 @@ masquerade: false
 		b.Fatal(err)
 	}
 	hwm, _ := statusKiB(status, "VmHWM")
+	anon, _ := statusKiB(status, "RssAnon")
+	file, _ := statusKiB(status, "RssFile")
+	heap := agentMetric(ns, "go_memstats_heap_inuse_bytes")
+	if f := os.Getenv("WEFT_BENCH_HEAPPROFILE"); f != "" {
+		// The agent's heap at rest, for go tool pprof.
+		if out, err := exec.Command("ip", "netns", "exec", ns, "curl", "-s", "--max-time", "10", "-o", f,
+			"http://127.0.0.1:9464/debug/pprof/heap").CombinedOutput(); err != nil {
+			b.Logf("heap profile: %v: %s", err, out)
+		}
+	}
+	goroutines := agentMetric(ns, "go_goroutines")
 	cores := (cpu1 - cpu0).Seconds() / window.Seconds()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	st, err := agent.FetchStatus(ctx, socket)
@@ -213,6 +225,8 @@ masquerade: false
 	fmt.Printf("%-46s %9.2fs %10s %7s  (join, lease, device, peers, routes)\n", "agent start to every peer programmed", programmed.Seconds(), "-", "-")
 	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s  < 50MiB %s\n", "RSS at rest", mib(rss), mib(rr.RSSKiB), ratio(mib(rss), mib(rr.RSSKiB)), verdict(rss < 50*1024))
 	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s\n", "RSS peak (VmHWM)", mib(hwm), mib(rr.HWMKiB), ratio(mib(hwm), mib(rr.HWMKiB)))
+	fmt.Printf("%-46s %7.1fMiB %10s %7s  (file-backed %.1fMiB: the binary's pages)\n", "RSS anonymous", mib(anon), "-", "-", mib(file))
+	fmt.Printf("%-46s %7.1fMiB %10s %7s  (%.0f goroutines)\n", "Go heap in use", heap/(1<<20), "-", "-", goroutines)
 	fmt.Printf("%-46s %8.2f%% %10s %7s  (over %.0fs)\n", "CPU at rest (one core = 100%)", 100*cores, "-", "-", window.Seconds())
 	fmt.Printf("checked: the device holds %d peers, the kernel %d routes\n", devPeers, kernelRoutes)
 	b.ReportMetric(programmed.Seconds(), "programmed-s")
@@ -291,6 +305,22 @@ func startSwarm(b *testing.B, ns string, prm swarmParams) func() {
 		b.Fatalf("swarm not ready after 10 minutes:\n%s", errb.String())
 	}
 	return stop
+}
+
+// agentMetric reads one unlabelled sample from the agent's /metrics in ns
+// (0 if it cannot).
+func agentMetric(ns, name string) float64 {
+	out, err := exec.Command("ip", "netns", "exec", ns, "curl", "-s", "--max-time", "5", "http://127.0.0.1:9464/metrics").Output()
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return 0
 }
 
 // procCPU is a process's user plus system CPU time.
