@@ -52,16 +52,16 @@ demo: deps build
 # Every figure in docs/benchmarks.md, each beside its reference: pod-to-pod
 # throughput (weft WireGuard and VXLAN against standalone wireguard-go, kernel
 # VXLAN and the underlay), pod setup latency (against bridge + host-local),
-# the 1,000-peer tunnel footprint (against wireguard-go + wg + ip), gossip
-# at 100 members, and NetworkPolicy at 1,000 policies over 5,000 pods
+# the 1,000-peer tunnel and agent footprint (against wireguard-go + wg + ip),
+# gossip at 100 and 1,000 members (simulated clock, 20 minutes), and NetworkPolicy at 1,000 policies over 5,000 pods
 # (compile, apply, label change to enforced, throughput against no policy),
 # and cluster DNS (weft's proxy against CoreDNS, dnsperf; needs
-# `make controlplane`). Slow: about 25 minutes.
+# `make controlplane`). Slow: about an hour.
 bench: deps build
 	@scripts/bench.sh
 	@scripts/bench-scale.sh
 	@scripts/bench-dns.sh
-	$(GO) test -run '^$$' -bench 'GossipScale/100$$' -benchtime 1x ./gossip/ -args -members 100
+	$(GO) test -count=1 -timeout 60m -run GossipScaleSimulated -v ./gossip/ -args -sim.members 100,1000 -sim.rest 400s
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./policy/
 	$(GO) test -count=1 -run TestPolicyBench -v ./tests/e2e/ -args -policy.bench
 
