@@ -5,18 +5,17 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/weftnet/weft/agent/kube"
+	"github.com/weftnet/weft/internal/netnstest"
 )
 
 // TestDNSAddonLifecycle runs the addon as the agent does, in a fresh
@@ -30,21 +29,7 @@ func TestDNSAddonLifecycle(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("needs the nft tool to check the table")
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	defer netns.Set(orig)
-	lo, _ := netlink.LinkByName("lo")
-	netlink.LinkSetUp(lo)
+	netnstest.Enter(t)
 
 	dir := t.TempDir()
 	resolv := dir + "/resolv.conf"

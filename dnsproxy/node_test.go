@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -14,7 +13,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"github.com/weftnet/weft/internal/netnstest"
 )
 
 type fakeNft struct {
@@ -91,21 +90,7 @@ func TestNodeLocal(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("needs the nft tool to read the counters back")
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	defer netns.Set(orig)
-	lo, _ := netlink.LinkByName("lo")
-	netlink.LinkSetUp(lo)
+	ns := netnstest.Enter(t)
 
 	listen := netip.MustParseAddrPort("169.254.20.10:53")
 	for range 2 {

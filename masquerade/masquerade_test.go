@@ -5,13 +5,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netns"
+	"github.com/weftnet/weft/internal/netnstest"
 )
 
 func TestPlanMatchesClusterOnly(t *testing.T) {
@@ -108,19 +107,7 @@ func TestApplyInNamespace(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("needs the nft tool to read the ruleset back")
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // also switches this thread into it
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	defer netns.Set(orig)
+	ns := netnstest.Enter(t)
 
 	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
