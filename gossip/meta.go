@@ -22,6 +22,10 @@ type Meta struct {
 	PodCIDR    netip.Prefix     // the lease; invalid until claimed
 	ClaimedAt  time.Time        // when this lease was first claimed (persisted with it)
 	Static     bool             // lease assigned externally; never re-claimed
+
+	// Multi-cluster peering (peering.ElectGateway reads these).
+	GatewayEligible bool // this node may be its cluster's peering gateway
+	GatewayActive   bool // this node is acting as the active gateway now
 }
 
 // clone returns a deep copy of m.
@@ -34,7 +38,7 @@ func (m Meta) clone() Meta {
 
 // Wire format, version 1 (all lengths are single bytes unless noted):
 //
-//	version(1) flags(1)
+//	version(1) flags(1: static, gateway eligible, gateway active)
 //	len clusterID
 //	len(0|4|16) underlayIP
 //	tunnelPort(2, big endian)
@@ -51,6 +55,8 @@ func (m Meta) clone() Meta {
 const (
 	metaVersion    byte = 1
 	flagStatic     byte = 1 << 0
+	flagGatewayOK  byte = 1 << 1 // GatewayEligible
+	flagGatewayOn  byte = 1 << 2 // GatewayActive
 	maxMetaString       = 255
 	maxMACLen           = 20 // InfiniBand is the longest hardware address
 	metaMaxSize         = memberlist.MetaMaxSize
@@ -84,6 +90,12 @@ func encodeMeta(m Meta) ([]byte, error) {
 	var flags byte
 	if m.Static {
 		flags |= flagStatic
+	}
+	if m.GatewayEligible {
+		flags |= flagGatewayOK
+	}
+	if m.GatewayActive {
+		flags |= flagGatewayOn
 	}
 	b = append(b, metaVersion, flags)
 	b = appendString(b, m.ClusterID)
@@ -137,6 +149,8 @@ func decodeMeta(b []byte) (Meta, error) {
 		return Meta{}, fmt.Errorf("malformed meta: unsupported version %d", version)
 	}
 	m.Static = flags&flagStatic != 0
+	m.GatewayEligible = flags&flagGatewayOK != 0
+	m.GatewayActive = flags&flagGatewayOn != 0
 	m.ClusterID = string(r.bytes())
 	m.UnderlayIP = r.addr()
 	m.TunnelPort = int(r.uint16())

@@ -25,6 +25,11 @@ func TestMetaRoundTrip(t *testing.T) {
 			ClusterID: "c", UnderlayIP: netip.MustParseAddr("2001:db8::1"), TunnelPort: 4789,
 			VTEPMAC: mac, PodCIDR: pfx("fd00:10:0:7::/64"), ClaimedAt: time.Unix(5, 0), Static: true,
 		}},
+		{"peering gateway", Meta{
+			ClusterID: "east", UnderlayIP: netip.MustParseAddr("192.168.1.11"), TunnelPort: 51820,
+			PodCIDR: pfx("10.244.8.0/24"), GatewayEligible: true, GatewayActive: true,
+		}},
+		{"eligible standby", Meta{ClusterID: "east", GatewayEligible: true}},
 		{"max sizes", Meta{
 			ClusterID: strings.Repeat("c", 255), PublicKey: strings.Repeat("k", 200),
 			UnderlayIP: netip.MustParseAddr("::ffff:10.0.0.1"), TunnelPort: 65535,
