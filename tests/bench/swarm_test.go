@@ -151,6 +151,10 @@ func runSwarm() int {
 		}
 		time.Sleep(100 * time.Millisecond) // polling a count
 	}
+	// Every member exchanges full state with a random other 2 s and 10 s
+	// after its Start (gossip's catch-up): let the last of those pass, so
+	// the swarm is quiet and answers the agent's probes in time.
+	time.Sleep(11 * time.Second)
 	fmt.Printf("ready %d\n", len(nodes))
 	// Run until the parent closes our standard input.
 	sc := bufio.NewScanner(os.Stdin)
