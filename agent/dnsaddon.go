@@ -139,7 +139,11 @@ func (d *dnsAddon) Start(ctx context.Context, inf *kube.Informers) error {
 	}
 	d.mu.Lock()
 	d.cache, d.upstreams, d.regs = cch, upstreams, regs
-	d.server = dnsproxy.NewServer(dnsproxy.ServerConfig{Addr: d.listen, Allowed: d.allowed, Log: d.log}, zone, d.metrics)
+	// The zone's own answers are cached too, until the records change.
+	front := dnsproxy.NewCache(dnsproxy.CacheConfig{
+		Size: d.cfg.Cache.Size, AuthoritativeOnly: true, Generation: d.records.Generation,
+	}, zone, nil)
+	d.server = dnsproxy.NewServer(dnsproxy.ServerConfig{Addr: d.listen, Allowed: d.allowed, Log: d.log}, front, d.metrics)
 	stop, done := make(chan struct{}), make(chan struct{})
 	d.stop, d.done = stop, done
 	d.mu.Unlock()

@@ -26,6 +26,17 @@ type CacheConfig struct {
 	ServeStale time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+
+	// Generation, when set, versions the data behind the answers (the
+	// cluster zone's records): an answer stored under another generation
+	// is a miss, so a change shows at once, whatever the TTL.
+	Generation func() uint64
+	// AuthoritativeOnly makes the cache in front of the cluster zone: it
+	// stores only authoritative answers (the zone's own), passes every
+	// other query through, never leaves the UDP fast path on a miss (the
+	// zone answers without waiting), and counts nothing in the metrics
+	// (the forwarder's cache does).
+	AuthoritativeOnly bool
 }
 
 // staleTTL is the TTL of a stale answer (RFC 8767 suggests 30s).
@@ -40,6 +51,7 @@ type cacheKey struct {
 
 type cacheEntry struct {
 	key     cacheKey
+	gen     uint64   // CacheConfig.Generation when stored
 	msg     *dns.Msg // without OPT; owner names as first asked
 	stored  time.Time
 	expires time.Time
@@ -88,10 +100,20 @@ func keyOf(r *dns.Msg) cacheKey {
 func (c *Cache) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 	key := keyOf(r)
 	now := c.cfg.Now()
+	var gen uint64
+	if c.cfg.Generation != nil {
+		gen = c.cfg.Generation() // before next reads the data
+	}
 	e := c.get(key)
-	if e != nil && now.Before(e.expires) {
-		c.metrics.cacheHit()
+	if e != nil && now.Before(e.expires) && e.gen == gen {
+		if !c.cfg.AuthoritativeOnly {
+			c.metrics.cacheHit()
+		}
 		_ = w.WriteMsg(e.answer(r, now, 0))
+		return
+	}
+	if c.cfg.AuthoritativeOnly {
+		c.passAuthoritative(ctx, w, r, key, gen, now)
 		return
 	}
 	if d := deferIO(ctx); d != nil {
@@ -111,6 +133,24 @@ func (c *Cache) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 	}
 	if ttl, ok := c.ttlOf(resp); ok {
 		c.put(&cacheEntry{key: key, msg: withoutOPT(resp), stored: now, expires: now.Add(ttl)})
+	}
+	_ = w.WriteMsg(resp)
+}
+
+// passAuthoritative asks next and stores its answer if it is the zone's own.
+func (c *Cache) passAuthoritative(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, key cacheKey, gen uint64, now time.Time) {
+	resp := record(ctx, c.next, w, r)
+	if d := deferIO(ctx); d != nil && d.deferred {
+		return // a handler behind us needs the upstreams: answered later
+	}
+	if resp == nil {
+		reply(w, r, dns.RcodeServerFailure)
+		return
+	}
+	if resp.Authoritative {
+		if ttl, ok := c.ttlOf(resp); ok {
+			c.put(&cacheEntry{key: key, gen: gen, msg: withoutOPT(resp), stored: now, expires: now.Add(ttl)})
+		}
 	}
 	_ = w.WriteMsg(resp)
 }
@@ -179,7 +219,9 @@ func (c *Cache) put(e *cacheEntry) {
 		c.lru.Remove(last)
 		delete(c.items, last.Value.(*cacheEntry).key)
 	}
-	c.metrics.cacheSize(c.lru.Len())
+	if !c.cfg.AuthoritativeOnly {
+		c.metrics.cacheSize(c.lru.Len())
+	}
 }
 
 // Len is how many answers the cache holds.

@@ -1,8 +1,12 @@
 package dnsproxy
 
 import (
+	"context"
+	"net"
 	"net/netip"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,5 +115,48 @@ func TestServeStale(t *testing.T) {
 	clk.add(2 * time.Hour)
 	if m := stale.ask(t, "udp", "short.example.org.", dns.TypeA, 0); m.Rcode != dns.RcodeServerFailure {
 		t.Errorf("past the serve-stale window: %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+}
+
+// TestZoneCache is the cache in front of the cluster zone: it keeps the
+// zone's (authoritative) answers until the records' generation moves, and
+// passes everything else through.
+func TestZoneCache(t *testing.T) {
+	var calls atomic.Int64
+	var gen atomic.Uint64
+	zone := HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) {
+		calls.Add(1)
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = strings.HasSuffix(r.Question[0].Name, ".cluster.local.")
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30},
+			A: net.IPv4(10, 96, 0, byte(gen.Load()))}}
+		_ = w.WriteMsg(m)
+	})
+	c := NewCache(CacheConfig{AuthoritativeOnly: true, Generation: gen.Load}, zone, nil)
+	ask := func(name string) *dns.Msg {
+		t.Helper()
+		m := record(t.Context(), c, nil, question(name))
+		if m == nil || len(m.Answer) != 1 {
+			t.Fatalf("%s: no answer: %v", name, m)
+		}
+		return m
+	}
+	ask("web.default.svc.cluster.local.")
+	m := ask("WEB.default.svc.cluster.local.")
+	if calls.Load() != 1 {
+		t.Errorf("the zone was asked %d times for one name, want 1 (the second from the cache)", calls.Load())
+	}
+	if got := m.Answer[0].Header().Name; got != "WEB.default.svc.cluster.local." {
+		t.Errorf("owner name %q, want the question's case", got)
+	}
+	gen.Add(1) // a Service changed
+	if m := ask("web.default.svc.cluster.local."); calls.Load() != 2 || !m.Answer[0].(*dns.A).A.Equal(net.IPv4(10, 96, 0, 1)) {
+		t.Errorf("after a change: zone asked %d times, answer %s; want 2 and the new address", calls.Load(), m.Answer[0])
+	}
+	ask("www.example.org.")
+	ask("www.example.org.")
+	if calls.Load() != 4 {
+		t.Errorf("a forwarded (non-authoritative) answer was cached: zone asked %d times, want 4", calls.Load())
 	}
 }

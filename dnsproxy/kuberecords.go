@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -16,6 +17,10 @@ import (
 // Pods) with the indexes the cluster zone needs, so a query takes one read
 // lock and no API object is held.
 type KubeRecords struct {
+	// gen counts changes; it is bumped under mu, before the change, so an
+	// answer computed after reading it never reflects older data.
+	gen atomic.Uint64
+
 	mu         sync.RWMutex                     // guards every field below
 	services   map[string]Service               // "ns/name"
 	clusterIPs map[netip.Addr][]string          // address → "ns/name" of Services
@@ -39,6 +44,11 @@ type leanPod struct {
 }
 
 var _ Records = (*KubeRecords)(nil)
+
+// Generation is the number of changes so far: answers computed from the
+// records stay valid while it is unchanged (the cluster zone's cache keys
+// on it).
+func (k *KubeRecords) Generation() uint64 { return k.gen.Load() }
 
 // NewKubeRecords makes an empty set; Handlers feed it.
 func NewKubeRecords() *KubeRecords {
@@ -134,10 +144,12 @@ func (k *KubeRecords) EndpointSliceHandler() cache.ResourceEventHandler {
 func (k *KubeRecords) NamespaceHandler() cache.ResourceEventHandler {
 	return handler(func(o *corev1.Namespace) {
 		k.mu.Lock()
+		k.gen.Add(1)
 		k.namespaces[o.Name] = struct{}{}
 		k.mu.Unlock()
 	}, func(o *corev1.Namespace) {
 		k.mu.Lock()
+		k.gen.Add(1)
 		delete(k.namespaces, o.Name)
 		k.mu.Unlock()
 	})
@@ -177,6 +189,7 @@ func (k *KubeRecords) setService(o *corev1.Service) {
 	s := LeanService(o)
 	key := o.Namespace + "/" + o.Name
 	k.mu.Lock()
+	k.gen.Add(1)
 	defer k.mu.Unlock()
 	k.unindexServiceLocked(key)
 	k.services[key] = s
@@ -188,6 +201,7 @@ func (k *KubeRecords) setService(o *corev1.Service) {
 func (k *KubeRecords) deleteService(o *corev1.Service) {
 	key := o.Namespace + "/" + o.Name
 	k.mu.Lock()
+	k.gen.Add(1)
 	defer k.mu.Unlock()
 	k.unindexServiceLocked(key)
 	delete(k.services, key)
@@ -206,6 +220,7 @@ func (k *KubeRecords) setSlice(o *discoveryv1.EndpointSlice) {
 	key := o.Namespace + "/" + o.Name
 	sl, ok := leanSliceOf(o)
 	k.mu.Lock()
+	k.gen.Add(1)
 	defer k.mu.Unlock()
 	k.unindexSliceLocked(key)
 	if !ok {
@@ -229,6 +244,7 @@ func (k *KubeRecords) setSlice(o *discoveryv1.EndpointSlice) {
 
 func (k *KubeRecords) deleteSlice(o *discoveryv1.EndpointSlice) {
 	k.mu.Lock()
+	k.gen.Add(1)
 	defer k.mu.Unlock()
 	k.unindexSliceLocked(o.Namespace + "/" + o.Name)
 }
@@ -265,6 +281,7 @@ func (k *KubeRecords) setPod(o *corev1.Pod) {
 		}
 	}
 	k.mu.Lock()
+	k.gen.Add(1)
 	defer k.mu.Unlock()
 	k.deletePodLocked(key)
 	if len(addrs) == 0 {
@@ -281,6 +298,7 @@ func (k *KubeRecords) setPod(o *corev1.Pod) {
 
 func (k *KubeRecords) deletePod(o *corev1.Pod) {
 	k.mu.Lock()
+	k.gen.Add(1)
 	defer k.mu.Unlock()
 	k.deletePodLocked(o.Namespace + "/" + o.Name)
 }
