@@ -94,6 +94,13 @@ func New(cfg Config) (*Node, error) {
 		tombs:      make(map[string]tombstone),
 		foreign:    make(map[string]bool),
 	}
+	if cfg.StaticLease.IsValid() {
+		// An externally assigned block is ours before any exchange (static
+		// beats every claim), so publish it from the first alive message:
+		// the join's state exchange then carries it to the seeds, instead
+		// of a later update that some members hear only by gossip.
+		n.self.PodCIDR, n.self.Static, n.self.ClaimedAt = cfg.StaticLease, true, time.Now().Round(0)
+	}
 	if n.selfEnc, err = encodeMeta(n.self); err != nil {
 		return nil, fmt.Errorf("invalid gossip config: Meta: %w", err)
 	}

@@ -49,8 +49,8 @@ func (p swarmParams) swarmSeeds() []string {
 	return s
 }
 
-// relaxedTuning keeps the swarm cheap: it probes, gossips and pushes
-// rarely. Its members need not hear each other quickly: every member joins
+// relaxedTuning keeps the swarm cheap: it probes and pushes rarely and does
+// not gossip. Its members need not hear each other quickly: every member joins
 // through the first one, which so learns them all, and the agent gets the
 // whole table from it in its own join.
 func relaxedTuning(mc *memberlist.Config) {
@@ -58,9 +58,12 @@ func relaxedTuning(mc *memberlist.Config) {
 	mc.ProbeTimeout = 5 * time.Second
 	mc.SuspicionMult = 10
 	mc.DisableTcpPings = true
-	mc.GossipInterval = time.Second
-	mc.GossipNodes = 1
-	mc.RetransmitMult = 1
+	// No gossip at all: a joiner's queue holds a re-broadcast of every
+	// member, and draining 999 of those kept the swarm too busy to answer
+	// the agent's probes within its 250 ms. The swarm's members learn each
+	// other by their joins' state exchanges; the agent learns them all
+	// from its own join.
+	mc.GossipInterval = 0
 	mc.PushPullInterval = 10 * time.Minute
 }
 
