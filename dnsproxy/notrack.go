@@ -8,6 +8,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/nftable"
 )
 
 // NotrackTable is the nftables table that keeps DNS to and from the proxy
@@ -16,11 +18,7 @@ import (
 const NotrackTable = "weft-dns"
 
 // NotrackRuleset is the desired state of NotrackTable.
-type NotrackRuleset struct {
-	Table  *nftables.Table
-	Chains []*nftables.Chain
-	Rules  []*nftables.Rule
-}
+type NotrackRuleset = nftable.Table
 
 // PlanNotrack builds the ruleset for a proxy at listen (IPv4): in raw
 // priority chains,
@@ -76,85 +74,24 @@ func PlanNotrack(listen netip.AddrPort) (NotrackRuleset, error) {
 	return rs, nil
 }
 
-// NftConn is the part of *nftables.Conn that ApplyNotrack and
-// RemoveNotrack use.
-type NftConn interface {
-	AddTable(*nftables.Table) *nftables.Table
-	DelTable(*nftables.Table)
-	AddChain(*nftables.Chain) *nftables.Chain
-	AddRule(*nftables.Rule) *nftables.Rule
-	Flush() error
-}
-
-var _ NftConn = (*nftables.Conn)(nil)
+// NftConn is the part of *nftables.Conn that ApplyNotrack and RemoveNotrack use.
+type NftConn = nftable.Conn
 
 // NftReader is the part of *nftables.Conn that NotrackCurrent uses.
-type NftReader interface {
-	GetRules(*nftables.Table, *nftables.Chain) ([]*nftables.Rule, error)
-}
-
-var _ NftReader = (*nftables.Conn)(nil)
+type NftReader = nftable.Reader
 
 // NotrackCurrent reports whether the kernel holds exactly rs, judged by
 // each chain's rules and their fingerprints.
-func NotrackCurrent(conn NftReader, rs NotrackRuleset) bool {
-	for _, c := range rs.Chains {
-		got, err := conn.GetRules(rs.Table, c)
-		if err != nil {
-			return false
-		}
-		var want []*nftables.Rule
-		for _, r := range rs.Rules {
-			if r.Chain == c {
-				want = append(want, r)
-			}
-		}
-		if len(got) != len(want) {
-			return false
-		}
-		for i := range got {
-			if string(got[i].UserData) != string(want[i].UserData) {
-				return false
-			}
-		}
-	}
-	return true
-}
+func NotrackCurrent(conn NftReader, rs NotrackRuleset) bool { return nftable.Current(conn, rs) }
 
 // ApplyNotrack replaces the table with rs in one atomic batch.
-func ApplyNotrack(conn NftConn, rs NotrackRuleset) error {
-	conn.AddTable(rs.Table)
-	conn.DelTable(rs.Table)
-	conn.AddTable(rs.Table)
-	for _, c := range rs.Chains {
-		conn.AddChain(c)
-	}
-	for _, r := range rs.Rules {
-		conn.AddRule(r)
-	}
-	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("failed to apply nftables table %s: %w", NotrackTable, err)
-	}
-	return nil
-}
+func ApplyNotrack(conn NftConn, rs NotrackRuleset) error { return nftable.Replace(conn, rs) }
 
 // RemoveNotrack deletes the table; a missing table is not an error.
 func RemoveNotrack(conn NftConn) error {
-	t := &nftables.Table{Name: NotrackTable, Family: nftables.TableFamilyIPv4}
-	conn.AddTable(t)
-	conn.DelTable(t)
-	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("failed to remove nftables table %s: %w", NotrackTable, err)
-	}
-	return nil
+	return nftable.Remove(conn, nftables.TableFamilyIPv4, NotrackTable)
 }
 
 // NewNftConn opens a netlink connection for nftables in the current
 // network namespace.
-func NewNftConn() (*nftables.Conn, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
-	}
-	return c, nil
-}
+func NewNftConn() (*nftables.Conn, error) { return nftable.NewConn() }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+
+	"github.com/weftnet/weft/nftable"
 )
 
 // TableName is the nftables table weft owns for masquerading.
@@ -79,75 +81,28 @@ func prefixMask(p netip.Prefix) []byte {
 	return m
 }
 
-// Conn is the part of *nftables.Conn that Apply uses.
-type Conn interface {
-	AddTable(*nftables.Table) *nftables.Table
-	DelTable(*nftables.Table)
-	AddChain(*nftables.Chain) *nftables.Chain
-	AddRule(*nftables.Rule) *nftables.Rule
-	Flush() error
-}
-
-var _ Conn = (*nftables.Conn)(nil)
+// Conn is the part of *nftables.Conn that Apply and Remove use.
+type Conn = nftable.Conn
 
 // Reader is the part of *nftables.Conn that Current uses.
-type Reader interface {
-	GetRules(*nftables.Table, *nftables.Chain) ([]*nftables.Rule, error)
-}
+type Reader = nftable.Reader
 
-var _ Reader = (*nftables.Conn)(nil)
+func (rs Ruleset) table() nftable.Table {
+	return nftable.Table{Table: rs.Table, Chains: []*nftables.Chain{rs.Chain}, Rules: rs.Rules}
+}
 
 // Current reports whether the kernel already holds exactly rs: the chain
 // has rs's rules, each carrying its fingerprint. A missing table or chain is
 // simply not current. Callers replace the table only when it is not, so a
 // resync does not re-register netfilter hooks for nothing.
-func Current(conn Reader, rs Ruleset) bool {
-	got, err := conn.GetRules(rs.Table, rs.Chain)
-	if err != nil || len(got) != len(rs.Rules) {
-		return false
-	}
-	for i := range got {
-		if string(got[i].UserData) != string(rs.Rules[i].UserData) {
-			return false
-		}
-	}
-	return true
-}
+func Current(conn Reader, rs Ruleset) bool { return nftable.Current(conn, rs.table()) }
 
 // Apply replaces weft's NAT table with rs in one atomic batch.
-func Apply(conn Conn, rs Ruleset) error {
-	// add + delete + add: the first add makes the delete valid even when
-	// the table does not exist yet; all three commit together.
-	conn.AddTable(rs.Table)
-	conn.DelTable(rs.Table)
-	conn.AddTable(rs.Table)
-	conn.AddChain(rs.Chain)
-	for _, r := range rs.Rules {
-		conn.AddRule(r)
-	}
-	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("failed to apply nftables table %s: %w", TableName, err)
-	}
-	return nil
-}
+func Apply(conn Conn, rs Ruleset) error { return nftable.Replace(conn, rs.table()) }
 
 // Remove deletes weft's NAT table; a missing table is not an error.
-func Remove(conn Conn) error {
-	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
-	conn.AddTable(t)
-	conn.DelTable(t)
-	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("failed to remove nftables table %s: %w", TableName, err)
-	}
-	return nil
-}
+func Remove(conn Conn) error { return nftable.Remove(conn, nftables.TableFamilyIPv4, TableName) }
 
 // NewConn opens a netlink connection for nftables in the current network
 // namespace.
-func NewConn() (*nftables.Conn, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
-	}
-	return c, nil
-}
+func NewConn() (*nftables.Conn, error) { return nftable.NewConn() }
