@@ -51,7 +51,6 @@ func (a *Agent) startAddons(ctx context.Context) error {
 		a.addons = append(a.addons, ad)
 	}
 	inf.Start(ctx.Done())
-	a.informers = inf
 	return nil
 }
 
@@ -62,10 +61,4 @@ func (a *Agent) closeAddons(leave bool) {
 			a.log.Warn("addon close", "addon", a.addons[i].Name(), "err", err)
 		}
 	}
-}
-
-// informersSynced reports whether the addons' informers have their first
-// list (true when no addon runs).
-func (a *Agent) informersSynced() bool {
-	return a.informers == nil || a.informers.HasSynced()
 }

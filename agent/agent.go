@@ -34,7 +34,6 @@ type Agent struct {
 	gossip     *gossip.Node
 	kube       *kube.Watcher        // nil outside Kubernetes mode
 	kubeClient kubernetes.Interface // nil outside Kubernetes mode
-	informers  *kube.Informers      // shared by the addons; nil when none runs
 	addons     []addon              // started in order, closed in reverse
 	metrics    *metrics
 	under      underlay

@@ -351,3 +351,19 @@ func TestUpdateMeta(t *testing.T) {
 		t.Error("oversized meta accepted")
 	}
 }
+
+// TestStaticLeaseInFirstAlive: a static lease is in the meta memberlist
+// sends from its first alive message, before Start, so the join's state
+// exchange carries it to the seeds.
+func TestStaticLeaseInFirstAlive(t *testing.T) {
+	c := newTestCluster(t)
+	block := netip.MustParsePrefix("10.244.42.0/24")
+	s := c.node("s", nil, func(cfg *Config) { cfg.StaticLease = block })
+	m, err := decodeMeta(delegate{s}.NodeMeta(metaMaxSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.PodCIDR != block || !m.Static {
+		t.Errorf("meta before Start holds %v (static %v), want %v static", m.PodCIDR, m.Static, block)
+	}
+}

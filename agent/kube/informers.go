@@ -74,16 +74,6 @@ func (i *Informers) get(kind string, newInformer func() cache.SharedIndexInforme
 // Start runs every informer asked for so far until stop is closed.
 func (i *Informers) Start(stop <-chan struct{}) { i.factory.Start(stop) }
 
-// HasSynced reports whether every informer asked for has its first list.
-func (i *Informers) HasSynced() bool {
-	for _, inf := range i.made {
-		if !inf.HasSynced() {
-			return false
-		}
-	}
-	return true
-}
-
 // stripMeta drops managed fields, the largest part of most objects that
 // weft never reads.
 func stripMeta(obj any) (any, error) {
