@@ -29,9 +29,12 @@ type Ruleset struct {
 }
 
 // Plan builds the ruleset: in a postrouting NAT chain,
+// `ip saddr CLUSTER ip daddr EXEMPT return` for each exempt network (a
+// peered cluster's, whose gateway accepts only pod sources), then
 // `ip saddr CLUSTER ip daddr != CLUSTER counter masquerade`.
-// It is pure; Apply sends it to the kernel.
-func Plan(cluster netip.Prefix) (Ruleset, error) {
+// It is pure; Apply sends it to the kernel. IPv6 exemptions are ignored:
+// the table is IPv4.
+func Plan(cluster netip.Prefix, exempt ...netip.Prefix) (Ruleset, error) {
 	if !cluster.IsValid() || !cluster.Addr().Is4() {
 		return Ruleset{}, fmt.Errorf("masquerade: cluster CIDR %v is not an IPv4 prefix", cluster)
 	}
@@ -46,6 +49,28 @@ func Plan(cluster netip.Prefix) (Ruleset, error) {
 	}
 	mask := prefixMask(cluster)
 	net4 := cluster.Addr().As4()
+	var rules []*nftables.Rule
+	for _, e := range exempt {
+		if !e.Addr().Is4() {
+			continue
+		}
+		e = e.Masked()
+		enet := e.Addr().As4()
+		rules = append(rules, &nftables.Rule{
+			Table:    t,
+			Chain:    c,
+			UserData: []byte(fingerprint(cluster) + " exempt " + e.String()),
+			Exprs: []expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: net4[:]},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: prefixMask(e), Xor: []byte{0, 0, 0, 0}},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: enet[:]},
+				&expr.Verdict{Kind: expr.VerdictReturn},
+			},
+		})
+	}
 	r := &nftables.Rule{
 		Table:    t,
 		Chain:    c,
@@ -63,7 +88,7 @@ func Plan(cluster netip.Prefix) (Ruleset, error) {
 			&expr.Masq{FullyRandom: true},
 		},
 	}
-	return Ruleset{Table: t, Chain: c, Rules: []*nftables.Rule{r}}, nil
+	return Ruleset{Table: t, Chain: c, Rules: append(rules, r)}, nil
 }
 
 // fingerprint tags weft's rule with what it was planned from, so Current

@@ -154,3 +154,47 @@ func TestApplyInNamespace(t *testing.T) {
 		t.Fatalf("second Remove must be a no-op: %v", err)
 	}
 }
+
+// TestExemptInNamespace: traffic to a peered cluster's network returns
+// before the masquerade rule, and a change of exemptions is not current.
+func TestExemptInNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs the nft tool to read the ruleset back")
+	}
+	ns := netnstest.Enter(t)
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := netip.MustParsePrefix("10.244.0.0/16")
+	rs, err := Plan(cluster, netip.MustParsePrefix("10.245.0.0/16"), netip.MustParsePrefix("10.97.0.0/16"), netip.MustParsePrefix("fd00::/64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(conn, rs); err != nil {
+		t.Fatal(err)
+	}
+	if !Current(conn, rs) {
+		t.Error("Current = false right after Apply")
+	}
+	plain, _ := Plan(cluster)
+	if Current(conn, plain) {
+		t.Error("Current = true for the plan without exemptions")
+	}
+	out, err := exec.Command("nft", "list", "table", "ip", TableName).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v\n%s", err, out)
+	}
+	got := string(out)
+	for _, want := range []string{"ip saddr 10.244.0.0/16 ip daddr 10.245.0.0/16 return", "ip saddr 10.244.0.0/16 ip daddr 10.97.0.0/16 return"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "return") > strings.Index(got, "masquerade") {
+		t.Errorf("exemptions come after the masquerade rule:\n%s", got)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/weftnet/weft/tunnel"
 )
@@ -32,7 +31,8 @@ type View struct {
 	// ActiveGateway is the elected gateway (ElectGateway), "" for none.
 	ActiveGateway string
 	// ActiveGatewayOverlay is the active gateway's address in its pod
-	// block: the next hop over VXLAN. Unused over WireGuard.
+	// block, valid once it holds a lease: without it the overlay has no
+	// way to the gateway yet.
 	ActiveGatewayOverlay netip.Addr
 	// RemoteGateways maps a remote cluster's name to the gateway node
 	// chosen for it (ChooseRemoteGateway). Absent or unknown: the first
@@ -56,14 +56,11 @@ type Plan struct {
 	// DeviceRoutes send the remote CIDRs into the peering device (active
 	// gateway only).
 	DeviceRoutes []tunnel.Route
-	// OverlayRoutes send the remote CIDRs to the active gateway over the
-	// overlay device (other nodes only): on-link via its pod-block address
-	// over VXLAN, straight onto the device over WireGuard.
-	OverlayRoutes []tunnel.Route
-	// GatewayAllowedIPs (WireGuard overlay, other nodes only) are added to
-	// the AllowedIPs of the overlay peer that is the active gateway, so
-	// that WireGuard sends remote traffic to it and accepts the replies.
-	GatewayAllowedIPs []netip.Prefix
+	// ViaGateway (other nodes only) are the remote CIDRs the overlay
+	// sends to the active gateway: extra networks of its overlay peer
+	// (tunnel.Peer.Extra), routed to it over VXLAN or WireGuard and, over
+	// WireGuard, in its AllowedIPs so that the replies are accepted.
+	ViaGateway []netip.Prefix
 	// NoMasquerade are every remote CIDR: traffic to them keeps its pod
 	// source address, which is what the remote side accepts.
 	NoMasquerade []netip.Prefix
@@ -73,13 +70,14 @@ type Plan struct {
 	Unreachable []Unreachable
 }
 
-// WGPeer is one peer of the peering WireGuard device.
+// WGPeer is one peer of the peering WireGuard device. Its AllowedIPs
+// always hold the gateway's tunnel address (TunnelAddr), and on the chosen
+// gateway the cluster's declared CIDRs; PersistentKeepalive is set on the
+// chosen gateway only.
 type WGPeer struct {
 	// Cluster is the remote cluster; WGPeer.Name is the gateway node.
 	Cluster string
 	tunnel.WGPeer
-	// PersistentKeepalive is set on the chosen gateway only; 0 is off.
-	PersistentKeepalive time.Duration
 }
 
 // Unreachable is a remote CIDR that cannot be routed now.
@@ -118,35 +116,30 @@ func PlanPeering(v View, peers []Peer) Plan {
 		case p.Gateway:
 			chosen := chosenGateway(peer, v.RemoteGateways[peer.Name])
 			for _, g := range peer.Gateways {
-				wp := WGPeer{Cluster: peer.Name, WGPeer: tunnel.WGPeer{Name: g.Node, PublicKey: g.PublicKey, Endpoint: g.Endpoint}}
+				taddr := netip.PrefixFrom(TunnelAddr(g.PublicKey), 128)
+				wp := WGPeer{Cluster: peer.Name, WGPeer: tunnel.WGPeer{Name: g.Node, PublicKey: g.PublicKey, Endpoint: g.Endpoint,
+					AllowedIPs: []netip.Prefix{taddr}}}
 				if g.Node == chosen {
-					wp.AllowedIPs = slices.Clone(cidrs)
+					wp.AllowedIPs = append(slices.Clone(cidrs), taddr)
 					wp.PersistentKeepalive = peer.PersistentKeepalive
 				}
 				p.WGPeers = append(p.WGPeers, wp)
+				p.DeviceRoutes = append(p.DeviceRoutes, tunnel.Route{Dst: taddr})
 			}
 			for _, c := range cidrs {
 				p.DeviceRoutes = append(p.DeviceRoutes, tunnel.Route{Dst: c, Src: src(c)})
 			}
-		case v.Overlay == OverlayVXLAN:
-			via := v.ActiveGatewayOverlay
-			if !via.IsValid() {
-				unreachable("the active gateway " + v.ActiveGateway + " has no overlay address yet")
-				continue
-			}
+		case !v.ActiveGatewayOverlay.IsValid():
+			unreachable("the active gateway " + v.ActiveGateway + " has no pod block yet")
+		default:
 			for _, c := range cidrs {
-				if via.Is4() != c.Addr().Is4() {
+				if v.Overlay == OverlayVXLAN && v.ActiveGatewayOverlay.Is4() != c.Addr().Is4() {
 					p.Unreachable = append(p.Unreachable, Unreachable{Dst: c, Cluster: peer.Name,
 						Reason: "the overlay does not carry this address family"})
 					continue
 				}
-				p.OverlayRoutes = append(p.OverlayRoutes, tunnel.Route{Dst: c, Via: via, Src: src(c)})
+				p.ViaGateway = append(p.ViaGateway, c)
 			}
-		default: // WireGuard overlay
-			for _, c := range cidrs {
-				p.OverlayRoutes = append(p.OverlayRoutes, tunnel.Route{Dst: c, Src: src(c)})
-			}
-			p.GatewayAllowedIPs = append(p.GatewayAllowedIPs, cidrs...)
 		}
 	}
 	return p

@@ -3,10 +3,12 @@ package peering
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/tunnel"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 func planPeers(t *testing.T) []Peer {
@@ -31,16 +33,17 @@ func TestPlanPeering(t *testing.T) {
 	north := []netip.Prefix{pfx("10.246.0.0/16"), pfx("fd00:246::/48")}
 	west := []netip.Prefix{pfx("10.245.0.0/16"), pfx("10.97.0.0/16")}
 	all := append(append([]netip.Prefix{}, north...), west...)
-	peerN1 := WGPeer{Cluster: "north", WGPeer: tunnel.WGPeer{Name: "north-gw-1", PublicKey: keyN1, Endpoint: ap("[2001:db8::1]:51821"), AllowedIPs: north}}
-	peerW1 := WGPeer{Cluster: "west", WGPeer: tunnel.WGPeer{Name: "west-gw-1", PublicKey: keyW1, Endpoint: ap("192.0.2.10:51821")}}
-	peerW2 := WGPeer{Cluster: "west", WGPeer: tunnel.WGPeer{Name: "west-gw-2", PublicKey: keyW2, Endpoint: ap("192.0.2.11:51821")}}
+	tun := func(k wgtypes.Key) netip.Prefix { return netip.PrefixFrom(TunnelAddr(k), 128) }
+	peerN1 := WGPeer{Cluster: "north", WGPeer: tunnel.WGPeer{Name: "north-gw-1", PublicKey: keyN1, Endpoint: ap("[2001:db8::1]:51821"), AllowedIPs: append(slices.Clone(north), tun(keyN1))}}
+	peerW1 := WGPeer{Cluster: "west", WGPeer: tunnel.WGPeer{Name: "west-gw-1", PublicKey: keyW1, Endpoint: ap("192.0.2.10:51821"), AllowedIPs: []netip.Prefix{tun(keyW1)}}}
+	peerW2 := WGPeer{Cluster: "west", WGPeer: tunnel.WGPeer{Name: "west-gw-2", PublicKey: keyW2, Endpoint: ap("192.0.2.11:51821"), AllowedIPs: []netip.Prefix{tun(keyW2)}}}
 	chosen := func(p WGPeer) WGPeer {
-		p.AllowedIPs, p.PersistentKeepalive = west, 25*time.Second
+		p.AllowedIPs, p.PersistentKeepalive = append(slices.Clone(west), p.AllowedIPs[0]), 25*time.Second
 		return p
 	}
 	deviceRoutes := []tunnel.Route{
-		{Dst: pfx("10.246.0.0/16"), Src: self}, {Dst: pfx("fd00:246::/48")},
-		{Dst: pfx("10.245.0.0/16"), Src: self}, {Dst: pfx("10.97.0.0/16"), Src: self},
+		{Dst: tun(keyN1)}, {Dst: pfx("10.246.0.0/16"), Src: self}, {Dst: pfx("fd00:246::/48")},
+		{Dst: tun(keyW1)}, {Dst: tun(keyW2)}, {Dst: pfx("10.245.0.0/16"), Src: self}, {Dst: pfx("10.97.0.0/16"), Src: self},
 	}
 	unreachable := func(reason string, cidrs ...netip.Prefix) []Unreachable {
 		var out []Unreachable
@@ -68,19 +71,19 @@ func TestPlanPeering(t *testing.T) {
 		{name: "a chosen gateway the bundle no longer lists falls back to the first",
 			view: View{Node: "gw-a", Overlay: OverlayWireGuard, PodGateway: self, ActiveGateway: "gw-a", RemoteGateways: map[string]string{"west": "west-gw-9"}},
 			want: Plan{Gateway: true, WGPeers: []WGPeer{peerN1, chosen(peerW1), peerW2}, DeviceRoutes: deviceRoutes, NoMasquerade: all}},
-		{name: "other node, WireGuard overlay: routes on the device, CIDRs on the gateway's peer",
+		{name: "other node, WireGuard overlay: every CIDR through the gateway's overlay peer",
 			view: View{Node: "worker", Overlay: OverlayWireGuard, PodGateway: self, ActiveGateway: "gw-a", ActiveGatewayOverlay: gwOverlay},
-			want: Plan{OverlayRoutes: deviceRoutes, GatewayAllowedIPs: all, NoMasquerade: all}},
-		{name: "other node, VXLAN overlay: routes via the gateway's overlay address; IPv6 is not carried",
+			want: Plan{ViaGateway: all, NoMasquerade: all}},
+		{name: "other node, VXLAN overlay: IPv6 is not carried",
 			view: View{Node: "worker", Overlay: OverlayVXLAN, PodGateway: self, ActiveGateway: "gw-a", ActiveGatewayOverlay: gwOverlay},
 			want: Plan{
-				OverlayRoutes: []tunnel.Route{{Dst: pfx("10.246.0.0/16"), Via: gwOverlay, Src: self}, {Dst: pfx("10.245.0.0/16"), Via: gwOverlay, Src: self}, {Dst: pfx("10.97.0.0/16"), Via: gwOverlay, Src: self}},
-				NoMasquerade:  all,
-				Unreachable:   unreachable("the overlay does not carry this address family", north[1]),
+				ViaGateway:   []netip.Prefix{pfx("10.246.0.0/16"), pfx("10.245.0.0/16"), pfx("10.97.0.0/16")},
+				NoMasquerade: all,
+				Unreachable:  unreachable("the overlay does not carry this address family", north[1]),
 			}},
-		{name: "other node, VXLAN, gateway without overlay address yet",
+		{name: "other node, gateway without a pod block yet",
 			view: View{Node: "worker", Overlay: OverlayVXLAN, PodGateway: self, ActiveGateway: "gw-a"},
-			want: Plan{NoMasquerade: all, Unreachable: append(unreachable("the active gateway gw-a has no overlay address yet", north...), unreachable("the active gateway gw-a has no overlay address yet", west...)...)}},
+			want: Plan{NoMasquerade: all, Unreachable: append(unreachable("the active gateway gw-a has no pod block yet", north...), unreachable("the active gateway gw-a has no pod block yet", west...)...)}},
 		{name: "no active gateway: everything unreachable, nothing leaks",
 			view: View{Node: "gw-a", Overlay: OverlayWireGuard, PodGateway: self},
 			want: Plan{NoMasquerade: all, Unreachable: unreachable("this cluster has no live eligible gateway", all...)}},
@@ -111,8 +114,14 @@ func TestPlanAllowedIPsAreTheDeclaredCIDRs(t *testing.T) {
 			var allowed []netip.Prefix
 			holders := 0
 			for _, wp := range plan.WGPeers {
-				if wp.Cluster == peer.Name && len(wp.AllowedIPs) > 0 {
-					allowed = append(allowed, wp.AllowedIPs...)
+				if wp.Cluster != peer.Name {
+					continue
+				}
+				if wp.AllowedIPs[len(wp.AllowedIPs)-1] != netip.PrefixFrom(TunnelAddr(wp.PublicKey), 128) {
+					t.Errorf("%s: AllowedIPs %v do not end with its tunnel address", wp.Name, wp.AllowedIPs)
+				}
+				if len(wp.AllowedIPs) > 1 {
+					allowed = append(allowed, wp.AllowedIPs[:len(wp.AllowedIPs)-1]...)
 					holders++
 				}
 			}
@@ -133,7 +142,7 @@ func TestPlanAllowedIPsAreTheDeclaredCIDRs(t *testing.T) {
 		actual = append(actual, a)
 	}
 	changes := tunnel.DiffWGPeers(desired, actual, nil)
-	if len(changes) != 1 || changes[0].PublicKey != keyW1 || !changes[0].ReplaceAllowedIPs || len(changes[0].AllowedIPs) != 2 {
-		t.Errorf("diff against a widened peer = %+v, want west-gw-1's AllowedIPs replaced by its 2 declared CIDRs", changes)
+	if len(changes) != 1 || changes[0].PublicKey != keyW1 || !changes[0].ReplaceAllowedIPs || len(changes[0].AllowedIPs) != 3 {
+		t.Errorf("diff against a widened peer = %+v, want west-gw-1's AllowedIPs replaced by its 2 declared CIDRs and its tunnel address", changes)
 	}
 }

@@ -53,6 +53,11 @@ type Peer struct {
 	PublicKey string           // WireGuard
 	VTEPMAC   net.HardwareAddr // VXLAN
 	PodCIDR   netip.Prefix
+	// Extra are networks beyond this node's cluster reached through the
+	// peer (the remote clusters' CIDRs, when the peer is the active
+	// peering gateway): routed to it like PodCIDR and, over WireGuard,
+	// added to its AllowedIPs so that replies from them are accepted.
+	Extra []netip.Prefix
 }
 
 // PeerStats is the live state of one peer's tunnel.

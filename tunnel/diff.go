@@ -107,6 +107,11 @@ func DiffWGPeers(desired, actual []WGPeer, lastSet map[wgtypes.Key]netip.AddrPor
 			}
 			changed = true
 		}
+		if ok && a.PersistentKeepalive != d.PersistentKeepalive || !ok && d.PersistentKeepalive != 0 {
+			ka := d.PersistentKeepalive
+			pc.PersistentKeepaliveInterval = &ka
+			changed = true
+		}
 		if changed {
 			out = append(out, pc)
 		}

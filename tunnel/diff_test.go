@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -108,5 +109,28 @@ func TestDiffWGPeers(t *testing.T) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestDiffWGPeersKeepalive(t *testing.T) {
+	key := wgtypes.Key{1}
+	ep := netip.MustParseAddrPort("192.0.2.1:51821")
+	last := map[wgtypes.Key]netip.AddrPort{key: ep}
+	on := WGPeer{PublicKey: key, Endpoint: ep, PersistentKeepalive: 25 * time.Second}
+	off := WGPeer{PublicKey: key, Endpoint: ep}
+	if got := DiffWGPeers([]WGPeer{on}, []WGPeer{on}, last); len(got) != 0 {
+		t.Errorf("unchanged keepalive: %+v", got)
+	}
+	got := DiffWGPeers([]WGPeer{on}, []WGPeer{off}, last)
+	if len(got) != 1 || got[0].PersistentKeepaliveInterval == nil || *got[0].PersistentKeepaliveInterval != 25*time.Second {
+		t.Errorf("keepalive turned on: %+v", got)
+	}
+	got = DiffWGPeers([]WGPeer{off}, []WGPeer{on}, last)
+	if len(got) != 1 || got[0].PersistentKeepaliveInterval == nil || *got[0].PersistentKeepaliveInterval != 0 {
+		t.Errorf("keepalive turned off: %+v", got)
+	}
+	got = DiffWGPeers([]WGPeer{on}, nil, nil)
+	if len(got) != 1 || got[0].PersistentKeepaliveInterval == nil || *got[0].PersistentKeepaliveInterval != 25*time.Second {
+		t.Errorf("new peer with keepalive: %+v", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/weftnet/weft/nodestate"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -64,6 +65,8 @@ type WGPeer struct {
 	PublicKey  wgtypes.Key
 	Endpoint   netip.AddrPort
 	AllowedIPs []netip.Prefix
+	// PersistentKeepalive is the keepalive interval; 0 is off.
+	PersistentKeepalive time.Duration
 }
 
 // SkippedPeer is a peer the planner refused to route, with the reason.
@@ -106,13 +109,16 @@ func PlanWireGuard(local Local, peers []Peer, defaultPort int) Plan {
 			port = defaultPort
 		}
 		cidr := peer.PodCIDR.Masked()
+		allowed := append([]netip.Prefix{cidr}, peer.Extra...)
 		p.WGPeers = append(p.WGPeers, WGPeer{
 			Name:       peer.Name,
 			PublicKey:  key,
 			Endpoint:   netip.AddrPortFrom(peer.UnderlayIP.Unmap(), uint16(port)),
-			AllowedIPs: []netip.Prefix{cidr},
+			AllowedIPs: allowed,
 		})
-		p.Routes = append(p.Routes, Route{Dst: cidr, Src: local.Gateway})
+		for _, dst := range allowed {
+			p.Routes = append(p.Routes, Route{Dst: dst, Src: srcFor(local, dst)})
+		}
 	}
 	return p
 }
@@ -146,8 +152,22 @@ func PlanVXLAN(local Local, peers []Peer) Plan {
 		p.Neighbors = append(p.Neighbors, Neighbor{IP: gw, MAC: mac})
 		p.FDB = append(p.FDB, FDBEntry{MAC: mac, Dst: peer.UnderlayIP.Unmap()})
 		p.Routes = append(p.Routes, Route{Dst: cidr, Via: gw, Src: local.Gateway})
+		for _, dst := range peer.Extra {
+			if dst.Addr().Is4() == gw.Is4() {
+				p.Routes = append(p.Routes, Route{Dst: dst, Via: gw, Src: srcFor(local, dst)})
+			}
+		}
 	}
 	return p
+}
+
+// srcFor is the preferred source of a route to dst: the local gateway when
+// it is of dst's address family.
+func srcFor(local Local, dst netip.Prefix) netip.Addr {
+	if local.Gateway.IsValid() && local.Gateway.Is4() == dst.Addr().Is4() {
+		return local.Gateway
+	}
+	return netip.Addr{}
 }
 
 // usablePeers applies the checks common to both backends and the backend's

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,5 +155,28 @@ func checkSkipped(t *testing.T, got []SkippedPeer, want []string) {
 		if !strings.Contains(got[i].String(), want[i]) {
 			t.Errorf("skipped[%d] = %q, want it to contain %q", i, got[i], want[i])
 		}
+	}
+}
+
+func TestPlanExtraNetworks(t *testing.T) {
+	local := Local{Name: "a", UnderlayIP: netip.MustParseAddr("192.168.0.1"), PodCIDR: netip.MustParsePrefix("10.244.1.0/24"), Gateway: netip.MustParseAddr("10.244.1.1")}
+	key, _ := wgtypes.GenerateKey()
+	remote := []netip.Prefix{netip.MustParsePrefix("10.245.0.0/16"), netip.MustParsePrefix("10.97.0.0/16")}
+	peer := Peer{Name: "gw", UnderlayIP: netip.MustParseAddr("192.168.0.2"), Port: 51820, PublicKey: key.PublicKey().String(),
+		VTEPMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, PodCIDR: netip.MustParsePrefix("10.244.2.0/24"), Extra: remote}
+
+	wg := PlanWireGuard(local, []Peer{peer}, 51820)
+	wantAllowed := append([]netip.Prefix{peer.PodCIDR}, remote...)
+	if len(wg.WGPeers) != 1 || !slices.Equal(wg.WGPeers[0].AllowedIPs, wantAllowed) {
+		t.Fatalf("wireguard peers %+v, want allowed IPs %v", wg.WGPeers, wantAllowed)
+	}
+	if len(wg.Routes) != 3 || wg.Routes[1].Dst != remote[0] || wg.Routes[2].Dst != remote[1] || wg.Routes[2].Src != local.Gateway {
+		t.Fatalf("wireguard routes %v", wg.Routes)
+	}
+
+	vx := PlanVXLAN(local, []Peer{peer})
+	gw := netip.MustParseAddr("10.244.2.1")
+	if len(vx.Routes) != 3 || vx.Routes[1] != (Route{Dst: remote[0], Via: gw, Src: local.Gateway}) || vx.Routes[2].Via != gw {
+		t.Fatalf("vxlan routes %v", vx.Routes)
 	}
 }

@@ -170,36 +170,66 @@ func validateLocal(l tunnel.Local) error {
 	return nil
 }
 
-// ensureDeviceLocked adopts an existing kernel WireGuard link, or creates
-// one, or — when the kernel has no WireGuard — starts the embedded device.
+// ensureDeviceLocked adopts or creates the device (createDevice).
 func (b *Backend) ensureDeviceLocked(mtu int) error {
 	if b.emb != nil {
 		return nil
 	}
-	link, err := netlink.LinkByName(b.name)
-	switch {
-	case err == nil && link.Type() == "wireguard":
-		b.kernel = true
-		return nil
-	case err == nil:
-		return fmt.Errorf("interface %s exists and is a %q device, not wireguard; delete it or choose another Interface", b.name, link.Type())
-	case !dataplane.IsNotFound(err):
-		return fmt.Errorf("failed to look up interface %s: %w", b.name, err)
-	}
-	err = netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: b.name, MTU: mtu}})
-	if err == nil {
-		b.kernel = true
-		return nil
-	}
-	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("failed to create wireguard interface %s: %w", b.name, err)
-	}
-	b.log.Info("kernel has no WireGuard, starting embedded wireguard-go device", "reason", err.Error())
-	emb, err := startEmbedded(b.name, mtu, b.log)
+	kernel, emb, err := createDevice(b.name, mtu, b.log)
 	if err != nil {
 		return err
 	}
-	b.emb, b.kernel = emb, false
+	b.kernel, b.emb = kernel, emb
+	return nil
+}
+
+// createDevice adopts an existing kernel WireGuard link, or creates one,
+// or — when the kernel has no WireGuard — starts an embedded device.
+func createDevice(name string, mtu int, log *slog.Logger) (kernel bool, emb *embedded, err error) {
+	link, err := netlink.LinkByName(name)
+	switch {
+	case err == nil && link.Type() == "wireguard":
+		return true, nil, nil
+	case err == nil:
+		return false, nil, fmt.Errorf("interface %s exists and is a %q device, not wireguard; delete it or choose another Interface", name, link.Type())
+	case !dataplane.IsNotFound(err):
+		return false, nil, fmt.Errorf("failed to look up interface %s: %w", name, err)
+	}
+	err = netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu}})
+	if err == nil {
+		return true, nil, nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL) {
+		return false, nil, fmt.Errorf("failed to create wireguard interface %s: %w", name, err)
+	}
+	log.Info("kernel has no WireGuard, starting embedded wireguard-go device", "interface", name, "reason", err.Error())
+	emb, err = startEmbedded(name, mtu, log)
+	if err != nil {
+		return false, nil, err
+	}
+	return false, emb, nil
+}
+
+// closeDevice stops an embedded device, or with remove deletes a kernel
+// one.
+func closeDevice(name string, kernel bool, emb *embedded, remove bool) error {
+	if emb != nil {
+		emb.close()
+		return nil
+	}
+	if !remove || !kernel {
+		return nil
+	}
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		if dataplane.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("failed to look up interface %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(link); err != nil {
+		return fmt.Errorf("failed to delete interface %s: %w", name, err)
+	}
 	return nil
 }
 
@@ -288,13 +318,21 @@ func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) err
 		names[p.PublicKey] = p.Name
 	}
 	wgPeers := plan.WGPeers[:0:0]
-	var routes []tunnel.Route
-	for i, p := range plan.WGPeers {
+	dropped := map[netip.Prefix]bool{}
+	for _, p := range plan.WGPeers {
 		if _, ok := names[p.PublicKey]; ok {
 			wgPeers = append(wgPeers, p)
-			routes = append(routes, plan.Routes[i])
-		} else {
-			b.log.Warn("not routing to peer", "peer", p.Name, "reason", "publishes this node's public key")
+			continue
+		}
+		b.log.Warn("not routing to peer", "peer", p.Name, "reason", "publishes this node's public key")
+		for _, a := range p.AllowedIPs {
+			dropped[a] = true
+		}
+	}
+	routes := plan.Routes[:0:0]
+	for _, r := range plan.Routes {
+		if !dropped[r.Dst] {
+			routes = append(routes, r)
 		}
 	}
 	b.names = names
@@ -376,18 +414,10 @@ func (b *Backend) Close(remove bool) error {
 			errs = append(errs, err)
 		}
 	}
-	if b.emb != nil {
-		b.emb.close()
-		b.emb = nil
-	} else if remove && b.kernel {
-		if link, err := netlink.LinkByName(b.name); err == nil {
-			if err := netlink.LinkDel(link); err != nil {
-				errs = append(errs, fmt.Errorf("failed to delete interface %s: %w", b.name, err))
-			}
-		} else if !dataplane.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("failed to look up interface %s: %w", b.name, err))
-		}
+	if err := closeDevice(b.name, b.kernel, b.emb, remove); err != nil {
+		errs = append(errs, err)
 	}
+	b.emb = nil
 	if b.wg != nil {
 		if err := b.wg.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("failed to close wgctrl client: %w", err))

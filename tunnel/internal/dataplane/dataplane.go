@@ -157,7 +157,7 @@ func SyncWGPeersOf(wg WireGuard, dev *wgtypes.Device, desired []tunnel.WGPeer, l
 
 // PeerFromWG converts a peer read from a device.
 func PeerFromWG(p wgtypes.Peer) tunnel.WGPeer {
-	out := tunnel.WGPeer{PublicKey: p.PublicKey}
+	out := tunnel.WGPeer{PublicKey: p.PublicKey, PersistentKeepalive: p.PersistentKeepaliveInterval}
 	if p.Endpoint != nil {
 		ap := p.Endpoint.AddrPort()
 		out.Endpoint = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
