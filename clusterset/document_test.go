@@ -17,9 +17,9 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("good document refused: %v", d.Validate())
 	}
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(d *Document)
-		want  string
+		want   string
 	}{
 		{"no cluster", func(d *Document) { d.Cluster = "" }, "cluster: missing"},
 		{"bad cluster", func(d *Document) { d.Cluster = "West_1" }, "cluster: \"West_1\" is not a DNS label"},
@@ -38,7 +38,11 @@ func TestValidate(t *testing.T) {
 		{"port 0", func(d *Document) { d.Services[0].Ports[0].Port = 0 }, "services[0].ports[0].port: 0 is not in 1-65535"},
 		{"port too big", func(d *Document) { d.Services[0].Ports[0].Port = 65536 }, "services[0].ports[0].port: 65536"},
 		{"bad port name", func(d *Document) { d.Services[0].Ports[0].Name = "HTTP" }, "services[0].ports[0].name: "},
-		{"duplicate", func(d *Document) { d.Services[1].Name = "web"; d.Services[1].Type = ClusterSetIP; d.Services[1].ClusterIPs = []string{"10.97.0.2"} }, "services[1]: shop/web is listed twice (also services[0])"},
+		{"duplicate", func(d *Document) {
+			d.Services[1].Name = "web"
+			d.Services[1].Type = ClusterSetIP
+			d.Services[1].ClusterIPs = []string{"10.97.0.2"}
+		}, "services[1]: shop/web is listed twice (also services[0])"},
 		{"too many endpoints", func(d *Document) { d.Services[1].Endpoints = make([]Endpoint, MaxEndpoints+1) }, "services[1].endpoints: 10001 endpoints"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
