@@ -10,6 +10,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -155,7 +156,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		LeaseFile:     cfg.Gossip.LeaseFile,
 		LeaseGrace:    cfg.Gossip.LeaseGrace.Duration,
 		StaticLease:   static,
-		Meta:          gossip.Meta{UnderlayIP: u.Address, TunnelPort: cfg.Tunnel.Port},
+		Meta:          gossip.Meta{UnderlayIP: u.Address, TunnelPort: cfg.Tunnel.Port, GatewayEligible: a.peering != nil && cfg.Peering.Gateway},
 		Logger:        a.base,
 	})
 	if err != nil {
@@ -183,6 +184,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	if err := a.setupLease(ctx, lease); err != nil {
 		return err
+	}
+	if err := a.openPeeringDevice(); err != nil {
+		return fmt.Errorf("peering device: %w", err)
 	}
 	a.reconcile(ctx)
 	// Start-up (the join's state exchange, programming every peer) leaves
@@ -284,7 +288,11 @@ func (a *Agent) setupLease(ctx context.Context, lease netip.Prefix) error {
 }
 
 func (a *Agent) applyMasquerade() error {
-	rs, err := masquerade.Plan(a.cfg.ClusterPrefix())
+	var exempt []netip.Prefix
+	if a.peering != nil {
+		exempt = a.peering.plan.NoMasquerade
+	}
+	rs, err := masquerade.Plan(a.cfg.ClusterPrefix(), exempt...)
 	if err != nil {
 		return err
 	}
@@ -310,13 +318,22 @@ func (a *Agent) reconcile(ctx context.Context) {
 		deleted = a.kube.Deleted
 	}
 	peers, skipped := planPeers(a.backend.Name(), members, deleted)
+	gw, activeGW := a.planGateway(members)
+	peers = withGatewayExtra(peers, activeGW, gw.ViaGateway)
 
 	a.backendMu.Lock()
 	err := a.backend.Apply(ctx, peers)
 	if err == nil && *a.cfg.Masquerade {
 		err = a.applyMasquerade()
 	}
+	if gerr := a.applyGateway(gw); gerr != nil {
+		err = errors.Join(err, gerr)
+	}
 	a.backendMu.Unlock()
+	if a.peering != nil {
+		snap := a.peering.snapshot()
+		a.setStatus(func(s *Status) { s.Peering = snap })
+	}
 	a.metrics.reconcileTime.Observe(time.Since(start).Seconds())
 	if err == nil && a.kube != nil {
 		a.publishToNode(ctx)
@@ -393,6 +410,7 @@ func (a *Agent) setStatus(f func(*Status)) {
 // masquerade table and state file.
 func (a *Agent) shutdown(leave bool) {
 	a.closeAddons(leave)
+	a.closePeering(leave)
 	if leave {
 		if err := a.gossip.Leave(5 * time.Second); err != nil {
 			a.log.Warn("gossip leave", "err", err)

@@ -59,12 +59,17 @@ var (
 	descRx        = prometheus.NewDesc("weft_tunnel_peer_rx_bytes", "Bytes received from the peer through the tunnel.", []string{"peer"}, nil)
 	descTx        = prometheus.NewDesc("weft_tunnel_peer_tx_bytes", "Bytes sent to the peer through the tunnel.", []string{"peer"}, nil)
 	descReady     = prometheus.NewDesc("weft_ready", "1 when the node's lease, tunnel and state file are in place.", nil, nil)
+	descPeerGW    = prometheus.NewDesc("weft_peering_gateway_active", "1 on the node that is its cluster's active peering gateway.", nil, nil)
+	descRemoteUp  = prometheus.NewDesc("weft_peering_remote_reachable", "1 while the remote cluster's networks are routed, 0 while they are refused.", []string{"cluster"}, nil)
+	descRemoteHS  = prometheus.NewDesc("weft_peering_remote_handshake_age_seconds", "Seconds since the last handshake with the remote cluster's chosen gateway (active gateway only).", []string{"cluster", "gateway"}, nil)
+	descRemoteRx  = prometheus.NewDesc("weft_peering_remote_rx_bytes", "Bytes received from the remote cluster's chosen gateway (active gateway only).", []string{"cluster", "gateway"}, nil)
+	descRemoteTx  = prometheus.NewDesc("weft_peering_remote_tx_bytes", "Bytes sent to the remote cluster's chosen gateway (active gateway only).", []string{"cluster", "gateway"}, nil)
 	descGossip    = prometheus.NewDesc("weft_gossip_events_total", "Gossip events by kind (rejected packets, malformed metadata, lease conflicts).", []string{"kind"}, nil)
 )
 
 // Describe implements prometheus.Collector for the snapshot-derived series.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMembers, descLease, descPeers, descSkipped, descHandshake, descRx, descTx, descReady, descGossip} {
+	for _, d := range []*prometheus.Desc{descMembers, descLease, descPeers, descSkipped, descHandshake, descRx, descTx, descReady, descGossip, descPeerGW, descRemoteUp, descRemoteHS, descRemoteRx, descRemoteTx} {
 		ch <- d
 	}
 }
@@ -91,10 +96,37 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRx, prometheus.CounterValue, float64(p.RxBytes), p.Name)
 		ch <- prometheus.MustNewConstMetric(descTx, prometheus.CounterValue, float64(p.TxBytes), p.Name)
 	}
+	if p := st.Peering; p != nil {
+		collectPeering(ch, st.Node, p, now)
+	}
 	if m.gossipCounters != nil {
 		for k, v := range m.gossipCounters() {
 			ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(v), k)
 		}
+	}
+}
+
+// collectPeering emits the peering series of node's status.
+func collectPeering(ch chan<- prometheus.Metric, node string, p *PeeringStatus, now time.Time) {
+	active := 0.0
+	if p.ActiveGateway == node {
+		active = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descPeerGW, prometheus.GaugeValue, active)
+	for _, r := range p.Remotes {
+		up := 1.0
+		if r.Unreachable != "" {
+			up = 0
+		}
+		ch <- prometheus.MustNewConstMetric(descRemoteUp, prometheus.GaugeValue, up, r.Name)
+		if r.Gateway == "" {
+			continue
+		}
+		if !r.LastHandshake.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descRemoteHS, prometheus.GaugeValue, now.Sub(r.LastHandshake).Seconds(), r.Name, r.Gateway)
+		}
+		ch <- prometheus.MustNewConstMetric(descRemoteRx, prometheus.CounterValue, float64(r.RxBytes), r.Name, r.Gateway)
+		ch <- prometheus.MustNewConstMetric(descRemoteTx, prometheus.CounterValue, float64(r.TxBytes), r.Name, r.Gateway)
 	}
 }
 

@@ -1,10 +1,10 @@
 package agent
 
-// Multi-cluster peering, first step: the agent reads and validates the
-// peering file (keeping the last valid one in force), creates this node's
-// peering key when it is gateway-eligible, and reports both in its status,
-// from which `weft peering export` builds the bundle. It does not yet elect
-// a gateway or set up the peering data plane (docs/peering.md).
+// Multi-cluster peering: the agent reads and validates the peering file
+// (keeping the last valid one in force), creates this node's peering key
+// when it is gateway-eligible, and reports both in its status, from which
+// `weft peering export` builds the bundle. gateway.go runs the data plane
+// (docs/peering.md).
 
 import (
 	"fmt"
@@ -34,6 +34,8 @@ type PeeringConfig struct {
 	// KeyFile is a gateway's peering WireGuard private key, created 0600
 	// when absent. Default /var/lib/weft/peering.key.
 	KeyFile string `yaml:"keyFile"`
+	// Interface is a gateway's peering WireGuard device. Default weftpeer0.
+	Interface string `yaml:"interface"`
 }
 
 // Defaults for PeeringConfig.
@@ -57,6 +59,11 @@ type PeeringStatus struct {
 	File      string `json:"file"`
 	// Peers are the remote clusters of the file in force.
 	Peers []string `json:"peers"`
+	// ActiveGateway is this cluster's active gateway as this node elects
+	// it, "" when no eligible node is alive.
+	ActiveGateway string `json:"activeGateway"`
+	// Remotes are the peered clusters' state.
+	Remotes []RemoteClusterStatus `json:"remotes,omitempty"`
 	// LastError is why the file was last refused (the previous one stays
 	// in force); empty when the last read was accepted.
 	LastError string    `json:"lastError,omitempty"`
@@ -72,6 +79,10 @@ func (p *PeeringConfig) complete(c *Config) error {
 		p.Port = DefaultPeeringPort
 	}
 	setDefault(&p.KeyFile, DefaultPeeringKeyFile)
+	setDefault(&p.Interface, DefaultPeeringInterface)
+	if p.Interface == c.Tunnel.Interface {
+		return fmt.Errorf("peering.interface: %q is also tunnel.interface; the peering device needs its own", p.Interface)
+	}
 	if _, err := p.local(c); err != nil {
 		return err
 	}
@@ -118,6 +129,13 @@ func (p *PeeringConfig) local(c *Config) (peering.Local, error) {
 type peeringState struct {
 	loader *peering.Loader
 	status PeeringStatus
+	peers  []peering.Peer // in force
+
+	device        *wireguard.Device // gateway-eligible nodes only
+	liveness      peering.Liveness
+	remote        map[string]remoteChoice // remote cluster → chosen gateway
+	activeGateway string
+	plan          peering.Plan // last applied
 }
 
 // startPeering creates a gateway's peering key and loads the peering file
@@ -179,6 +197,7 @@ func (a *Agent) reloadPeering() {
 // peers in force and its error is reported.
 func (s *peeringState) reload(now time.Time) {
 	peers, _, err := s.loader.Load()
+	s.peers = peers
 	s.status.Peers = make([]string, len(peers))
 	for i, p := range peers {
 		s.status.Peers[i] = p.Name
@@ -196,6 +215,8 @@ func (s *peeringState) snapshot() *PeeringStatus {
 	st.PodCIDRs = append([]string(nil), st.PodCIDRs...)
 	st.ServiceCIDRs = append([]string(nil), st.ServiceCIDRs...)
 	st.Peers = append([]string(nil), st.Peers...)
+	st.ActiveGateway = s.activeGateway
+	st.Remotes = s.remoteStatus()
 	return &st
 }
 

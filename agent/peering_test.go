@@ -29,7 +29,7 @@ func TestPeeringConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := PeeringConfig{File: "/etc/weft/peering.yaml", ClusterName: "east-1", Port: DefaultPeeringPort, KeyFile: DefaultPeeringKeyFile}
+	want := PeeringConfig{File: "/etc/weft/peering.yaml", ClusterName: "east-1", Port: DefaultPeeringPort, KeyFile: DefaultPeeringKeyFile, Interface: DefaultPeeringInterface}
 	if !reflect.DeepEqual(c.Peering, want) {
 		t.Errorf("defaults %+v, want %+v", c.Peering, want)
 	}
@@ -43,6 +43,7 @@ func TestPeeringConfig(t *testing.T) {
 		{"peering: {file: /p, port: 70000}\n", `peering.port: 70000 is out of range`},
 		{"peering: {file: /p, gateway: true, port: 51820}\n", `peering.port: 51820 is also tunnel.port`},
 		{"peering: {file: /p, gatway: true}\n", `peering.gatway (line 4): field gatway not found`},
+		{"peering: {file: /p, interface: weft0}\n", `peering.interface: "weft0" is also tunnel.interface`},
 	}
 	for _, tt := range tests {
 		c, err := ParseConfig(strings.NewReader("nodeName: n1\nclusterID: east-1\ngossip: {keyFile: /k}\n" + tt.yaml))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -157,7 +158,25 @@ func printPeeringStatus(w io.Writer, p *agent.PeeringStatus) {
 	if peers == "" {
 		peers = "none"
 	}
-	fmt.Fprintf(w, "  peering: cluster %s (id %s), this node %s; peers in force: %s (data plane not built yet)\n", p.ClusterName, p.ClusterID, role, peers)
+	active := p.ActiveGateway
+	if active == "" {
+		active = "none (no live eligible node)"
+	}
+	fmt.Fprintf(w, "  peering: cluster %s (id %s), this node %s; active gateway %s; peers in force: %s\n", p.ClusterName, p.ClusterID, role, active, peers)
+	for _, r := range p.Remotes {
+		switch {
+		case r.Unreachable != "":
+			fmt.Fprintf(w, "    %-12s unreachable: %s\n", r.Name, r.Unreachable)
+		case r.Gateway == "":
+			fmt.Fprintf(w, "    %-12s through gateway %s\n", r.Name, active)
+		default:
+			hs := "never"
+			if !r.LastHandshake.IsZero() {
+				hs = time.Since(r.LastHandshake).Round(time.Second).String() + " ago"
+			}
+			fmt.Fprintf(w, "    %-12s gateway %s (%s), handshake %s, rx %d B, tx %d B\n", r.Name, r.Gateway, r.Endpoint, hs, r.RxBytes, r.TxBytes)
+		}
+	}
 	if p.LastError != "" {
 		fmt.Fprintf(w, "  peering file refused, previous peers kept: %s\n", strings.ReplaceAll(p.LastError, "\n", "\n    "))
 	}

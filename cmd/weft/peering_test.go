@@ -175,9 +175,13 @@ func TestPeeringExportFromAgent(t *testing.T) {
 func TestPrintPeeringStatus(t *testing.T) {
 	var b bytes.Buffer
 	printStatus(&b, agent.Status{Node: "n1", Peering: &agent.PeeringStatus{ClusterName: "east", ClusterID: "east-1", Gateway: true, Port: 51821,
-		PublicKey: "K=", Peers: []string{"north", "west"}, LastError: "peering.yaml: 1 problem(s) in peering file:\n  peers[0].name (line 2): required"}})
+		PublicKey: "K=", Peers: []string{"north", "west"}, ActiveGateway: "n1",
+		Remotes: []agent.RemoteClusterStatus{{Name: "north", Unreachable: "no way"}, {Name: "west", Gateway: "west-gw-1", Endpoint: "192.0.2.10:51821", RxBytes: 10, TxBytes: 20}},
+		LastError: "peering.yaml: 1 problem(s) in peering file:\n  peers[0].name (line 2): required"}})
 	for _, w := range []string{
-		"peering: cluster east (id east-1), this node gateway-eligible (port 51821, key K=); peers in force: north, west (data plane not built yet)",
+		"peering: cluster east (id east-1), this node gateway-eligible (port 51821, key K=); active gateway n1; peers in force: north, west",
+		"north        unreachable: no way",
+		"west         gateway west-gw-1 (192.0.2.10:51821), handshake never, rx 10 B, tx 20 B",
 		"peering file refused, previous peers kept: peering.yaml: 1 problem(s) in peering file:\n      peers[0].name (line 2): required",
 	} {
 		if !strings.Contains(b.String(), w) {
@@ -186,7 +190,7 @@ func TestPrintPeeringStatus(t *testing.T) {
 	}
 	b.Reset()
 	printPeeringStatus(&b, &agent.PeeringStatus{ClusterName: "east", ClusterID: "east-1"})
-	if !strings.Contains(b.String(), "not gateway-eligible; peers in force: none") {
+	if !strings.Contains(b.String(), "not gateway-eligible; active gateway none (no live eligible node); peers in force: none") {
 		t.Errorf("%q", b.String())
 	}
 }

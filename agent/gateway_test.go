@@ -1,0 +1,41 @@
+package agent
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/weftnet/weft/gossip"
+	"github.com/weftnet/weft/tunnel"
+)
+
+func TestElectGateway(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	self := gossip.Meta{Name: "n3", GatewayEligible: true, PodCIDR: pfx("10.244.3.0/24")}
+	members := []gossip.Meta{
+		{Name: "n1", PodCIDR: pfx("10.244.1.0/24")},
+		{Name: "n2", GatewayEligible: true, PodCIDR: pfx("10.244.2.0/24")},
+	}
+	v := electGateway(self, members)
+	if v.active != "n2" || v.overlay != netip.MustParseAddr("10.244.2.1") {
+		t.Errorf("lowest eligible: %+v", v)
+	}
+	self.GatewayActive = true // n3 took over while n2 was away: it keeps the role
+	if v := electGateway(self, members); v.active != "n3" || v.overlay != netip.MustParseAddr("10.244.3.1") {
+		t.Errorf("sticky active: %+v", v)
+	}
+	if v := electGateway(gossip.Meta{Name: "n9"}, members[:1]); v.active != "" {
+		t.Errorf("nobody eligible: %+v", v)
+	}
+}
+
+func TestWithGatewayExtra(t *testing.T) {
+	remote := []netip.Prefix{netip.MustParsePrefix("10.245.0.0/16")}
+	peers := []tunnel.Peer{{Name: "n1"}, {Name: "gw"}}
+	got := withGatewayExtra(peers, "gw", remote)
+	if got[0].Extra != nil || len(got[1].Extra) != 1 || got[1].Extra[0] != remote[0] {
+		t.Errorf("extra on the wrong peers: %+v", got)
+	}
+	if got := withGatewayExtra([]tunnel.Peer{{Name: "gw"}}, "gw", nil); got[0].Extra != nil {
+		t.Errorf("extra without remote networks: %+v", got)
+	}
+}
