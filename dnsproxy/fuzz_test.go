@@ -35,8 +35,9 @@ func (w *fuzzWriter) TsigTimersOnly(bool)         {}
 func (w *fuzzWriter) Hijack()                     {}
 
 // FuzzQuery feeds arbitrary packets through what the server does with
-// one: the header check, parsing, the guard and the whole chain (with an
-// upstream that is not there). Nothing may panic, and every reply must
+// one: the header check, parsing, the guard and the whole chain (the
+// cluster zone, the clusterset zone, and an upstream that is not there).
+// Nothing may panic, and every reply must
 // pack, carry the query's id and fit in 512 bytes (no EDNS over UDP) or in
 // the advertised size.
 func FuzzQuery(f *testing.F) {
@@ -52,6 +53,12 @@ func FuzzQuery(f *testing.F) {
 		{"10.0.96.10.in-addr.arpa.", dns.TypePTR, false},
 		{"fd00--9.default.pod.cluster.local.", dns.TypeAAAA, false},
 		{"cluster.local.", dns.TypeAXFR, false},
+		{"hl.default.svc.clusterset.local.", dns.TypeA, false},
+		{"_http._tcp.hl.default.svc.clusterset.local.", dns.TypeSRV, true},
+		{"pet-0.west-1.hl.default.svc.clusterset.local.", dns.TypeA, false},
+		{"west-1.hl.default.svc.clusterset.local.", dns.TypeAAAA, false},
+		{"dns-version.clusterset.local.", dns.TypeTXT, false},
+		{"5.1.245.10.in-addr.arpa.", dns.TypePTR, false},
 	} {
 		m := new(dns.Msg)
 		m.SetQuestion(s.name, s.qtype)
@@ -64,9 +71,9 @@ func FuzzQuery(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1}) // a pointer loop
 
-	rec := testRecords()
+	rec, set := testSet(f)
 	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}, Timeout: 50 * time.Millisecond}, nil)
-	zone, _ := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewCache(CacheConfig{}, fwd, nil))
+	zone, _ := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewClusterset(ClustersetConfig{}, set, NewCache(CacheConfig{}, fwd, nil)))
 	s := NewServer(ServerConfig{Allowed: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, zone, nil)
 	remote := &net.UDPAddr{IP: net.IPv4(10, 244, 1, 2), Port: 40000}
 

@@ -356,17 +356,7 @@ func leanSliceOf(o *discoveryv1.EndpointSlice) (leanSlice, bool) {
 		return leanSlice{}, false
 	}
 	sl := leanSlice{namespace: o.Namespace, service: svc}
-	var ports []Port
-	for _, p := range o.Ports {
-		if p.Name == nil || *p.Name == "" || p.Port == nil {
-			continue
-		}
-		proto := corev1.ProtocolTCP
-		if p.Protocol != nil {
-			proto = *p.Protocol
-		}
-		ports = append(ports, Port{Name: strings.ToLower(*p.Name), Protocol: protocol(proto), Port: uint16(*p.Port)})
-	}
+	ports := slicePorts(o)
 	for _, e := range o.Endpoints {
 		if e.Conditions.Ready != nil && !*e.Conditions.Ready {
 			continue
@@ -385,6 +375,22 @@ func leanSliceOf(o *discoveryv1.EndpointSlice) (leanSlice, bool) {
 		}
 	}
 	return sl, true
+}
+
+// slicePorts are an EndpointSlice's named ports.
+func slicePorts(o *discoveryv1.EndpointSlice) []Port {
+	var ports []Port
+	for _, p := range o.Ports {
+		if p.Name == nil || *p.Name == "" || p.Port == nil {
+			continue
+		}
+		proto := corev1.ProtocolTCP
+		if p.Protocol != nil {
+			proto = *p.Protocol
+		}
+		ports = append(ports, Port{Name: strings.ToLower(*p.Name), Protocol: protocol(proto), Port: uint16(*p.Port)})
+	}
+	return ports
 }
 
 func protocol(p corev1.Protocol) string {
