@@ -37,6 +37,9 @@ func (a *Agent) startAddons(ctx context.Context) error {
 		return nil
 	}
 	inf := kube.NewInformers(a.kubeClient, 0)
+	if a.peering != nil && a.cfg.Peering.Gateway {
+		a.clusterset = newClustersetSync(a.kubeClient, inf, a.cfg.ClusterID, a.base.With("component", "clusterset", "node", a.cfg.NodeName))
+	}
 	for _, mk := range addonConstructors {
 		ad, err := mk(a)
 		if err != nil {

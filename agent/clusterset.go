@@ -1,0 +1,231 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/weftnet/weft/agent/kube"
+	"github.com/weftnet/weft/clusterset"
+)
+
+// Timeouts of the export exchange between gateways.
+const (
+	clustersetFetchTimeout = 10 * time.Second
+	clustersetReadTimeout  = 10 * time.Second
+	clustersetWriteTimeout = 30 * time.Second
+)
+
+// clustersetSync serves this cluster's exports and imports the peers'.
+// The peering loop calls Serve when this node becomes the cluster's active
+// gateway (Stop when it no longer is) and Pull every resync while it is;
+// only the active gateway writes the derived EndpointSlices, and a new one
+// adopts what the previous one wrote (SyncImports lists them all).
+//
+// It reads the shared informers' caches (Services, EndpointSlices,
+// Namespaces), so it must be made before the informers start.
+type clustersetSync struct {
+	client     kubernetes.Interface
+	clusterID  string
+	log        *slog.Logger
+	services   cache.SharedIndexInformer
+	slices     cache.SharedIndexInformer
+	namespaces cache.SharedIndexInformer
+	// exportCRs reports ServiceExports; nil when their CRD is not installed.
+	exportCRs func(namespace, name string) bool
+	http      *http.Client
+
+	mu      sync.Mutex // guards the fields below
+	srv     *http.Server
+	skipped map[string]string // "cluster/ns/name" → reason, logged once
+}
+
+func newClustersetSync(client kubernetes.Interface, inf *kube.Informers, clusterID string, log *slog.Logger) *clustersetSync {
+	return &clustersetSync{
+		client:     client,
+		clusterID:  clusterID,
+		log:        log,
+		services:   inf.Services(),
+		slices:     inf.EndpointSlices(),
+		namespaces: inf.Namespaces(),
+		http:       &http.Client{Timeout: clustersetFetchTimeout},
+		skipped:    map[string]string{},
+	}
+}
+
+// synced reports whether the caches hold the cluster's state: before that
+// nothing is served, and nothing imported is deleted.
+func (c *clustersetSync) synced() bool {
+	return c.services.HasSynced() && c.slices.HasSynced() && c.namespaces.HasSynced()
+}
+
+// exports is this cluster's Document, from the caches.
+func (c *clustersetSync) exports() (clusterset.Document, error) {
+	if !c.synced() {
+		return clusterset.Document{}, errors.New("the agent has not listed Services and EndpointSlices yet")
+	}
+	var svcs []*corev1.Service
+	for _, o := range c.services.GetStore().List() {
+		if s, ok := o.(*corev1.Service); ok {
+			svcs = append(svcs, s)
+		}
+	}
+	var sls []*discoveryv1.EndpointSlice
+	for _, o := range c.slices.GetStore().List() {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			sls = append(sls, s)
+		}
+	}
+	return clusterset.Exports(c.clusterID, svcs, sls, c.exportCRs), nil
+}
+
+// Serve serves /v1/exports on addr (the gateway's tunnel address) until ctx ends or Stop.
+func (c *clustersetSync) Serve(ctx context.Context, addr netip.AddrPort) error {
+	srv := &http.Server{
+		Handler:           &clusterset.Handler{Exports: c.exports, Log: c.log},
+		ReadHeaderTimeout: clustersetReadTimeout,
+		ReadTimeout:       clustersetReadTimeout,
+		WriteTimeout:      clustersetWriteTimeout,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+	}
+	c.mu.Lock()
+	if c.srv != nil {
+		c.mu.Unlock()
+		return errors.New("clusterset exports: already serving")
+	}
+	c.srv = srv
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.srv == srv {
+			c.srv = nil
+		}
+		c.mu.Unlock()
+	}()
+	l, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		return fmt.Errorf("failed to listen for clusterset exports on %s: %w", addr, err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = srv.Close()
+		case <-done:
+		}
+	}()
+	c.log.Info("serving this cluster's exports", "addr", addr)
+	err = srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("clusterset exports on %s: %w", addr, err)
+}
+
+// Stop ends Serve, if it runs.
+func (c *clustersetSync) Stop() {
+	c.mu.Lock()
+	srv := c.srv
+	c.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+// Pull fetches each remote's exports and syncs the imports; remotes with a zero Addr are skipped but their existing imports are kept.
+//
+// A remote whose fetch fails (unreachable, or a document that is refused
+// whole) keeps its existing imports too: names do not vanish on a blip.
+// Imports of clusters not among remotes are deleted. The error joins
+// every failure; what succeeded is applied regardless.
+func (c *clustersetSync) Pull(ctx context.Context, remotes []clusterset.Remote) error {
+	if !c.synced() {
+		return errors.New("clusterset imports: the agent has not listed Services, EndpointSlices and Namespaces yet")
+	}
+	type result struct {
+		doc clusterset.Document
+		err error
+	}
+	results := make([]result, len(remotes))
+	var wg sync.WaitGroup
+	for i, r := range remotes {
+		if !r.Addr.IsValid() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fctx, cancel := context.WithTimeout(ctx, clustersetFetchTimeout)
+			defer cancel()
+			doc, err := clusterset.Fetch(fctx, c.http, r.Addr)
+			if err == nil && doc.Cluster != r.ID {
+				err = fmt.Errorf("exports from %s are of cluster %q, not %q", r.Addr, doc.Cluster, r.ID)
+			}
+			results[i] = result{doc, err}
+		}()
+	}
+	wg.Wait()
+
+	keep := map[string]bool{}
+	var desired []*discoveryv1.EndpointSlice
+	var errs []error
+	skipped := map[string]string{}
+	for i, r := range remotes {
+		res := results[i]
+		if !r.Addr.IsValid() || res.err != nil {
+			keep[r.ID] = true
+			if res.err != nil {
+				errs = append(errs, fmt.Errorf("cluster %s: %w", r.Cluster, res.err))
+			}
+			continue
+		}
+		sls, skips := clusterset.PlanImports(r.ID, res.doc, c.namespaceExists, r.Networks)
+		desired = append(desired, sls...)
+		for _, s := range skips {
+			skipped[r.ID+"/"+s.Service] = s.Reason
+		}
+	}
+	c.logSkipped(skipped)
+	if err := clusterset.SyncImports(ctx, c.client, desired, func(id string) bool { return keep[id] }); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *clustersetSync) namespaceExists(name string) bool {
+	_, ok, err := c.namespaces.GetStore().GetByKey(name)
+	return ok && err == nil
+}
+
+// logSkipped logs each skipped import once, when it first appears or its
+// reason changes, not every pull.
+func (c *clustersetSync) logSkipped(now map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keys := make([]string, 0, len(now))
+	for k := range now {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if c.skipped[k] != now[k] {
+			c.log.Warn("not importing an exported service", "service", k, "reason", now[k])
+		}
+	}
+	c.skipped = now
+}
