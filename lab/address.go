@@ -17,6 +17,28 @@ var (
 	CPAddr = netip.MustParseAddr("192.168.77.2")
 )
 
+// WANSubnet is the segment `weft lab peer` joins two labs' gateways on.
+// The first lab of a pair (by name) has its gateway of node index i at
+// .(10+i), the second at .(130+i).
+var WANSubnet = netip.MustParsePrefix("198.51.100.0/24")
+
+// MaxGateways bounds Spec.Gateways so that WAN addresses fit.
+const MaxGateways = 100
+
+// WANAddr is the WAN address of the gateway at node index in the first
+// (second=false) or second lab of a pair.
+func WANAddr(second bool, index int) (netip.Addr, error) {
+	if index < 1 || index > MaxGateways {
+		return netip.Addr{}, fmt.Errorf("gateway node index %d is out of range 1-%d", index, MaxGateways)
+	}
+	b := WANSubnet.Addr().As4()
+	b[3] = byte(10 + index)
+	if second {
+		b[3] = byte(130 + index)
+	}
+	return netip.AddrFrom4(b), nil
+}
+
 // MaxNodes is the number of node addresses in the underlay (.11 to .253).
 const MaxNodes = 243
 

@@ -40,6 +40,15 @@ type AgentConfigFile struct {
 	LogLevel       string        `yaml:"logLevel,omitempty"`
 	Kubernetes     *agentKube    `yaml:"kubernetes,omitempty"`
 	DNS            *agentDNS     `yaml:"dns,omitempty"`
+	Peering        *agentPeering `yaml:"peering,omitempty"`
+}
+
+type agentPeering struct {
+	File         string   `yaml:"file"`
+	ClusterName  string   `yaml:"clusterName"`
+	ServiceCIDRs []string `yaml:"serviceCIDRs"`
+	Gateway      bool     `yaml:"gateway"`
+	KeyFile      string   `yaml:"keyFile"`
 }
 
 type agentDNS struct {
@@ -77,7 +86,7 @@ type agentTunnel struct {
 func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFile {
 	c := AgentConfigFile{
 		NodeName:    n.Name,
-		ClusterID:   "lab-" + l.Name,
+		ClusterID:   ClusterID(l.Name),
 		ClusterCIDR: s.ClusterCIDR,
 		Underlay: agentUnderlay{
 			Interface: nodeIf,
@@ -101,6 +110,15 @@ func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFi
 		c.Kubernetes = &agentKube{Enabled: true, Kubeconfig: l.AgentKubeconfig(), SyncTimeout: LabKubeSyncTimeout.String()}
 		if s.DNSUpstream != "" {
 			c.DNS = &agentDNS{Upstreams: []string{s.DNSUpstream}}
+		}
+	}
+	if s.Gateways > 0 {
+		c.Peering = &agentPeering{
+			File:         l.PeeringFile(),
+			ClusterName:  l.Name,
+			ServiceCIDRs: []string{s.ServiceCIDR},
+			Gateway:      n.Index <= s.Gateways,
+			KeyFile:      n.Paths.PeeringKey,
 		}
 	}
 	for _, a := range seeds {

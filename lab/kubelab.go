@@ -84,7 +84,9 @@ func ManifestDirFor(weft string) (string, error) {
 // kubeConfig is the control plane of a --kube lab with spec.
 func (lb *Lab) kubeConfig(spec Spec) kube.Config {
 	cidr, _ := netip.ParsePrefix(spec.ClusterCIDR)
+	svc, _ := netip.ParsePrefix(spec.ServiceCIDR) // zero before Complete: kube's default
 	return kube.Config{
+		ServiceCIDR:      svc,
 		Dir:              lb.layout.KubeDir(),
 		NetNS:            lb.layout.CPNS(),
 		Address:          CPAddr,

@@ -119,6 +119,11 @@ func (lb *Lab) Up(ctx context.Context, spec Spec) error {
 	if err := writeGossipKey(l.GossipKeyFile()); err != nil {
 		return lb.leftForInspection(err)
 	}
+	if spec.Gateways > 0 {
+		if err := writeFileAtomic(l.PeeringFile(), []byte("# no peers until `weft lab peer`\npeers: []\n"), 0o644); err != nil {
+			return lb.leftForInspection(err)
+		}
+	}
 	if err := CreateUnderlay(ctx, lb.opts.Runner, l, spec.MTU); err != nil {
 		return lb.leftForInspection(err)
 	}
@@ -298,6 +303,9 @@ func (lb *Lab) Down(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("control plane: %w", err))
 	}
 	if err := DeleteNamespaces(ctx, lb.opts.Runner, l, l.Prefix(), recorded); err != nil {
+		errs = append(errs, err)
+	}
+	if err := deleteWANs(ctx, lb.opts.Runner, l.Name); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

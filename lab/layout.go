@@ -55,6 +55,9 @@ func (l Layout) AdminKubeconfig() string { return filepath.Join(l.KubeDir(), "ad
 // TokenRequest token of the weft ServiceAccount.
 func (l Layout) AgentKubeconfig() string { return filepath.Join(l.Dir(), "agent.kubeconfig") }
 
+// PeeringFile is the peering file every agent of the lab reads (Spec.Gateways).
+func (l Layout) PeeringFile() string { return filepath.Join(l.Dir(), "peering.yaml") }
+
 // NodeNS is a node's network namespace.
 func (l Layout) NodeNS(node string) string { return l.Prefix() + node }
 
@@ -75,6 +78,7 @@ type NodePaths struct {
 	StatusSocket string // weft.sock
 	LeaseFile    string // lease.json
 	TunnelKey    string // wireguard.key
+	PeeringKey   string // peering.key: a gateway's peering WireGuard key
 	Log          string // agent.log: the agent's stdout and stderr
 	WireGuardDir string // bind-mounted on /run/wireguard in the node's view
 	CNIDataDir   string // weft-cni's IPAM store
@@ -92,6 +96,7 @@ func (l Layout) Node(node string) NodePaths {
 		StatusSocket: filepath.Join(d, "weft.sock"),
 		LeaseFile:    filepath.Join(d, "lease.json"),
 		TunnelKey:    filepath.Join(d, "wireguard.key"),
+		PeeringKey:   filepath.Join(d, "peering.key"),
 		Log:          filepath.Join(d, "agent.log"),
 		WireGuardDir: filepath.Join(d, "wireguard"),
 		CNIDataDir:   filepath.Join(d, "cni"),

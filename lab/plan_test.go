@@ -13,7 +13,7 @@ func TestSpecComplete(t *testing.T) {
 	if err := s.Complete(); err != nil {
 		t.Fatal(err)
 	}
-	want := Spec{Name: "weft", Nodes: 3, Backend: "wireguard", MTU: 1500, ClusterCIDR: "10.244.0.0/16"}
+	want := Spec{Name: "weft", Nodes: 3, Backend: "wireguard", MTU: 1500, ClusterCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16"}
 	if s != want {
 		t.Fatalf("defaults: got %+v, want %+v", s, want)
 	}
@@ -31,6 +31,11 @@ func TestSpecComplete(t *testing.T) {
 		{Spec{ClusterCIDR: "10.244.0.1/16"}, "cluster-cidr:"},
 		{Spec{ClusterCIDR: "192.168.0.0/16"}, "cluster-cidr:"},
 		{Spec{ClusterCIDR: "fd00::/64"}, "cluster-cidr:"},
+		{Spec{ServiceCIDR: "10.244.0.0/20"}, "service-cidr:"},
+		{Spec{ServiceCIDR: "10.0.0.0/8"}, "service-cidr:"},
+		{Spec{ClusterCIDR: "198.51.0.0/16"}, "cluster-cidr:"},
+		{Spec{Gateways: 4}, "gateways:"},
+		{Spec{Gateways: -1}, "gateways:"},
 	}
 	for _, b := range bad {
 		err := b.spec.Complete()

@@ -34,6 +34,13 @@ type Spec struct {
 	// RBAC `up --kube` applies. Default: found from the working directory
 	// or the weft binary (ManifestDirFor). Stored absolute.
 	Manifests string `json:"manifests,omitempty"`
+	// ServiceCIDR is the Service ClusterIP range (--kube) and the service
+	// network a peering bundle declares. Default 10.96.0.0/16.
+	ServiceCIDR string `json:"serviceCIDR,omitempty"`
+	// Gateways makes the first Gateways nodes (by index) gateway-eligible
+	// for multi-cluster peering and turns peering on in every agent, with
+	// the lab's peering file (empty until `weft lab peer`). Default 0: off.
+	Gateways int `json:"gateways,omitempty"`
 	// DNSUpstream is the resolver the agents' DNS proxies forward names
 	// outside the cluster to (ip or ip:port; Kube only). Default: the
 	// host's /etc/resolv.conf, which lab nodes usually cannot reach.
@@ -47,6 +54,7 @@ const (
 	DefaultBackend     = "wireguard"
 	DefaultMTU         = 1500
 	DefaultClusterCIDR = "10.244.0.0/16"
+	DefaultServiceCIDR = "10.96.0.0/16"
 )
 
 var (
@@ -79,6 +87,9 @@ func (s *Spec) Complete() error {
 	if s.ClusterCIDR == "" {
 		s.ClusterCIDR = DefaultClusterCIDR
 	}
+	if s.ServiceCIDR == "" {
+		s.ServiceCIDR = DefaultServiceCIDR
+	}
 	if err := ValidateLabName(s.Name); err != nil {
 		return err
 	}
@@ -100,8 +111,18 @@ func (s *Spec) Complete() error {
 	if err != nil || !p.Addr().Is4() || p.Masked() != p {
 		return fmt.Errorf("cluster-cidr: %q is not an IPv4 network address in CIDR form", s.ClusterCIDR)
 	}
-	if p.Overlaps(UnderlaySubnet) || p.Contains(WorldAddr) {
-		return fmt.Errorf("cluster-cidr: %s overlaps the lab underlay %s or %s", p, UnderlaySubnet, WorldAddr)
+	if p.Overlaps(UnderlaySubnet) || p.Contains(WorldAddr) || p.Overlaps(WANSubnet) {
+		return fmt.Errorf("cluster-cidr: %s overlaps the lab underlay %s, %s or the peering WAN %s", p, UnderlaySubnet, WorldAddr, WANSubnet)
+	}
+	svc, err := netip.ParsePrefix(s.ServiceCIDR)
+	if err != nil || !svc.Addr().Is4() || svc.Masked() != svc || svc.Bits() < 12 || svc.Bits() > 28 {
+		return fmt.Errorf("service-cidr: %q is not an IPv4 network address in CIDR form between /12 and /28", s.ServiceCIDR)
+	}
+	if svc.Overlaps(p) || svc.Overlaps(UnderlaySubnet) || svc.Overlaps(WANSubnet) {
+		return fmt.Errorf("service-cidr: %s overlaps the cluster CIDR %s, the underlay %s or the peering WAN %s", svc, p, UnderlaySubnet, WANSubnet)
+	}
+	if s.Gateways < 0 || s.Gateways > s.Nodes || s.Gateways > MaxGateways {
+		return fmt.Errorf("gateways: %d is out of range 0-%d (at most the number of nodes)", s.Gateways, min(s.Nodes, MaxGateways))
 	}
 	if u := s.DNSUpstream; u != "" {
 		if _, err := netip.ParseAddrPort(u); err != nil {

@@ -65,6 +65,7 @@ State lives in /run/weft-lab/<name>/; see docs/lab.md.`,
 	cmd.AddCommand(
 		newLabUpCommand(f),
 		newLabDownCommand(f),
+		newLabPeerCommand(f),
 		newLabNodeCommand(f),
 		newLabPodCommand(f),
 		newLabExecCommand(f),
@@ -119,6 +120,8 @@ func newLabUpCommand(f *labFlags) *cobra.Command {
 	fl.IntVar(&spec.MTU, "mtu", lab.DefaultMTU, "MTU of every underlay link")
 	fl.IntVar(&spec.PodsPerNode, "pods-per-node", 0, "pods p1..pK to add to every node")
 	fl.StringVar(&spec.ClusterCIDR, "cluster-cidr", lab.DefaultClusterCIDR, "pod network")
+	fl.StringVar(&spec.ServiceCIDR, "service-cidr", lab.DefaultServiceCIDR, "service network (the API server's ClusterIP range with --kube; declared to peered labs)")
+	fl.IntVar(&spec.Gateways, "gateways", 0, "make the first N nodes gateway-eligible and turn multi-cluster peering on (see `weft lab peer`)")
 	fl.BoolVar(&spec.Kube, "kube", false, "run a real Kubernetes control plane in <name>-cp and the agents in Kubernetes mode")
 	fl.StringVar(&spec.KubeBinDir, "kube-bin-dir", "", "directory holding kube-apiserver and kube-controller-manager (default: --bin-dir)")
 	fl.StringVar(&spec.DNSUpstream, "dns-upstream", "", "resolver (ip or ip:port) the agents' DNS proxies forward other names to (--kube; default: the host's resolv.conf)")
@@ -134,6 +137,34 @@ func newLabDownCommand(f *labFlags) *cobra.Command {
 		RunE: f.labRun(func(ctx context.Context, _ *cobra.Command, l *lab.Lab, _ []string) error {
 			return l.Down(ctx)
 		}),
+	}
+}
+
+func newLabPeerCommand(f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "peer LAB LAB",
+		Short: "peer two labs created with --gateways: a WAN segment between their gateways, and each lab's peering file listing the other",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var labs [2]*lab.Lab
+			for i, name := range args {
+				g := *f
+				g.name = name
+				l, err := g.open()
+				if err != nil {
+					return err
+				}
+				labs[i] = l
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			if err := labs[0].Peer(ctx, labs[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "peered %s and %s over netns %s; the agents pick the peering files up within a resync (`weft lab exec NODE -- weft status`)\n",
+				args[0], args[1], lab.WANNS(args[0], args[1]))
+			return nil
+		},
 	}
 }
 

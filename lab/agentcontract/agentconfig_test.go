@@ -101,3 +101,32 @@ func TestKubeAgentConfigParses(t *testing.T) {
 		t.Errorf("kubernetes = %+v, seeds %v", k, c.Gossip.Seeds)
 	}
 }
+
+// TestAgentConfigPeering: a lab with gateways turns peering on in every
+// agent, eligible on the first Gateways nodes only.
+func TestAgentConfigPeering(t *testing.T) {
+	l := lab.Layout{Root: "/run/weft-lab", Name: "east"}
+	spec := lab.Spec{Name: "east", ClusterCIDR: "10.98.0.0/16", ServiceCIDR: "10.97.0.0/16", Gateways: 2}
+	if err := spec.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	nodes, _ := l.PlanNodes(3)
+	for _, n := range nodes {
+		b, err := lab.AgentConfig(l, spec, n, nil).Render()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := agent.ParseConfig(bytes.NewReader(b))
+		if err == nil {
+			err = c.Complete()
+		}
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", n.Name, err, b)
+		}
+		p := c.Peering
+		if p.File != l.PeeringFile() || p.ClusterName != "east" || len(p.ServiceCIDRs) != 1 || p.ServiceCIDRs[0] != "10.97.0.0/16" ||
+			p.Gateway != (n.Index <= 2) || p.KeyFile != l.Node(n.Name).PeeringKey {
+			t.Errorf("%s: peering %+v", n.Name, p)
+		}
+	}
+}
