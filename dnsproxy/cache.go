@@ -55,6 +55,8 @@ type cacheEntry struct {
 	msg     *dns.Msg // without OPT; owner names as first asked
 	stored  time.Time
 	expires time.Time
+
+	wire *wireAnswer // msg for the wire path (cachewire.go); nil: slow path only
 }
 
 // Cache answers from the answers next gave before, for as long as their
@@ -206,6 +208,7 @@ func (c *Cache) get(k cacheKey) *cacheEntry {
 }
 
 func (c *Cache) put(e *cacheEntry) {
+	e.wire = e.packWire()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[e.key]; ok {

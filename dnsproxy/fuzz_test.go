@@ -85,7 +85,7 @@ func FuzzQuery(f *testing.F) {
 		// The UDP fast path, as serveUDPBatch calls it.
 		d.deferred = false
 		bw := &udpWriter{pc: pc, remote: remote, buf: make([]byte, 0, 2048)}
-		s.servePacket(fast, d, bw, b)
+		s.servePacket(fast, d, new(wireQuery), bw, b)
 		if bw.reply != nil {
 			if resp := new(dns.Msg); resp.Unpack(bw.reply) != nil || len(bw.reply) > 1232 {
 				t.Fatalf("fast path reply of %d bytes does not parse or is too big", len(bw.reply))

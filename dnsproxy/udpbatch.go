@@ -52,6 +52,7 @@ func (s *Server) serveUDPBatch(pc net.PacketConn) {
 		writers[i] = udpWriter{pc: pc, buf: make([]byte, 0, 2048)}
 	}
 	out := make([]ipv4.Message, 0, batchSize)
+	q := new(wireQuery)
 	d := &deferral{}
 	ctx := context.WithValue(context.Background(), deferralKey{}, d)
 	for {
@@ -69,7 +70,7 @@ func (s *Server) serveUDPBatch(pc net.PacketConn) {
 			w := &writers[i]
 			w.remote, w.reply = in[i].Addr, nil
 			d.deferred = false
-			s.servePacket(ctx, d, w, in[i].Buffers[0][:in[i].N])
+			s.servePacket(ctx, d, q, w, in[i].Buffers[0][:in[i].N])
 			if w.reply != nil {
 				out = append(out, ipv4.Message{Buffers: [][]byte{w.reply}, Addr: w.remote})
 			}
@@ -88,10 +89,14 @@ func (s *Server) serveUDPBatch(pc net.PacketConn) {
 }
 
 // servePacket answers one datagram as miekg/dns's server would (header
-// check, parse, FORMERR or NOTIMP for what is rejected), inline when it can.
-func (s *Server) servePacket(ctx context.Context, d *deferral, w *udpWriter, b []byte) {
+// check, parse, FORMERR or NOTIMP for what is rejected), inline when it
+// can: from stored bytes if it can (wirepath.go), else through the chain.
+func (s *Server) servePacket(ctx context.Context, d *deferral, q *wireQuery, w *udpWriter, b []byte) {
 	if len(b) < 12 || len(b) > maxQuerySize {
 		return // junk, or too big to be a query: no reply to amplify
+	}
+	if s.serveWire(q, w, b) {
+		return
 	}
 	h := dns.Header{
 		Id:      uint16(b[0])<<8 | uint16(b[1]),

@@ -1,0 +1,237 @@
+package dnsproxy
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// captureConn is a PacketConn that keeps the last datagram written to it.
+type captureConn struct {
+	discardConn
+	last []byte
+}
+
+func (c *captureConn) WriteTo(b []byte, _ net.Addr) (int, error) {
+	c.last = append(c.last[:0], b...)
+	return len(b), nil
+}
+
+// wireProxy is the agent's chain (zone cache → cluster zone → cache →
+// forward) on a fake clock, served without sockets.
+type wireProxy struct {
+	s      *Server
+	rec    *KubeRecords
+	clk    *clock
+	remote net.Addr
+}
+
+func newWireProxy(t *testing.T) *wireProxy {
+	up := newUpstream(t, "udp")
+	clk := &clock{t: time.Unix(1_000_000, 0)}
+	rec := testRecords()
+	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{up.addr}, Timeout: time.Second}, nil)
+	zone, err := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewCache(CacheConfig{Now: clk.now}, fwd, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := NewCache(CacheConfig{AuthoritativeOnly: true, Generation: rec.Generation, Now: clk.now}, zone, nil)
+	s := NewServer(ServerConfig{Allowed: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, front, nil)
+	return &wireProxy{s: s, rec: rec, clk: clk, remote: &net.UDPAddr{IP: net.IPv4(10, 244, 1, 2), Port: 4000}}
+}
+
+// slow answers pkt the slow way (full unpack, guard, chain).
+func (p *wireProxy) slow(t *testing.T, pkt []byte) *dns.Msg {
+	t.Helper()
+	req := new(dns.Msg)
+	if err := req.Unpack(pkt); err != nil {
+		t.Fatal(err)
+	}
+	pc := &captureConn{}
+	p.s.serve(context.Background(), &udpWriter{pc: pc, remote: p.remote, direct: true}, req)
+	resp := new(dns.Msg)
+	if err := resp.Unpack(pc.last); err != nil {
+		t.Fatalf("slow path reply: %v", err)
+	}
+	return resp
+}
+
+// wire answers pkt from stored bytes, or returns nil if the wire path
+// leaves it to the slow path.
+func (p *wireProxy) wire(t *testing.T, pkt []byte) *dns.Msg {
+	t.Helper()
+	w := &udpWriter{pc: discardConn{}, remote: p.remote, buf: make([]byte, 0, 2048)}
+	if !p.s.serveWire(new(wireQuery), w, pkt) {
+		if w.reply != nil {
+			t.Fatal("the wire path wrote a reply it disowned")
+		}
+		return nil
+	}
+	resp := new(dns.Msg)
+	if err := resp.Unpack(w.reply); err != nil {
+		t.Fatalf("wire path reply does not parse: %v", err)
+	}
+	return resp
+}
+
+// TestWirePathMatchesSlowPath: a cache hit answered from stored bytes is
+// the reply the slow path gives the same query (id, flags, the question
+// in the client's case, records and their aged TTLs, OPT), and what the
+// wire path does not serve (too big for the client, uncached, unusual
+// queries) it leaves alone.
+func TestWirePathMatchesSlowPath(t *testing.T) {
+	type opt struct {
+		size    uint16
+		do      bool
+		options []dns.EDNS0
+		version uint8
+	}
+	cases := []struct {
+		name  string // as asked the second time (the first is lower case)
+		qtype uint16
+		edns  *opt
+		cd    bool
+		hit   bool // answered by the wire path
+	}{
+		{"WeB.Default.svc.CLUSTER.local.", dns.TypeA, nil, false, true},
+		{"web.default.svc.cluster.local.", dns.TypeA, &opt{size: 1232, do: true}, false, true},
+		{"web.default.svc.cluster.local.", dns.TypeA, &opt{size: 100}, false, true},
+		{"web.default.svc.cluster.local.", dns.TypeAAAA, nil, true, true}, // NODATA, CD
+		{"Dual.default.svc.cluster.local.", dns.TypeAAAA, &opt{size: 4096}, false, true},
+		{"hl.default.svc.cluster.local.", dns.TypeA, nil, false, true},
+		{"_HTTP._tcp.hl.default.svc.cluster.local.", dns.TypeSRV, &opt{size: 1232}, false, true},
+		{"nx.default.svc.cluster.local.", dns.TypeA, nil, false, true}, // NXDOMAIN, SOA
+		{"dns-version.cluster.local.", dns.TypeTXT, nil, false, true},
+		{"10.0.96.10.in-addr.arpa.", dns.TypePTR, nil, false, true}, // the zone's, in the zone cache
+		{"WWW.example.ORG.", dns.TypeA, nil, false, true},
+		{"www.example.org.", dns.TypeA, &opt{size: 1232, options: []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}}, false, true},
+		{"Nx.Example.Org.", dns.TypeA, &opt{size: 1232}, false, true}, // a cached NXDOMAIN
+		{"www.example.org.", dns.TypeA, &opt{size: 1232, options: []dns.EDNS0{&dns.EDNS0_NSID{Code: dns.EDNS0NSID}}}, false, false},
+		{"www.example.org.", dns.TypeA, &opt{size: 1232, version: 1}, false, false},   // BADVERS
+		{"big.default.svc.cluster.local.", dns.TypeA, nil, false, false},              // truncated
+		{"big.default.svc.cluster.local.", dns.TypeA, &opt{size: 4096}, false, false}, // 1232 bytes at most
+		{"cluster.local.", dns.TypeAXFR, nil, false, false},
+		{"ext.default.svc.cluster.local.", dns.TypeA, nil, false, true}, // a CNAME and its target
+	}
+	p := newWireProxy(t)
+	for _, c := range cases {
+		pack := func(name string) []byte {
+			m := new(dns.Msg)
+			m.SetQuestion(name, c.qtype)
+			m.Id = dns.Id()
+			m.CheckingDisabled = c.cd
+			if c.edns != nil {
+				m.SetEdns0(c.edns.size, c.edns.do)
+				o := m.IsEdns0()
+				o.Option = c.edns.options
+				o.SetVersion(c.edns.version)
+			}
+			b, err := m.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		label := c.name + " " + dns.TypeToString[c.qtype]
+		p.slow(t, pack(strings.ToLower(c.name))) // stores the answer
+		p.clk.add(2 * time.Second)
+		pkt := pack(c.name)
+		got := p.wire(t, pkt)
+		if (got != nil) != c.hit {
+			t.Errorf("%s: answered by the wire path: %v, want %v", label, got != nil, c.hit)
+		}
+		if got == nil {
+			continue
+		}
+		if want := p.slow(t, pkt); got.String() != want.String() {
+			t.Errorf("%s: the wire path answered\n%s\nthe slow path\n%s", label, got, want)
+		}
+		if got.Question[0].Name != c.name {
+			t.Errorf("%s: question %q, want the client's case", label, got.Question[0].Name)
+		}
+		p.clk.add(-2 * time.Second)
+	}
+
+	// A change to the records is a miss for every zone answer.
+	pkt := func(name string) []byte {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		b, _ := m.Pack()
+		return b
+	}
+	p.rec.NamespaceHandler().OnAdd(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "new"}}, false)
+	if p.wire(t, pkt("web.default.svc.cluster.local.")) != nil {
+		t.Error("a zone answer was served from the wire path after the records changed")
+	}
+	if p.wire(t, pkt("www.example.org.")) == nil {
+		t.Error("a forwarded answer was not served from the wire path after the records changed")
+	}
+	// Expired answers are misses.
+	p.clk.add(time.Hour)
+	if p.wire(t, pkt("www.example.org.")) != nil {
+		t.Error("an expired answer was served from the wire path")
+	}
+}
+
+func TestParseQuery(t *testing.T) {
+	plain := func(name string, mut func(*dns.Msg)) []byte {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		if mut != nil {
+			mut(m)
+		}
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		what  string
+		pkt   []byte
+		ok    bool
+		lname string
+	}{
+		{"plain", plain("Web.Default.svc.cluster.local.", nil), true, "web.default.svc.cluster.local."},
+		{"root", plain(".", nil), true, "."},
+		{"EDNS", plain("a.b.", func(m *dns.Msg) { m.SetEdns0(4096, true) }), true, "a.b."},
+		{"a dot in a label", plain(`a\.b.c.`, nil), false, ""},
+		{"a space", plain(`a\032b.c.`, nil), false, ""},
+		{"not ASCII", plain(`a\200b.c.`, nil), false, ""},
+		{"a response", plain("a.b.", func(m *dns.Msg) { m.Response = true }), false, ""},
+		{"NOTIFY", plain("a.b.", func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }), false, ""},
+		{"two additional records", plain("a.b.", func(m *dns.Msg) {
+			m.SetEdns0(4096, false)
+			m.Extra = append(m.Extra, &dns.A{Hdr: dns.RR_Header{Name: "a.b.", Rrtype: dns.TypeA, Class: dns.ClassINET}, A: net.IPv4(1, 2, 3, 4)})
+		}), false, ""},
+		{"an A record as additional", plain("a.b.", func(m *dns.Msg) {
+			m.Extra = append(m.Extra, &dns.A{Hdr: dns.RR_Header{Name: "a.b.", Rrtype: dns.TypeA, Class: dns.ClassINET}, A: net.IPv4(1, 2, 3, 4)})
+		}), false, ""},
+		{"trailing bytes", append(plain("a.b.", nil), 0), false, ""},
+		{"short", plain("a.b.", nil)[:15], false, ""},
+		{"a pointer", []byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1}, false, ""},
+		{"OPT data past the end", func() []byte {
+			b := plain("a.b.", func(m *dns.Msg) { m.SetEdns0(4096, false) })
+			b[len(b)-1] = 3 // rdlength 3, no data
+			return b
+		}(), false, ""},
+		{"a short option", append(func() []byte {
+			b := plain("a.b.", func(m *dns.Msg) { m.SetEdns0(4096, false) })
+			b[len(b)-1] = 3
+			return b
+		}(), 0, 10, 0), false, ""},
+	} {
+		q := new(wireQuery)
+		ok := parseQuery(q, c.pkt)
+		if ok != c.ok || (ok && string(q.lname) != c.lname) {
+			t.Errorf("%s: ok %v name %q, want %v %q", c.what, ok, q.lname, c.ok, c.lname)
+		}
+	}
+}
