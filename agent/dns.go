@@ -133,6 +133,9 @@ func (c *DNSConfig) validate() error {
 	if _, ok := dns.IsDomainName(c.Zone); !ok || dns.Fqdn(c.Zone) == "." {
 		return fmt.Errorf("dns.zone: %q is not a domain name", c.Zone)
 	}
+	if z := dns.CanonicalName(c.Zone); dns.IsSubDomain(z, dnsproxy.ClustersetZone) || dns.IsSubDomain(dnsproxy.ClustersetZone, z) {
+		return fmt.Errorf("dns.zone: %q overlaps clusterset.local, the zone shared by peered clusters", c.Zone)
+	}
 	for _, f := range []struct {
 		field string
 		d     time.Duration

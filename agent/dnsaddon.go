@@ -24,6 +24,7 @@ type dnsAddon struct {
 	listen  netip.AddrPort
 	allowed []netip.Prefix
 	records *dnsproxy.KubeRecords
+	set     *dnsproxy.ClustersetRecords // clusterset.local, over records
 	metrics *dnsproxy.Metrics
 	publish func(DNSStatus)
 	resync  time.Duration
@@ -69,12 +70,14 @@ func newDNSAddon(a *Agent) (addon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dns: failed to register metrics: %w", err)
 	}
+	records := dnsproxy.NewKubeRecords()
 	return &dnsAddon{
 		log:     log,
 		cfg:     cfg,
 		listen:  listen,
 		allowed: allowed,
-		records: dnsproxy.NewKubeRecords(),
+		records: records,
+		set:     dnsproxy.NewClustersetRecords(a.cfg.ClusterID, records),
 		metrics: m,
 		publish: func(st DNSStatus) { a.setStatus(func(s *Status) { s.DNS = &st }) },
 		resync:  a.cfg.ResyncInterval.Duration,
@@ -95,6 +98,8 @@ func (d *dnsAddon) Start(ctx context.Context, inf *kube.Informers) error {
 		{inf.Services(), d.records.ServiceHandler()},
 		{inf.EndpointSlices(), d.records.EndpointSliceHandler()},
 		{inf.Namespaces(), d.records.NamespaceHandler()},
+		{inf.Services(), d.set.ServiceHandler()},
+		{inf.EndpointSlices(), d.set.EndpointSliceHandler()},
 	}
 	if dnsproxy.PodRecords(d.cfg.Pods) == dnsproxy.PodsVerified {
 		sources = append(sources, source{inf.Pods(), d.records.PodHandler()})
@@ -133,15 +138,17 @@ func (d *dnsAddon) Start(ctx context.Context, inf *kube.Informers) error {
 	zone, err := dnsproxy.NewCluster(dnsproxy.ZoneConfig{
 		Zone: d.cfg.Zone, TTL: d.cfg.TTL.Duration, NegativeTTL: d.cfg.NegativeTTL.Duration,
 		Pods: dnsproxy.PodRecords(d.cfg.Pods), Ready: synced,
-	}, d.records, cch)
+	}, d.records, dnsproxy.NewClusterset(dnsproxy.ClustersetConfig{
+		TTL: d.cfg.TTL.Duration, NegativeTTL: d.cfg.NegativeTTL.Duration, Ready: synced,
+	}, d.set, cch))
 	if err != nil {
 		return fmt.Errorf("dns.%w", err)
 	}
 	d.mu.Lock()
 	d.cache, d.upstreams, d.regs = cch, upstreams, regs
-	// The zone's own answers are cached too, until the records change.
+	// The zones' own answers are cached too, until the records change.
 	front := dnsproxy.NewCache(dnsproxy.CacheConfig{
-		Size: d.cfg.Cache.Size, AuthoritativeOnly: true, Generation: d.records.Generation,
+		Size: d.cfg.Cache.Size, AuthoritativeOnly: true, Generation: d.set.Generation,
 	}, zone, nil)
 	d.server = dnsproxy.NewServer(dnsproxy.ServerConfig{Addr: d.listen, Allowed: d.allowed, Log: d.log}, front, d.metrics)
 	stop, done := make(chan struct{}), make(chan struct{})
