@@ -209,15 +209,16 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 // allowedRules is everything the agent may be granted, by API group and
 // resource. Anything else in the ClusterRole fails the test.
 var allowedRules = map[string][]string{
-	"/nodes":                            {"get", "list", "watch", "patch"},
-	"/nodes/status":                     {"patch"},
-	"/pods":                             {"get", "list", "watch"},
-	"/namespaces":                       {"get", "list", "watch"},
-	"/services":                         {"get", "list", "watch"},
-	"discovery.k8s.io/endpointslices":   {"get", "list", "watch"},
-	"networking.k8s.io/networkpolicies": {"get", "list", "watch"},
-	"/events":                           {"create", "patch"},
-	"events.k8s.io/events":              {"create", "patch"},
+	"/nodes":                               {"get", "list", "watch", "patch"},
+	"/nodes/status":                        {"patch"},
+	"/pods":                                {"get", "list", "watch"},
+	"/namespaces":                          {"get", "list", "watch"},
+	"/services":                            {"get", "list", "watch"},
+	"discovery.k8s.io/endpointslices":      {"get", "list", "watch", "create", "update", "delete"}, // imports of peered clusters' services
+	"networking.k8s.io/networkpolicies":    {"get", "list", "watch"},
+	"/events":                              {"create", "patch"},
+	"events.k8s.io/events":                 {"create", "patch"},
+	"multicluster.x-k8s.io/serviceexports": {"get", "list", "watch"},
 }
 
 // requiredRules is what the agent's Kubernetes mode cannot work without.
