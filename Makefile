@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-dns bench-policy bench-throughput bench-scale clean lab-down
+.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-dns bench-peering bench-policy bench-throughput bench-scale clean lab-down
 
 all: build
 
@@ -55,8 +55,10 @@ demo: deps build
 # the 1,000-peer tunnel and agent footprint (against wireguard-go + wg + ip),
 # gossip at 100 and 1,000 members (simulated clock, 20 minutes), and NetworkPolicy at 1,000 policies over 5,000 pods
 # (compile, apply, label change to enforced, throughput against no policy),
-# and cluster DNS (weft's proxy against CoreDNS, dnsperf; needs
-# `make controlplane`). Slow: about an hour.
+# cluster DNS (weft's proxy against CoreDNS, dnsperf; needs
+# `make controlplane`), and multi-cluster peering (cross-cluster throughput
+# against the same path inside one cluster, gateway failover). Slow: about
+# an hour.
 bench: deps build
 	@scripts/bench.sh
 	@scripts/bench-scale.sh
@@ -64,6 +66,11 @@ bench: deps build
 	$(GO) test -count=1 -timeout 60m -run GossipScaleSimulated -v ./gossip/ -args -sim.members 100,1000 -sim.rest 400s
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./policy/
 	$(GO) test -count=1 -run TestPolicyBench -v ./tests/e2e/ -args -policy.bench
+	$(GO) test -count=1 -run 'TestPeering$$' -v ./tests/e2e/ -args -peering.bench
+
+# Peering alone: cross-cluster throughput and gateway failover, two --kube labs.
+bench-peering: deps build controlplane
+	$(GO) test -count=1 -run 'TestPeering$$' -v ./tests/e2e/ -args -peering.bench
 
 # NetworkPolicy alone: compile and apply at 1,000 policies over 5,000 pods,
 # label change to enforced and throughput against no policy.

@@ -97,8 +97,15 @@ func (p labPod) NSPath() string   { return lab.NetNSPath(p.NetNS) }
 // it down when the test ends (also when it fails).
 func newCluster(t *testing.T, args ...string) *cluster {
 	t.Helper()
+	return newClusterNamed(t, "", args...)
+}
+
+// newClusterNamed is newCluster for a test that runs several labs at once:
+// suffix (lower-case letters and digits) tells them apart.
+func newClusterNamed(t *testing.T, suffix string, args ...string) *cluster {
+	t.Helper()
 	needRoot(t)
-	name := fmt.Sprintf("we%d", os.Getpid()%100000)
+	name := fmt.Sprintf("we%d%s", os.Getpid()%100000, suffix)
 	c := &cluster{t: t, name: name, layout: lab.Layout{Root: lab.DefaultRoot, Name: name}}
 	c.weft("lab", "down", "--name", name) // a leftover from a crashed run
 	t.Cleanup(func() {

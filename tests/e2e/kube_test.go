@@ -39,13 +39,19 @@ func repoRoot() string {
 // control-plane binaries are missing, since CI builds them first.
 func newKubeCluster(t *testing.T, args ...string) (*cluster, kubernetes.Interface) {
 	t.Helper()
+	return newKubeClusterNamed(t, "", args...)
+}
+
+// newKubeClusterNamed is newKubeCluster with newClusterNamed's suffix.
+func newKubeClusterNamed(t *testing.T, suffix string, args ...string) (*cluster, kubernetes.Interface) {
+	t.Helper()
 	needRoot(t)
 	root := repoRoot()
 	kubeBin := filepath.Join(root, "bin")
 	if err := kube.BinariesBuilt(kubeBin); err != nil {
 		t.Fatalf("the Kubernetes control plane is not built: %v\n`make controlplane` (scripts/build-controlplane.sh) builds kube-apiserver and kube-controller-manager into bin/", err)
 	}
-	c := newCluster(t, append([]string{"--kube", "--kube-bin-dir", kubeBin,
+	c := newClusterNamed(t, suffix, append([]string{"--kube", "--kube-bin-dir", kubeBin,
 		"--manifests", filepath.Join(root, "deploy", "kubernetes")}, args...)...)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -299,23 +299,32 @@ func reachAll(from, to []labPod, each time.Duration) error {
 			if a.Node == b.Node {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), each)
-			target := netip.AddrPortFrom(b.Addr(), podPort)
-			seen, err := probe.TCP(ctx, a.NSPath(), target)
-			if err == nil && seen.Addr() != a.Addr() {
-				err = fmt.Errorf("receiver saw %s, not the sender's pod IP", seen.Addr())
-			}
-			if err == nil {
-				seen, err = probe.UDP(ctx, a.NSPath(), target)
-				if err == nil && seen.Addr() != a.Addr() {
-					err = fmt.Errorf("UDP receiver saw %s, not the sender's pod IP", seen.Addr())
-				}
-			}
-			cancel()
-			if err != nil {
-				return fmt.Errorf("%s/%s -> %s/%s: %w", a.Node, a.Name, b.Node, b.Name, err)
+			if err := reach(a, b, each); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// reach probes b from a over TCP and UDP; the receiver must see a's own
+// pod address.
+func reach(a, b labPod, each time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), each)
+	defer cancel()
+	target := netip.AddrPortFrom(b.Addr(), podPort)
+	seen, err := probe.TCP(ctx, a.NSPath(), target)
+	if err == nil && seen.Addr() != a.Addr() {
+		err = fmt.Errorf("receiver saw %s, not the sender's pod IP", seen.Addr())
+	}
+	if err == nil {
+		seen, err = probe.UDP(ctx, a.NSPath(), target)
+		if err == nil && seen.Addr() != a.Addr() {
+			err = fmt.Errorf("UDP receiver saw %s, not the sender's pod IP", seen.Addr())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s/%s -> %s/%s: %w", a.Node, a.Name, b.Node, b.Name, err)
 	}
 	return nil
 }
@@ -324,11 +333,31 @@ func reachAll(from, to []labPod, each time.Duration) error {
 // across nodes: every IPv4 packet must be WireGuard (UDP 51820) or gossip
 // (7946), and no outer header may carry a pod address.
 func checkUnderlayCapture(t *testing.T, c *cluster, pods []labPod) {
+	pcap := capture(t, c.layout.UnderlayNS(), "br0", "ip", func() error { return reachAll(pods, pods, 3*time.Second) })
+	if n := pcapCount(t, pcap, "udp port 51820"); n == 0 {
+		t.Fatal("no WireGuard packets on the underlay while pods talked")
+	}
+	if n := pcapCount(t, pcap, "net 10.244.0.0/16"); n != 0 {
+		t.Errorf("%d packets on the underlay carry a pod address in the outer header", n)
+	}
+	if n := pcapCount(t, pcap, "not (udp port 51820) and not (port 7946)"); n != 0 {
+		out, _ := exec.Command("tcpdump", "-r", pcap, "-nn", "not (udp port 51820) and not (port 7946)").Output()
+		t.Errorf("%d packets on the underlay are neither WireGuard nor gossip:\n%s", n, firstLines(string(out), 10))
+	}
+	if fi, err := os.Stat(pcap); err == nil {
+		t.Logf("underlay capture: %d bytes, %d WireGuard packets", fi.Size(), pcapCount(t, pcap, "udp port 51820"))
+	}
+}
+
+// capture runs tcpdump on iface in netns ns with filter while during runs,
+// and returns the capture file.
+func capture(t *testing.T, ns, iface, filter string, during func() error) string {
+	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Fatalf("tcpdump is required for this test (make deps installs it): %v", err)
 	}
-	pcap := filepath.Join(t.TempDir(), "underlay.pcap")
-	cmd := exec.Command("ip", "netns", "exec", c.layout.UnderlayNS(), "tcpdump", "-i", "br0", "-nn", "-U", "--immediate-mode", "-w", pcap, "ip")
+	pcap := filepath.Join(t.TempDir(), ns+".pcap")
+	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", iface, "-nn", "-U", "--immediate-mode", "-w", pcap, filter)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -354,37 +383,27 @@ func checkUnderlayCapture(t *testing.T, c *cluster, pods []labPod) {
 		cmd.Process.Kill()
 		t.Fatal("tcpdump did not start listening")
 	}
-	if err := reachAll(pods, pods, 3*time.Second); err != nil {
-		cmd.Process.Kill()
-		t.Fatal(err)
-	}
+	err = during()
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	_ = cmd.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pcap
+}
 
-	count := func(filter string) int {
-		out, err := exec.Command("tcpdump", "-r", pcap, "-nn", filter).Output()
-		if err != nil {
-			t.Fatalf("tcpdump -r %s: %v", filter, err)
-		}
-		s := strings.TrimSpace(string(out))
-		if s == "" {
-			return 0
-		}
-		return len(strings.Split(s, "\n"))
+// pcapCount counts the packets of pcap that match filter.
+func pcapCount(t *testing.T, pcap, filter string) int {
+	t.Helper()
+	out, err := exec.Command("tcpdump", "-r", pcap, "-nn", filter).Output()
+	if err != nil {
+		t.Fatalf("tcpdump -r %s: %v", filter, err)
 	}
-	if n := count("udp port 51820"); n == 0 {
-		t.Fatal("no WireGuard packets on the underlay while pods talked")
+	s := strings.TrimSpace(string(out))
+	if s == "" {
+		return 0
 	}
-	if n := count("net 10.244.0.0/16"); n != 0 {
-		t.Errorf("%d packets on the underlay carry a pod address in the outer header", n)
-	}
-	if n := count("not (udp port 51820) and not (port 7946)"); n != 0 {
-		out, _ := exec.Command("tcpdump", "-r", pcap, "-nn", "not (udp port 51820) and not (port 7946)").Output()
-		t.Errorf("%d packets on the underlay are neither WireGuard nor gossip:\n%s", n, firstLines(string(out), 10))
-	}
-	if fi, err := os.Stat(pcap); err == nil {
-		t.Logf("underlay capture: %d bytes, %d WireGuard packets", fi.Size(), count("udp port 51820"))
-	}
+	return len(strings.Split(s, "\n"))
 }
 
 func firstLines(s string, n int) string {

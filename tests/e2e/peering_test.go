@@ -1,0 +1,338 @@
+package e2e
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/lab"
+)
+
+var peeringBench = flag.Bool("peering.bench", false, "measure cross-cluster pod-to-pod throughput against the same path inside one cluster (make bench)")
+
+// peeredLabs are two --kube labs peered with `weft lab peer`: east
+// (10.244.0.0/16, services 10.96.0.0/16) and west (10.245.0.0/16,
+// 10.97.0.0/16), three nodes each, n1 and n2 gateway-eligible, one pod
+// per node.
+type peeredLabs struct {
+	east, west *cluster
+}
+
+func newPeeredLabs(t *testing.T) *peeredLabs {
+	t.Helper()
+	east, _ := newKubeClusterNamed(t, "e", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1")
+	west, _ := newKubeClusterNamed(t, "w", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1",
+		"--cluster-cidr", "10.245.0.0/16", "--service-cidr", "10.97.0.0/16")
+	east.mustWeft("lab", "peer", east.name, west.name)
+	return &peeredLabs{east: east, west: west}
+}
+
+// reachAcross probes every pod of to from every pod of from.
+func reachAcross(from, to []labPod, each time.Duration) error {
+	for _, a := range from {
+		for _, b := range to {
+			if err := reach(a, b, each); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// activeGateway is the active gateway every node of c agrees on.
+func activeGateway(c *cluster, nodes []string) (string, error) {
+	active := ""
+	for _, n := range nodes {
+		st, err := c.agentStatus(n)
+		if err != nil {
+			return "", err
+		}
+		if st.Peering == nil || st.Peering.ActiveGateway == "" {
+			return "", fmt.Errorf("%s: no active gateway", n)
+		}
+		if active != "" && st.Peering.ActiveGateway != active {
+			return "", fmt.Errorf("%s elects %s, others %s", n, st.Peering.ActiveGateway, active)
+		}
+		active = st.Peering.ActiveGateway
+	}
+	return active, nil
+}
+
+// remoteOf is the remote cluster name's status on node.
+func remoteOf(c *cluster, node, name string) (agent.RemoteClusterStatus, error) {
+	st, err := c.agentStatus(node)
+	if err != nil {
+		return agent.RemoteClusterStatus{}, err
+	}
+	if st.Peering == nil {
+		return agent.RemoteClusterStatus{}, errors.New("no peering status")
+	}
+	for _, r := range st.Peering.Remotes {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	return agent.RemoteClusterStatus{}, fmt.Errorf("%s does not list remote cluster %s", node, name)
+}
+
+// TestPeering peers two --kube labs and checks the issue's list: pods in
+// each reach pods in the other over TCP and UDP with their own addresses;
+// the WAN segment carries nothing but WireGuard between gateways; a
+// gateway sending from an undeclared range is refused; a bad peering file
+// is refused without tearing the peering down; killing the active gateway
+// moves the traffic to the next, and the time it took is printed.
+func TestPeering(t *testing.T) {
+	start := time.Now()
+	pl := newPeeredLabs(t)
+	east, west := pl.east, pl.west
+	t.Logf("two 3-node --kube labs up and peered in %s", time.Since(start).Round(time.Second))
+	ePods, wPods := east.pods(), west.pods()
+	servers := startPodServers(t, append(append([]labPod{}, ePods...), wPods...))
+	defer closeAll(servers)
+	nodes := []string{"n1", "n2", "n3"}
+
+	took := eventually(t, 60*time.Second, "every east pod reaches every west pod and back", func() error {
+		if err := reachAcross(ePods, wPods, 2*time.Second); err != nil {
+			return err
+		}
+		return reachAcross(wPods, ePods, 2*time.Second)
+	})
+	t.Logf("cross-cluster pod matrix (%d×%d, TCP and UDP, both ways) complete %s after `weft lab peer`", len(ePods), len(wPods), took.Round(time.Millisecond))
+
+	var eastGW, westGW string
+	eventually(t, 20*time.Second, "status shows one active gateway per cluster and a handshake between them", func() error {
+		var err error
+		if eastGW, err = activeGateway(east, nodes); err != nil {
+			return err
+		}
+		if westGW, err = activeGateway(west, nodes); err != nil {
+			return err
+		}
+		r, err := remoteOf(east, eastGW, west.name)
+		if err != nil {
+			return err
+		}
+		if r.Gateway != westGW || r.LastHandshake.IsZero() || r.RxBytes == 0 {
+			return fmt.Errorf("east's gateway %s sees west as %+v, want a handshake with %s", eastGW, r, westGW)
+		}
+		return nil
+	})
+	t.Logf("active gateways: east %s, west %s", eastGW, westGW)
+
+	t.Run("WANCarriesOnlyWireGuard", func(t *testing.T) {
+		wan := lab.WANNS(east.name, west.name)
+		pcap := capture(t, wan, "br0", "not arp", func() error { return reachAcross(ePods, wPods, 3*time.Second) })
+		wg := pcapCount(t, pcap, fmt.Sprintf("udp port %d and src net %s and dst net %s", lab.LabPeeringPort, lab.WANSubnet, lab.WANSubnet))
+		if wg == 0 {
+			t.Fatal("no WireGuard packets on the WAN while pods talked across")
+		}
+		if n := pcapCount(t, pcap, fmt.Sprintf("not (udp port %d)", lab.LabPeeringPort)); n != 0 {
+			out, _ := exec.Command("tcpdump", "-r", pcap, "-nn", fmt.Sprintf("not (udp port %d)", lab.LabPeeringPort)).Output()
+			t.Errorf("%d packets on the WAN are not the gateways' WireGuard:\n%s", n, firstLines(string(out), 10))
+		}
+		t.Logf("WAN capture: %d packets, all WireGuard between gateways", wg)
+	})
+
+	t.Run("UndeclaredSourceRefused", func(t *testing.T) {
+		// West's active gateway sends to an east pod from an address west
+		// never declared: west's WireGuard sends it (it routes by
+		// destination), east's drops it (not in west's AllowedIPs). The
+		// same ping from west's declared pod range is the control.
+		ns := west.layout.NodeNS(westGW)
+		const bogus = "10.250.0.1"
+		if out, err := exec.Command("ip", "-n", ns, "addr", "add", bogus+"/32", "dev", "lo").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		defer exec.Command("ip", "-n", ns, "addr", "del", bogus+"/32", "dev", "lo").Run()
+		st, err := west.agentStatus(westGW)
+		if err != nil {
+			t.Fatal(err)
+		}
+		declared := netip.MustParsePrefix(st.PodCIDR).Addr().Next().String() // its pod-block address
+		target := ePods[0].IP
+		ping := func(src string) error {
+			return exec.Command("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "-I", src, target).Run()
+		}
+		eventually(t, 10*time.Second, "ping from west's declared range", func() error { return ping(declared) })
+		// Captured behind east's WireGuard (on its peering device): the
+		// declared source arrives, the undeclared one never does.
+		pcap := capture(t, east.layout.NodeNS(eastGW), agent.DefaultPeeringInterface, "icmp", func() error {
+			for i := 0; i < 3; i++ {
+				if ping(bogus) == nil {
+					return fmt.Errorf("an east pod answered a packet from %s, which west never declared", bogus)
+				}
+			}
+			return ping(declared)
+		})
+		if n := pcapCount(t, pcap, "src host "+bogus); n != 0 {
+			t.Errorf("%d packets from the undeclared %s came out of east's WireGuard", n, bogus)
+		}
+		if n := pcapCount(t, pcap, "src host "+declared); n == 0 {
+			t.Error("the control ping from west's declared range did not show on east's peering device")
+		}
+	})
+
+	t.Run("BadFileKeepsPeering", func(t *testing.T) {
+		file := east.layout.PeeringFile()
+		good, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := strings.Replace(string(good), "10.245.0.0/16", "10.244.128.0/17", 1)
+		if bad == string(good) {
+			t.Fatalf("west's pod CIDR is not in east's peering file:\n%s", good)
+		}
+		badPath := filepath.Join(t.TempDir(), "peering.yaml")
+		if err := os.WriteFile(badPath, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := east.weft("peering", "check", badPath, "--name", east.name, "--pod-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/16")
+		if err == nil || !strings.Contains(out, "podCIDRs[0]") || !strings.Contains(out, "overlaps") {
+			t.Errorf("weft peering check of an overlapping bundle: err %v\n%s", err, out)
+		}
+		if err := os.WriteFile(file, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.WriteFile(file, good, 0o644)
+		eventually(t, 15*time.Second, "every east agent refuses the file", func() error {
+			for _, n := range nodes {
+				st, err := east.agentStatus(n)
+				if err != nil {
+					return err
+				}
+				if st.Peering == nil || !strings.Contains(st.Peering.LastError, "overlaps") {
+					return fmt.Errorf("%s: peering error %q", n, st.Peering.LastError)
+				}
+			}
+			return nil
+		})
+		if err := reachAcross(ePods, wPods, 3*time.Second); err != nil {
+			t.Fatalf("the refused file tore the peering down: %v", err)
+		}
+		if err := os.WriteFile(file, good, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, "the good file is accepted again", func() error {
+			st, err := east.agentStatus("n3")
+			if err != nil {
+				return err
+			}
+			if st.Peering.LastError != "" {
+				return errors.New(st.Peering.LastError)
+			}
+			return nil
+		})
+	})
+
+	t.Run("GatewayFailover", func(t *testing.T) {
+		// Pods away from the gateway being killed keep probing across.
+		var from []labPod
+		for _, p := range ePods {
+			if p.Node != eastGW {
+				from = append(from, p)
+			}
+		}
+		killed := time.Now()
+		east.mustWeft("lab", "node", "stop", "--name", east.name, eastGW)
+		var rest []string
+		for _, n := range nodes {
+			if n != eastGW {
+				rest = append(rest, n)
+			}
+		}
+		var next string
+		took := eventually(t, 30*time.Second, "traffic across resumes through the next gateway", func() error {
+			var err error
+			if next, err = activeGateway(east, rest); err != nil {
+				return err
+			}
+			if next == eastGW {
+				return errors.New("the killed gateway is still active")
+			}
+			for _, a := range from {
+				for _, b := range wPods {
+					if err := reach(a, b, time.Second); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		t.Logf("gateway failover: east's active gateway %s killed; traffic resumed through %s %s later", eastGW, next, took.Round(time.Millisecond))
+		fmt.Printf("FIGURE peering gateway failover: %s (kill of the active gateway's agent to every probe across answering)\n", time.Since(killed).Round(time.Millisecond))
+		eventually(t, 20*time.Second, "west follows the new gateway", func() error {
+			r, err := remoteOf(west, westGW, east.name)
+			if err != nil {
+				return err
+			}
+			if r.Gateway != next {
+				return fmt.Errorf("west sends to %s, not %s", r.Gateway, next)
+			}
+			return nil
+		})
+		east.mustWeft("lab", "node", "start", "--name", east.name, eastGW)
+		eventually(t, 30*time.Second, "the restarted node keeps the new gateway (stickiness)", func() error {
+			gw, err := activeGateway(east, nodes)
+			if err != nil {
+				return err
+			}
+			if gw != next {
+				return fmt.Errorf("active gateway moved back to %s", gw)
+			}
+			return nil
+		})
+	})
+
+	if *peeringBench {
+		benchPeering(t, pl, ePods, wPods)
+	}
+}
+
+// benchPeering measures one-stream TCP throughput from an east pod on a
+// node that is not the gateway to a west pod on a node that is not the
+// gateway (pod → overlay → gateway → peering tunnel → gateway → overlay →
+// pod), against the same from an east pod to another east pod on a third
+// node (one overlay hop), median of 3 each, in the same run.
+func benchPeering(t *testing.T, pl *peeredLabs, ePods, wPods []labPod) {
+	eGW, err := activeGateway(pl.east, []string{"n1", "n2", "n3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wGW, err := activeGateway(pl.west, []string{"n1", "n2", "n3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src, inCluster, across labPod
+	for _, p := range ePods {
+		if p.Node == "n3" {
+			src = p
+		}
+	}
+	for _, p := range ePods {
+		if p.Node != src.Node && p.Node != eGW {
+			inCluster = p
+		}
+	}
+	for _, p := range wPods {
+		if p.Node != wGW {
+			across = p
+		}
+	}
+	state := func(p labPod) lab.PodState { return lab.PodState{NetNS: p.NetNS, IP: p.Addr()} }
+	var local, remote []float64
+	for i := 0; i < 3; i++ {
+		local = append(local, iperf(t, pl.east, state(src), state(inCluster)))
+		remote = append(remote, iperf(t, pl.east, state(src), state(across)))
+	}
+	l, r := medianF(local), medianF(remote)
+	fmt.Printf("FIGURE peering throughput: cross-cluster %.2f Gbit/s, in-cluster %.2f Gbit/s, ratio %.2f (median of 3, one TCP stream, %s/%s -> %s/%s vs -> %s/%s)\n",
+		r, l, r/l, src.Node, src.Name, across.Node, across.Name, inCluster.Node, inCluster.Name)
+}
