@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -132,11 +133,24 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// reusePort sets SO_REUSEPORT, so that several sockets share one address.
-func reusePort(_, _ string, c syscall.RawConn) error {
+// udpReadBuffer is the receive buffer asked for each UDP socket. The
+// kernel's default (about 200 KiB, a few hundred queries) overflows in a
+// burst that comes while the reader is off the CPU, and every query it
+// drops costs its client a timeout; unbound and others ask for 4 MiB too.
+const udpReadBuffer = 4 << 20
+
+// reusePort sets SO_REUSEPORT, so that several sockets share one address,
+// and, on UDP sockets, the receive buffer (udpReadBuffer; past the
+// system's rmem_max only with CAP_NET_ADMIN, else as much as it allows).
+func reusePort(network, _ string, c syscall.RawConn) error {
 	var serr error
 	if err := c.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		if serr == nil && strings.HasPrefix(network, "udp") {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpReadBuffer) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpReadBuffer) // best effort
+			}
+		}
 	}); err != nil {
 		return err
 	}
