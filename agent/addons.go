@@ -37,7 +37,7 @@ func (a *Agent) startAddons(ctx context.Context) error {
 		return nil
 	}
 	inf := kube.NewInformers(a.kubeClient, 0)
-	if a.peering != nil && a.cfg.Peering.Gateway {
+	if a.peering != nil { // any node may become the active gateway (by config or Node label)
 		a.clusterset = newClustersetSync(a.kubeClient, inf, a.cfg.ClusterID, a.base.With("component", "clusterset", "node", a.cfg.NodeName))
 	}
 	for _, mk := range addonConstructors {
@@ -54,6 +54,7 @@ func (a *Agent) startAddons(ctx context.Context) error {
 		a.addons = append(a.addons, ad)
 	}
 	inf.Start(ctx.Done())
+	a.startServiceExports(ctx)
 	return nil
 }
 

@@ -45,7 +45,7 @@ type Agent struct {
 	leaveReq chan struct{} // buffered(1): `weft leave` asked us to leave
 
 	peering    *peeringState   // nil when peering is off; owned by Run's loop
-	clusterset *clustersetSync // nil unless a gateway-eligible node in Kubernetes mode; set before Run's loop
+	clusterset *clustersetSync // nil unless peering is on in Kubernetes mode; set before Run's loop
 
 	mu         sync.Mutex // guards the fields below
 	publishErr string     // last error publishing to our Node, logged once

@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -43,13 +44,12 @@ type clustersetSync struct {
 	services   cache.SharedIndexInformer
 	slices     cache.SharedIndexInformer
 	namespaces cache.SharedIndexInformer
-	// exportCRs reports ServiceExports; nil when their CRD is not installed.
-	exportCRs func(namespace, name string) bool
-	http      *http.Client
+	http       *http.Client
 
 	mu      sync.Mutex // guards the fields below
 	srv     *http.Server
-	skipped map[string]string // "cluster/ns/name" → reason, logged once
+	skipped map[string]string   // "cluster/ns/name" → reason, logged once
+	crs     map[string]struct{} // "ns/name" of ServiceExports (when their CRD is installed)
 }
 
 func newClustersetSync(client kubernetes.Interface, inf *kube.Informers, clusterID string, log *slog.Logger) *clustersetSync {
@@ -62,7 +62,41 @@ func newClustersetSync(client kubernetes.Interface, inf *kube.Informers, cluster
 		namespaces: inf.Namespaces(),
 		http:       &http.Client{Timeout: clustersetFetchTimeout},
 		skipped:    map[string]string{},
+		crs:        map[string]struct{}{},
 	}
+}
+
+// ServiceExportHandler feeds ServiceExports (their metadata).
+func (c *clustersetSync) ServiceExportHandler() cache.ResourceEventHandler {
+	set := func(obj any, on bool) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		o, ok := obj.(metav1.Object)
+		if !ok {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if on {
+			c.crs[o.GetNamespace()+"/"+o.GetName()] = struct{}{}
+		} else {
+			delete(c.crs, o.GetNamespace()+"/"+o.GetName())
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { set(obj, true) },
+		UpdateFunc: func(_, obj any) { set(obj, true) },
+		DeleteFunc: func(obj any) { set(obj, false) },
+	}
+}
+
+// exportCR reports a ServiceExport namespace/name.
+func (c *clustersetSync) exportCR(namespace, name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.crs[namespace+"/"+name]
+	return ok
 }
 
 // synced reports whether the caches hold the cluster's state: before that
@@ -88,7 +122,7 @@ func (c *clustersetSync) exports() (clusterset.Document, error) {
 			sls = append(sls, s)
 		}
 	}
-	return clusterset.Exports(c.clusterID, svcs, sls, c.exportCRs), nil
+	return clusterset.Exports(c.clusterID, svcs, sls, c.exportCR), nil
 }
 
 // Serve serves /v1/exports on addr (the gateway's tunnel address) until ctx ends or Stop.
