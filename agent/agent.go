@@ -157,7 +157,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		LeaseFile:     cfg.Gossip.LeaseFile,
 		LeaseGrace:    cfg.Gossip.LeaseGrace.Duration,
 		StaticLease:   static,
-		Meta:          gossip.Meta{UnderlayIP: u.Address, TunnelPort: cfg.Tunnel.Port, GatewayEligible: a.peering != nil && cfg.Peering.Gateway},
+		Meta:          gossip.Meta{UnderlayIP: u.Address, TunnelPort: cfg.Tunnel.Port, GatewayEligible: a.gatewayEligible()},
 		Logger:        a.base,
 	})
 	if err != nil {

@@ -84,6 +84,21 @@ func (a *Agent) planGateway(members []gossip.Meta) (peering.Plan, string) {
 		return peering.Plan{}, ""
 	}
 	self := a.gossip.Self()
+	if elig := a.gatewayEligible(); elig != self.GatewayEligible {
+		a.log.Info("peering gateway eligibility changed", "eligible", elig)
+		if elig && ps.device == nil {
+			if err := a.openPeeringDevice(); err != nil {
+				a.log.Error("failed to open the peering device; not eligible", "err", err)
+				elig = false
+			}
+		}
+		if elig != self.GatewayEligible {
+			if err := a.gossip.UpdateMeta(func(m *gossip.Meta) { m.GatewayEligible = elig }); err != nil {
+				a.log.Warn("failed to publish gateway eligibility", "err", err)
+			}
+			self = a.gossip.Self()
+		}
+	}
 	v := electGateway(self, members)
 	if want := v.active == self.Name; want != self.GatewayActive {
 		a.log.Info("peering gateway role changed", "active", want, "activeGateway", v.active)
@@ -180,10 +195,27 @@ func (a *Agent) applyGateway(plan peering.Plan) error {
 	return errors.Join(errs...)
 }
 
-// openPeeringDevice creates a gateway-eligible node's peering device.
+// gatewayEligible: peering.gateway in the config, or (Kubernetes mode) the
+// node's Node labelled kube.LabelPeeringGateway=true.
+func (a *Agent) gatewayEligible() bool {
+	if a.peering == nil {
+		return false
+	}
+	if a.cfg.Peering.Gateway {
+		return true
+	}
+	if a.kube == nil {
+		return false
+	}
+	n, ok := a.kube.Node(a.cfg.NodeName)
+	return ok && n.PeeringGateway
+}
+
+// openPeeringDevice creates a gateway-eligible node's peering device and
+// reports its identity in the status.
 func (a *Agent) openPeeringDevice() error {
 	ps := a.peering
-	if ps == nil || !a.cfg.Peering.Gateway {
+	if ps == nil || ps.device != nil || !a.gatewayEligible() {
 		return nil
 	}
 	key, err := wireguard.LoadOrCreateKey(a.cfg.Peering.KeyFile)
@@ -202,6 +234,7 @@ func (a *Agent) openPeeringDevice() error {
 		return err
 	}
 	ps.device = dev
+	ps.status.Gateway, ps.status.PublicKey, ps.status.Port = true, key.PublicKey().String(), a.cfg.Peering.Port
 	return nil
 }
 

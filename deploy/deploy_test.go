@@ -31,6 +31,7 @@ import (
 
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/cni"
+	"github.com/weftnet/weft/peering"
 )
 
 const (
@@ -318,6 +319,15 @@ func TestConfigMap(t *testing.T) {
 	}
 	if cfg.StateFile == "" {
 		t.Error("agent.yaml sets no stateFile")
+	}
+
+	pf, ok := cm.Data["peering.yaml"]
+	if !ok {
+		t.Error("ConfigMap has no peering.yaml")
+	} else if f, err := peering.ParseFile([]byte(pf)); err != nil {
+		t.Errorf("peering.yaml: %v", err)
+	} else if _, err := f.Validate(peering.Local{}); err != nil {
+		t.Errorf("peering.yaml: %v", err)
 	}
 
 	conflist, ok := cm.Data["10-weft.conflist"]

@@ -38,7 +38,14 @@ type Node struct {
 	Annotations map[string]string
 	// NetworkAvailable is true when the NetworkUnavailable condition is False.
 	NetworkAvailable bool
+	// PeeringGateway is true when the Node is labelled
+	// LabelPeeringGateway=true: it may be its cluster's peering gateway.
+	PeeringGateway bool
 }
+
+// LabelPeeringGateway marks a Node gateway-eligible for multi-cluster
+// peering (value "true").
+const LabelPeeringGateway = "weft.dev/peering-gateway"
 
 // fromObject converts a Node object, logging (never failing on) odd fields:
 // a Node without addresses, a malformed or IPv6-only podCIDR.
@@ -83,6 +90,7 @@ func fromObject(o *corev1.Node, log *slog.Logger) Node {
 			n.Annotations[k] = v
 		}
 	}
+	n.PeeringGateway = o.Labels[LabelPeeringGateway] == "true"
 	for _, c := range o.Status.Conditions {
 		if c.Type == corev1.NodeNetworkUnavailable {
 			n.NetworkAvailable = c.Status == corev1.ConditionFalse

@@ -59,6 +59,15 @@ func TestFromObjectToleratesOddNodes(t *testing.T) {
 	if len(n.Annotations) != 1 || n.Annotations["weft.dev/pod-cidr"] != "x" {
 		t.Errorf("annotations: kept %v, want only weft.dev/*", n.Annotations)
 	}
+	for value, want := range map[string]bool{"true": true, "false": false, "yes": false, "": false} {
+		o := node("i", "", "", nil)
+		if value != "" {
+			o.Labels = map[string]string{LabelPeeringGateway: value}
+		}
+		if got := fromObject(o, log).PeeringGateway; got != want {
+			t.Errorf("label %s=%q: PeeringGateway %v, want %v", LabelPeeringGateway, value, got, want)
+		}
+	}
 }
 
 func eventually(t *testing.T, what string, f func() bool) {

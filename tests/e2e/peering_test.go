@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,7 +14,11 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/agent/kube"
 	"github.com/weftnet/weft/lab"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 )
 
 var peeringBench = flag.Bool("peering.bench", false, "measure cross-cluster pod-to-pod throughput against the same path inside one cluster (make bench)")
@@ -24,15 +29,16 @@ var peeringBench = flag.Bool("peering.bench", false, "measure cross-cluster pod-
 // per node.
 type peeredLabs struct {
 	east, west *cluster
+	eastCS     kubernetes.Interface
 }
 
 func newPeeredLabs(t *testing.T) *peeredLabs {
 	t.Helper()
-	east, _ := newKubeClusterNamed(t, "e", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1")
+	east, eastCS := newKubeClusterNamed(t, "e", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1")
 	west, _ := newKubeClusterNamed(t, "w", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1",
 		"--cluster-cidr", "10.245.0.0/16", "--service-cidr", "10.97.0.0/16")
 	east.mustWeft("lab", "peer", east.name, west.name)
-	return &peeredLabs{east: east, west: west}
+	return &peeredLabs{east: east, west: west, eastCS: eastCS}
 }
 
 // reachAcross probes every pod of to from every pod of from.
@@ -286,6 +292,26 @@ func TestPeering(t *testing.T) {
 			}
 			if gw != next {
 				return fmt.Errorf("active gateway moved back to %s", gw)
+			}
+			return nil
+		})
+	})
+
+	t.Run("LabelMakesEligible", func(t *testing.T) {
+		// n3 is not eligible by config; the Node label makes it so.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"true"}}}`, kube.LabelPeeringGateway)
+		if _, err := pl.eastCS.CoreV1().Nodes().Patch(ctx, "n3", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "n3 becomes gateway-eligible", func() error {
+			st, err := east.agentStatus("n3")
+			if err != nil {
+				return err
+			}
+			if !st.Peering.Gateway || st.Peering.PublicKey == "" {
+				return fmt.Errorf("n3 peering status %+v", st.Peering)
 			}
 			return nil
 		})
