@@ -1,18 +1,22 @@
 // Package dnsproxy is weft's node-local DNS server. It answers the cluster
 // zone (cluster.local by default) from the agent's informer caches, per the
-// Kubernetes DNS-Based Service Discovery specification, and caches and
-// forwards every other name to upstream resolvers.
+// Kubernetes DNS-Based Service Discovery specification, the clusterset
+// zone (clusterset.local: Services exported by this and the peered
+// clusters, per the multicluster DNS specification of KEP-1645), and
+// caches and forwards every other name to upstream resolvers.
 //
 // A query passes through a chain of handlers, each of which answers or
 // hands the query to the next:
 //
-//	guard (access, opcode, class, type, EDNS) → cluster zone → cache → forward
+//	guard (access, opcode, class, type, EDNS) → cluster zone → clusterset zone → cache → forward
 //
 // The guard lives in Server; truncation to the client's UDP size and the
 // query metrics are applied once, on the way out, by the writer Server
 // hands to the chain. The cluster zone reads a small interface (Records),
 // so its answers are table-tested without an API server; KubeRecords is
-// the informer-backed implementation.
+// the informer-backed implementation. The clusterset zone reads SetRecords
+// likewise; ClustersetRecords implements it over KubeRecords (this
+// cluster's exported Services) and the derived EndpointSlices of imports.
 //
 // Concurrency: handlers are called concurrently by the miekg/dns server.
 // The cluster zone only reads Records (KubeRecords guards its maps with one
