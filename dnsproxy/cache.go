@@ -63,9 +63,10 @@ type cacheEntry struct {
 // TTLs allow, and stores what next answers. It wraps next's writer
 // (recorder) to see the answer.
 type Cache struct {
-	cfg     CacheConfig
-	next    Handler
-	metrics *Metrics
+	cfg       CacheConfig
+	realClock bool // cfg.Now is time.Now (the wire path may pass the time in)
+	next      Handler
+	metrics   *Metrics
 
 	mu    sync.Mutex // guards lru and items
 	lru   *list.List // of *cacheEntry, most recently used first
@@ -83,10 +84,11 @@ func NewCache(cfg CacheConfig, next Handler, m *Metrics) *Cache {
 	if cfg.MaxNegativeTTL <= 0 {
 		cfg.MaxNegativeTTL = 5 * time.Minute
 	}
-	if cfg.Now == nil {
+	realClock := cfg.Now == nil
+	if realClock {
 		cfg.Now = time.Now
 	}
-	return &Cache{cfg: cfg, next: next, metrics: m, lru: list.New(), items: map[cacheKey]*list.Element{}}
+	return &Cache{cfg: cfg, realClock: realClock, next: next, metrics: m, lru: list.New(), items: map[cacheKey]*list.Element{}}
 }
 
 func keyOf(r *dns.Msg) cacheKey {

@@ -107,7 +107,10 @@ func (c *Cache) serveWire(q *wireQuery, dst []byte) ([]byte, bool) {
 	if c.cfg.Generation != nil {
 		gen = c.cfg.Generation()
 	}
-	now := c.cfg.Now()
+	now := q.now // one clock reading per batch: TTLs count whole seconds
+	if now.IsZero() || !c.realClock {
+		now = c.cfg.Now()
+	}
 	e := c.getWire(q)
 	var a *wireAnswer
 	if e != nil {

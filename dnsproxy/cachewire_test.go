@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -232,6 +234,55 @@ func TestParseQuery(t *testing.T) {
 		ok := parseQuery(q, c.pkt)
 		if ok != c.ok || (ok && string(q.lname) != c.lname) {
 			t.Errorf("%s: ok %v name %q, want %v %q", c.what, ok, q.lname, c.ok, c.lname)
+		}
+	}
+}
+
+// TestWirePathMetrics: a query answered from stored bytes is counted as
+// the slow path counts it (queries by type, rcode and transport; a cache
+// hit for a forwarded name, none for the zone cache's).
+func TestWirePathMetrics(t *testing.T) {
+	up := newUpstream(t, "udp")
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := testRecords()
+	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{up.addr}, Timeout: time.Second}, m)
+	zone, _ := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewCache(CacheConfig{}, fwd, m))
+	s := NewServer(ServerConfig{}, NewCache(CacheConfig{AuthoritativeOnly: true, Generation: rec.Generation}, zone, nil), m)
+	remote := &net.UDPAddr{IP: net.IPv4(10, 244, 1, 2), Port: 4000}
+	for _, c := range []struct {
+		name  string
+		qtype uint16
+	}{{"www.example.org.", dns.TypeA}, {"nx.example.org.", dns.TypeA}, {"web.default.svc.cluster.local.", dns.TypeA}, {"nx.default.svc.cluster.local.", dns.TypeAAAA}} {
+		r := new(dns.Msg)
+		r.SetQuestion(c.name, c.qtype)
+		pkt, _ := r.Pack()
+		s.serve(context.Background(), &udpWriter{pc: discardConn{}, remote: remote, direct: true}, r)
+		for range 2 {
+			if !s.serveWire(new(wireQuery), &udpWriter{pc: discardConn{}, remote: remote, buf: make([]byte, 0, 512)}, pkt) {
+				t.Fatalf("%s was not answered from the cache", c.name)
+			}
+		}
+	}
+	for _, c := range []struct {
+		metric prometheus.Counter
+		want   float64
+	}{
+		{m.queries.WithLabelValues("A", "NOERROR", "udp"), 6},
+		{m.queries.WithLabelValues("A", "NXDOMAIN", "udp"), 3},
+		{m.queries.WithLabelValues("AAAA", "NXDOMAIN", "udp"), 3},
+		{m.cacheHits, 4},
+		{m.cacheMisses, 2},
+	} {
+		var got dto.Metric
+		if err := c.metric.Write(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got.GetCounter().GetValue() != c.want {
+			t.Errorf("%s: %v, want %v", c.metric.Desc(), got.GetCounter().GetValue(), c.want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -17,6 +18,29 @@ type Metrics struct {
 	cacheEntries prometheus.Gauge
 	upstream     *prometheus.HistogramVec
 	upstreamErrs *prometheus.CounterVec
+
+	// The queries counters met so far, by queryKey: the UDP fast path
+	// counts every query, and WithLabelValues (hashing and checking three
+	// strings) cost more than answering a cache hit.
+	countersMu sync.RWMutex
+	counters   map[uint64]prometheus.Counter
+}
+
+// queryKey is the key of Metrics.counters, for the types and rcodes that
+// have names (so the map stays small whatever clients send).
+func queryKey(qtype uint16, rcode int, proto string) (uint64, bool) {
+	if _, ok := dns.TypeToString[qtype]; !ok || rcode < 0 || rcode > 0xFFF {
+		return 0, false
+	}
+	k := uint64(qtype)<<32 | uint64(rcode)<<8
+	switch proto {
+	case "udp":
+	case "tcp":
+		k |= 1
+	default:
+		return 0, false
+	}
+	return k, true
 }
 
 // NewMetrics makes the series and registers them on reg.
@@ -44,6 +68,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		upstreamErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_dns_upstream_errors_total", Help: "Forwarded queries that got no usable answer from an upstream.",
 		}, []string{"upstream"}),
+		counters: map[uint64]prometheus.Counter{},
 	}
 	for _, c := range []prometheus.Collector{m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.cacheEntries, m.upstream, m.upstreamErrs} {
 		if err := reg.Register(c); err != nil {
@@ -57,6 +82,24 @@ func (m *Metrics) query(qtype uint16, rcode int, proto string) {
 	if m == nil {
 		return
 	}
+	k, ok := queryKey(qtype, rcode, proto)
+	if !ok {
+		m.queriesCounter(qtype, rcode, proto).Inc()
+		return
+	}
+	m.countersMu.RLock()
+	c, ok := m.counters[k]
+	m.countersMu.RUnlock()
+	if !ok {
+		c = m.queriesCounter(qtype, rcode, proto)
+		m.countersMu.Lock()
+		m.counters[k] = c
+		m.countersMu.Unlock()
+	}
+	c.Inc()
+}
+
+func (m *Metrics) queriesCounter(qtype uint16, rcode int, proto string) prometheus.Counter {
 	t, ok := dns.TypeToString[qtype]
 	if !ok {
 		t = "other"
@@ -65,7 +108,7 @@ func (m *Metrics) query(qtype uint16, rcode int, proto string) {
 	if !ok {
 		rc = "other"
 	}
-	m.queries.WithLabelValues(t, rc, proto).Inc()
+	return m.queries.WithLabelValues(t, rc, proto)
 }
 
 func (m *Metrics) cacheHit() {

@@ -66,6 +66,7 @@ func (s *Server) serveUDPBatch(pc net.PacketConn) {
 			continue
 		}
 		out = out[:0]
+		q.now = time.Now()
 		for i := 0; i < n; i++ {
 			w := &writers[i]
 			w.remote, w.reply = in[i].Addr, nil

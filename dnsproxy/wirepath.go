@@ -2,6 +2,7 @@ package dnsproxy
 
 import (
 	"encoding/binary"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -41,10 +42,11 @@ type wireQuery struct {
 	qtype  uint16
 	qclass uint16
 	cd     bool
-	edns   bool   // the client sent an OPT record
-	do     bool   // and set DO in it
-	limit  int    // the largest reply the client takes
-	size   uint16 // the EDNS buffer size the proxy advertises
+	edns   bool      // the client sent an OPT record
+	do     bool      // and set DO in it
+	limit  int       // the largest reply the client takes
+	size   uint16    // the EDNS buffer size the proxy advertises
+	now    time.Time // when the batch was read (zero: ask the clock)
 	buf    [maxNameLen + 1]byte
 }
 
