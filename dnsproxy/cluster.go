@@ -115,13 +115,9 @@ func (c *Cluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		return
 	}
 	if !ok {
-		if q.Qtype == dns.TypePTR {
-			if a, ok := reverseAddr(name); ok {
-				if rrs := c.ptr(q.Name, a); len(rrs) > 0 {
-					c.write(w, r, answer{answer: rrs})
-					return
-				}
-			}
+		if rrs := reversePTR(q, name, c.ptr); len(rrs) > 0 {
+			c.write(w, r, answer{answer: rrs})
+			return
 		}
 		c.next.ServeDNS(ctx, w, r)
 		return
@@ -197,22 +193,11 @@ func (c *Cluster) resolve(qname string, qtype uint16, labels []string) answer {
 	n := len(labels)
 	switch {
 	case n == 0:
-		switch qtype {
-		case dns.TypeSOA:
-			soa := c.soa()
-			soa.Header().Name = qname
-			return answer{answer: []dns.RR{soa}}
-		case dns.TypeNS:
-			return answer{answer: []dns.RR{&dns.NS{Hdr: c.hdr(qname, dns.TypeNS, c.ttl), Ns: "ns.dns." + c.zone}}}
-		}
-		return nodata
+		return c.apexRecords(qname, qtype)
 	case n == 1:
 		switch labels[0] {
 		case "dns-version":
-			if qtype == dns.TypeTXT {
-				return answer{answer: []dns.RR{&dns.TXT{Hdr: c.hdr(qname, dns.TypeTXT, c.ttl), Txt: []string{SchemaVersion}}}}
-			}
-			return nodata
+			return c.txtAnswer(qname, qtype, SchemaVersion)
 		case "svc", "pod":
 			return nodata
 		}
@@ -223,6 +208,27 @@ func (c *Cluster) resolve(qname string, qtype uint16, labels []string) answer {
 		return c.resolvePod(qname, qtype, labels[:n-1])
 	}
 	return nxdomain
+}
+
+// apexRecords answers the zone's own name: its SOA and NS.
+func (c *Cluster) apexRecords(qname string, qtype uint16) answer {
+	switch qtype {
+	case dns.TypeSOA:
+		soa := c.soa()
+		soa.Header().Name = qname
+		return answer{answer: []dns.RR{soa}}
+	case dns.TypeNS:
+		return answer{answer: []dns.RR{&dns.NS{Hdr: c.hdr(qname, dns.TypeNS, c.ttl), Ns: "ns.dns." + c.zone}}}
+	}
+	return nodata
+}
+
+// txtAnswer answers a name holding one TXT string (dns-version).
+func (c *Cluster) txtAnswer(qname string, qtype uint16, txt string) answer {
+	if qtype == dns.TypeTXT {
+		return answer{answer: []dns.RR{&dns.TXT{Hdr: c.hdr(qname, dns.TypeTXT, c.ttl), Txt: []string{txt}}}}
+	}
+	return nodata
 }
 
 // resolveSvc answers names under svc.<zone>: labels are what precedes it.
@@ -435,6 +441,19 @@ func (c *Cluster) addrRRs(name string, addrs []netip.Addr, types ...uint16) []dn
 		}
 	}
 	return out
+}
+
+// reversePTR is ptr's answer to q (name: its name in lower case) when q
+// is a PTR query for an address; nothing otherwise.
+func reversePTR(q dns.Question, name string, ptr func(qname string, a netip.Addr) []dns.RR) []dns.RR {
+	if q.Qtype != dns.TypePTR {
+		return nil
+	}
+	a, ok := reverseAddr(name)
+	if !ok {
+		return nil
+	}
+	return ptr(q.Name, a)
 }
 
 // ptr is the PTR answer for address a asked as qname, empty when a is no

@@ -78,13 +78,9 @@ func (c *Clusterset) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 		return
 	}
 	if !ok {
-		if q.Qtype == dns.TypePTR {
-			if a, ok := reverseAddr(name); ok {
-				if rrs := c.ptr(q.Name, a); len(rrs) > 0 {
-					c.rrs.write(w, r, answer{answer: rrs})
-					return
-				}
-			}
+		if rrs := reversePTR(q, name, c.ptr); len(rrs) > 0 {
+			c.rrs.write(w, r, answer{answer: rrs})
+			return
 		}
 		c.next.ServeDNS(ctx, w, r)
 		return
@@ -98,20 +94,9 @@ func (c *Clusterset) resolve(qname string, qtype uint16, labels []string) answer
 	n := len(labels)
 	switch {
 	case n == 0:
-		switch qtype {
-		case dns.TypeSOA:
-			soa := c.rrs.soa()
-			soa.Header().Name = qname
-			return answer{answer: []dns.RR{soa}}
-		case dns.TypeNS:
-			return answer{answer: []dns.RR{&dns.NS{Hdr: c.rrs.hdr(qname, dns.TypeNS, c.rrs.ttl), Ns: "ns.dns." + ClustersetZone}}}
-		}
-		return nodata
+		return c.rrs.apexRecords(qname, qtype)
 	case n == 1 && labels[0] == "dns-version":
-		if qtype == dns.TypeTXT {
-			return answer{answer: []dns.RR{&dns.TXT{Hdr: c.rrs.hdr(qname, dns.TypeTXT, c.rrs.ttl), Txt: []string{ClustersetSchemaVersion}}}}
-		}
-		return nodata
+		return c.rrs.txtAnswer(qname, qtype, ClustersetSchemaVersion)
 	case n == 1 && labels[0] == "svc":
 		return nodata
 	case labels[n-1] != "svc":

@@ -96,14 +96,7 @@ func TestClustersetZone(t *testing.T) {
 	p := newSetProxy(t, local, set, nil, up.addr)
 	const z = ".svc.clusterset.local."
 	nodata := []string{}
-	tests := []struct {
-		name  string
-		qtype uint16
-		rcode int
-		want  []string
-		extra []string
-		soa   bool
-	}{
+	p.checkZone(t, ClustersetZone, []zoneCase{
 		{"dns-version.clusterset.local.", dns.TypeTXT, 0, []string{`dns-version.clusterset.local. IN TXT "1.0.0"`}, nil, false},
 		{"dns-version.clusterset.local.", dns.TypeA, 0, nodata, nil, true},
 		{"clusterset.local.", dns.TypeNS, 0, []string{"clusterset.local. IN NS ns.dns.clusterset.local."}, nil, false},
@@ -188,32 +181,7 @@ func TestClustersetZone(t *testing.T) {
 		{"only.default.svc.cluster.local.", dns.TypeA, dns.RcodeNameError, nodata, nil, true},
 		{"www.example.org.", dns.TypeA, 0, []string{"www.example.org. IN A 192.0.2.53"}, nil, false},
 		{"99.0.97.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError, nodata, nil, true}, // forwarded
-	}
-	for _, network := range []string{"udp", "tcp"} {
-		for _, tc := range tests {
-			t.Run(network+" "+tc.name+" "+dns.TypeToString[tc.qtype], func(t *testing.T) {
-				m := p.ask(t, network, tc.name, tc.qtype, 0)
-				if m.Rcode != tc.rcode {
-					t.Fatalf("rcode %s, want %s\n%s", dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.rcode], m)
-				}
-				if tc.want != nil && !slices.Equal(rrStrings(m.Answer), tc.want) {
-					t.Errorf("answer\n  %s\nwant\n  %s", strings.Join(rrStrings(m.Answer), "\n  "), strings.Join(tc.want, "\n  "))
-				}
-				if tc.extra != nil && !slices.Equal(rrStrings(m.Extra), tc.extra) {
-					t.Errorf("additional\n  %s\nwant\n  %s", strings.Join(rrStrings(m.Extra), "\n  "), strings.Join(tc.extra, "\n  "))
-				}
-				if hasSOA(m) != tc.soa {
-					t.Errorf("SOA in authority: %v, want %v\n%s", hasSOA(m), tc.soa, m)
-				}
-				if hasSOA(m) && strings.HasSuffix(strings.ToLower(tc.name), ".clusterset.local.") && m.Ns[0].Header().Name != ClustersetZone {
-					t.Errorf("SOA owner %s, want %s", m.Ns[0].Header().Name, ClustersetZone)
-				}
-				if strings.HasSuffix(strings.ToLower(tc.name), "clusterset.local.") && !m.Authoritative {
-					t.Error("a clusterset answer is not authoritative")
-				}
-			})
-		}
-	}
+	})
 }
 
 // The records follow the informers: an import withdrawn, an export

@@ -223,3 +223,52 @@ func rrStrings(rrs []dns.RR) []string {
 func hasSOA(m *dns.Msg) bool {
 	return slices.ContainsFunc(m.Ns, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeSOA })
 }
+
+// zoneCase is one query of a zone's table test and what it must answer.
+type zoneCase struct {
+	name  string
+	qtype uint16
+	rcode int
+	want  []string // answer records; nil: don't check; empty: none
+	extra []string // additional records, when set
+	soa   bool     // an SOA of zone in the authority section
+}
+
+// checkZone asks every case over UDP and TCP. Answers for names in zone
+// (fully qualified, lower case) must be authoritative; every reply keeps
+// the question's case and offers recursion.
+func (p *proxy) checkZone(t *testing.T, zone string, tests []zoneCase) {
+	t.Helper()
+	for _, network := range []string{"udp", "tcp"} {
+		for _, tc := range tests {
+			t.Run(network+" "+tc.name+" "+dns.TypeToString[tc.qtype], func(t *testing.T) {
+				m := p.ask(t, network, tc.name, tc.qtype, 0)
+				if m.Rcode != tc.rcode {
+					t.Fatalf("rcode %s, want %s\n%s", dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.rcode], m)
+				}
+				if m.Question[0].Name != tc.name {
+					t.Errorf("question %q, want the asked case %q", m.Question[0].Name, tc.name)
+				}
+				if tc.want != nil && !slices.Equal(rrStrings(m.Answer), tc.want) {
+					t.Errorf("answer\n  %s\nwant\n  %s", strings.Join(rrStrings(m.Answer), "\n  "), strings.Join(tc.want, "\n  "))
+				}
+				if tc.extra != nil && !slices.Equal(rrStrings(m.Extra), tc.extra) {
+					t.Errorf("additional\n  %s\nwant\n  %s", strings.Join(rrStrings(m.Extra), "\n  "), strings.Join(tc.extra, "\n  "))
+				}
+				if hasSOA(m) != tc.soa {
+					t.Errorf("SOA in authority: %v, want %v\n%s", hasSOA(m), tc.soa, m)
+				}
+				inZone := dns.IsSubDomain(zone, strings.ToLower(tc.name))
+				if inZone && tc.soa && m.Ns[0].Header().Name != zone {
+					t.Errorf("SOA owner %s, want %s", m.Ns[0].Header().Name, zone)
+				}
+				if inZone && !m.Authoritative {
+					t.Errorf("an answer of %s is not authoritative", zone)
+				}
+				if !m.RecursionAvailable {
+					t.Error("RA not set")
+				}
+			})
+		}
+	}
+}

@@ -227,17 +227,10 @@ func (k *KubeRecords) setSlice(o *discoveryv1.EndpointSlice) {
 		return
 	}
 	k.slices[key] = sl
-	svc := sl.namespace + "/" + sl.service
-	if k.bySvc[svc] == nil {
-		k.bySvc[svc] = map[string]struct{}{}
-	}
-	k.bySvc[svc][key] = struct{}{}
+	indexAdd(k.bySvc, sl.namespace+"/"+sl.service, key, struct{}{})
 	for _, ep := range sl.endpoints {
 		for _, a := range ep.Addrs {
-			if k.epAddrs[a] == nil {
-				k.epAddrs[a] = map[string]string{}
-			}
-			k.epAddrs[a][key] = ep.Hostname
+			indexAdd(k.epAddrs, a, key, ep.Hostname)
 		}
 	}
 }
@@ -256,17 +249,10 @@ func (k *KubeRecords) unindexSliceLocked(key string) {
 	}
 	for _, ep := range old.endpoints {
 		for _, a := range ep.Addrs {
-			delete(k.epAddrs[a], key)
-			if len(k.epAddrs[a]) == 0 {
-				delete(k.epAddrs, a)
-			}
+			indexRemove(k.epAddrs, a, key)
 		}
 	}
-	svc := old.namespace + "/" + old.service
-	delete(k.bySvc[svc], key)
-	if len(k.bySvc[svc]) == 0 {
-		delete(k.bySvc, svc)
-	}
+	indexRemove(k.bySvc, old.namespace+"/"+old.service, key)
 	delete(k.slices, key)
 }
 

@@ -261,23 +261,13 @@ func (c *ClustersetRecords) setSlice(o *discoveryv1.EndpointSlice) {
 		return
 	}
 	c.imports[key] = sl
-	svc := sl.namespace + "/" + sl.service
-	if c.bySvc[svc] == nil {
-		c.bySvc[svc] = map[string]struct{}{}
-	}
-	c.bySvc[svc][key] = struct{}{}
-	index := func(a netip.Addr, host string) {
-		if c.byAddr[a] == nil {
-			c.byAddr[a] = map[string]string{}
-		}
-		c.byAddr[a][key] = host
-	}
+	indexAdd(c.bySvc, sl.namespace+"/"+sl.service, key, struct{}{})
 	for _, a := range sl.addrs {
-		index(a, "")
+		indexAdd(c.byAddr, a, key, "")
 	}
 	for _, ep := range sl.endpoints {
 		for _, a := range ep.Addrs {
-			index(a, ep.Hostname)
+			indexAdd(c.byAddr, a, key, ep.Hostname)
 		}
 	}
 }
@@ -287,25 +277,15 @@ func (c *ClustersetRecords) unindexLocked(key string) {
 	if !ok {
 		return
 	}
-	unindex := func(a netip.Addr) {
-		delete(c.byAddr[a], key)
-		if len(c.byAddr[a]) == 0 {
-			delete(c.byAddr, a)
-		}
-	}
 	for _, a := range old.addrs {
-		unindex(a)
+		indexRemove(c.byAddr, a, key)
 	}
 	for _, ep := range old.endpoints {
 		for _, a := range ep.Addrs {
-			unindex(a)
+			indexRemove(c.byAddr, a, key)
 		}
 	}
-	svc := old.namespace + "/" + old.service
-	delete(c.bySvc[svc], key)
-	if len(c.bySvc[svc]) == 0 {
-		delete(c.bySvc, svc)
-	}
+	indexRemove(c.bySvc, old.namespace+"/"+old.service, key)
 	delete(c.imports, key)
 }
 
