@@ -332,6 +332,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	}
 	a.backendMu.Unlock()
 	if a.peering != nil {
+		a.runClusterset(ctx, gw)
 		snap := a.peering.snapshot()
 		a.setStatus(func(s *Status) { s.Peering = snap })
 	}

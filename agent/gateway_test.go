@@ -5,7 +5,9 @@ import (
 	"testing"
 
 	"github.com/weftnet/weft/gossip"
+	"github.com/weftnet/weft/peering"
 	"github.com/weftnet/weft/tunnel"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 func TestElectGateway(t *testing.T) {
@@ -37,5 +39,20 @@ func TestWithGatewayExtra(t *testing.T) {
 	}
 	if got := withGatewayExtra([]tunnel.Peer{{Name: "gw"}}, "gw", nil); got[0].Extra != nil {
 		t.Errorf("extra without remote networks: %+v", got)
+	}
+}
+
+func TestClustersetRemotes(t *testing.T) {
+	k1, k2 := wgtypes.Key{1}, wgtypes.Key{2}
+	west := peering.Peer{Name: "west", ID: "west-1", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.245.0.0/16")}}
+	north := peering.Peer{Name: "north", ID: "north-1"}
+	plan := peering.Plan{Gateway: true, WGPeers: []peering.WGPeer{
+		{Cluster: "west", WGPeer: tunnel.WGPeer{PublicKey: k1, AllowedIPs: []netip.Prefix{netip.PrefixFrom(peering.TunnelAddr(k1), 128)}}},
+		{Cluster: "west", WGPeer: tunnel.WGPeer{PublicKey: k2, AllowedIPs: []netip.Prefix{west.PodCIDRs[0], netip.PrefixFrom(peering.TunnelAddr(k2), 128)}}},
+	}}
+	got := clustersetRemotes([]peering.Peer{west, north}, plan)
+	if len(got) != 2 || got[0].ID != "west-1" || got[0].Addr != netip.AddrPortFrom(peering.TunnelAddr(k2), peering.DefaultExportPort) ||
+		len(got[0].Networks) != 1 || got[1].Addr.IsValid() {
+		t.Errorf("remotes %+v", got)
 	}
 }

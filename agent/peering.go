@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftnet/weft/peering"
@@ -136,6 +137,11 @@ type peeringState struct {
 	remote        map[string]remoteChoice // remote cluster → chosen gateway
 	activeGateway string
 	plan          peering.Plan // last applied
+
+	// The export exchange (clustersetloop.go), run beside the loop.
+	serving atomic.Bool
+	pulling atomic.Bool
+	pullErr atomic.Pointer[string] // the last pull's error, "" for none
 }
 
 // startPeering creates a gateway's peering key and loads the peering file

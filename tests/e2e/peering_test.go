@@ -13,9 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/agent/kube"
+	"github.com/weftnet/weft/clusterset"
 	"github.com/weftnet/weft/lab"
+	"github.com/weftnet/weft/lab/probe"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -28,17 +33,17 @@ var peeringBench = flag.Bool("peering.bench", false, "measure cross-cluster pod-
 // 10.97.0.0/16), three nodes each, n1 and n2 gateway-eligible, one pod
 // per node.
 type peeredLabs struct {
-	east, west *cluster
-	eastCS     kubernetes.Interface
+	east, west     *cluster
+	eastCS, westCS kubernetes.Interface
 }
 
 func newPeeredLabs(t *testing.T) *peeredLabs {
 	t.Helper()
 	east, eastCS := newKubeClusterNamed(t, "e", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1")
-	west, _ := newKubeClusterNamed(t, "w", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1",
+	west, westCS := newKubeClusterNamed(t, "w", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1",
 		"--cluster-cidr", "10.245.0.0/16", "--service-cidr", "10.97.0.0/16")
 	east.mustWeft("lab", "peer", east.name, west.name)
-	return &peeredLabs{east: east, west: west, eastCS: eastCS}
+	return &peeredLabs{east: east, west: west, eastCS: eastCS, westCS: westCS}
 }
 
 // reachAcross probes every pod of to from every pod of from.
@@ -297,6 +302,10 @@ func TestPeering(t *testing.T) {
 		})
 	})
 
+	t.Run("ClustersetDNS", func(t *testing.T) {
+		checkClustersetDNS(t, pl, ePods, wPods)
+	})
+
 	t.Run("LabelMakesEligible", func(t *testing.T) {
 		// n3 is not eligible by config; the Node label makes it so.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -361,4 +370,97 @@ func benchPeering(t *testing.T, pl *peeredLabs, ePods, wPods []labPod) {
 	l, r := medianF(local), medianF(remote)
 	fmt.Printf("FIGURE peering throughput: cross-cluster %.2f Gbit/s, in-cluster %.2f Gbit/s, ratio %.2f (median of 3, one TCP stream, %s/%s -> %s/%s vs -> %s/%s)\n",
 		r, l, r/l, src.Node, src.Name, across.Node, across.Name, inCluster.Node, inCluster.Name)
+}
+
+// checkClustersetDNS exports two Services in west, a headless one over
+// west's pods and a ClusterIP one, and resolves them from an east pod
+// through its node's DNS proxy as <svc>.<ns>.svc.clusterset.local; the
+// headless answer is west's endpoints, which answer when connected to.
+// Taking the export back removes the names.
+func checkClustersetDNS(t *testing.T, pl *peeredLabs, ePods, wPods []labPod) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cs := pl.westCS
+	exported := map[string]string{clusterset.ExportAnnotation: "true"}
+	web := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", Annotations: exported},
+		Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "http", Port: podPort}}}}
+	api := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "default", Annotations: exported},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	for _, svc := range []*corev1.Service{web, api} {
+		if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	yes := true
+	name, port, proto := "http", int32(podPort), corev1.ProtocolTCP
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "web-1", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
+	}
+	var webIPs []string
+	for i, p := range wPods {
+		host := fmt.Sprintf("web-%d", i)
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{p.IP}, Hostname: &host,
+			Conditions: discoveryv1.EndpointConditions{Ready: &yes}})
+		webIPs = append(webIPs, p.IP)
+	}
+	if _, err := cs.DiscoveryV1().EndpointSlices("default").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	apiIP := clusterIP(t, cs, "default", "api")
+
+	var from labPod
+	for _, p := range ePods {
+		if p.Node == "n3" {
+			from = p
+		}
+	}
+	took := eventually(t, 60*time.Second, "west's headless export resolves from an east pod", func() error {
+		return expectA(from, "web.default.svc.clusterset.local.", webIPs...)
+	})
+	t.Logf("west's exports resolve in east %s after they were created", took.Round(time.Millisecond))
+	if err := expectA(from, "api.default.svc.clusterset.local.", apiIP); err != nil {
+		t.Errorf("ClusterIP export (west's ClusterIP stands in for the clusterset IP): %v", err)
+	}
+	host := "web-0." + lab.ClusterID(pl.west.name) + ".web.default.svc.clusterset.local."
+	if err := expectA(from, host, webIPs[0]); err != nil {
+		t.Errorf("per-cluster hostname: %v", err)
+	}
+	m, err := askFrom(from.NSPath(), "udp", proxyAddr, "_http._tcp.web.default.svc.clusterset.local.", dns.TypeSRV, nil)
+	if err != nil || m.Rcode != dns.RcodeSuccess || len(m.Answer) != len(webIPs) {
+		t.Errorf("SRV of the headless export: %v %v", err, m)
+	}
+	m, err = askFrom(from.NSPath(), "udp", proxyAddr, "dns-version.clusterset.local.", dns.TypeTXT, nil)
+	if err != nil || m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+		t.Errorf("dns-version.clusterset.local TXT: %v %v", err, m)
+	}
+	// The answer is usable: every west endpoint answers the east pod.
+	for _, ip := range webIPs {
+		seen, err := probe.TCP(ctx, from.NSPath(), netip.AddrPortFrom(netip.MustParseAddr(ip), podPort))
+		if err != nil || seen.Addr() != from.Addr() {
+			t.Errorf("connecting to the resolved %s: seen %v, %v", ip, seen, err)
+		}
+	}
+	// cluster.local stays the cluster's own: west's Service is not there.
+	m, err = askFrom(from.NSPath(), "udp", proxyAddr, "web.default.svc.cluster.local.", dns.TypeA, nil)
+	if err != nil || m.Rcode != dns.RcodeNameError {
+		t.Errorf("west's web in east's cluster.local: %v %v", err, m)
+	}
+
+	// Taking the export back removes the name.
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, clusterset.ExportAnnotation)
+	if _, err := cs.CoreV1().Services("default").Patch(ctx, "web", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the unexported Service leaves clusterset.local", func() error {
+		m, err := askFrom(from.NSPath(), "udp", proxyAddr, "web.default.svc.clusterset.local.", dns.TypeA, nil)
+		if err != nil {
+			return err
+		}
+		if m.Rcode != dns.RcodeNameError {
+			return fmt.Errorf("rcode %s, answers %v", dns.RcodeToString[m.Rcode], records(m.Answer))
+		}
+		return nil
+	})
 }
