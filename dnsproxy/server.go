@@ -91,30 +91,22 @@ func (s *Server) serve(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (d
 // every socket is bound. UDP is served from one SO_REUSEPORT socket per
 // CPU (the kernel spreads clients over them), so reads run in parallel.
 func (s *Server) Start() error {
-	lc := net.ListenConfig{Control: reusePort}
-	n := max(1, min(runtime.GOMAXPROCS(0), 8))
-	addr := s.cfg.Addr
-	var pcs []net.PacketConn
-	closeAll := func() {
-		for _, pc := range pcs {
-			pc.Close()
+	var (
+		pcs  []net.PacketConn
+		l    net.Listener
+		addr netip.AddrPort
+		err  error
+	)
+	// Port 0 (tests) takes the port the kernel gives TCP; if UDP has it
+	// in use, another.
+	for range 8 {
+		pcs, l, addr, err = s.listen()
+		if err == nil || s.cfg.Addr.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) {
+			break
 		}
 	}
-	for i := 0; i < n; i++ {
-		pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("failed to listen on udp %s: %w", addr, err)
-		}
-		pcs = append(pcs, pc)
-		if addr.Port() == 0 { // the others share the port the first got
-			addr = netip.AddrPortFrom(addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
-		}
-	}
-	l, err := net.Listen("tcp", addr.String())
 	if err != nil {
-		closeAll()
-		return fmt.Errorf("failed to listen on tcp %s: %w", addr, err)
+		return err
 	}
 	tcp := &dns.Server{Listener: l, Handler: s, MsgAcceptFunc: acceptQuery,
 		ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
@@ -131,6 +123,30 @@ func (s *Server) Start() error {
 	}()
 	s.cfg.Log.Info("dns proxy listening", "udp", addr, "udpSockets", len(pcs), "tcp", l.Addr())
 	return nil
+}
+
+// listen binds the TCP listener and the UDP sockets on one port.
+func (s *Server) listen() ([]net.PacketConn, net.Listener, netip.AddrPort, error) {
+	addr := s.cfg.Addr
+	l, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		return nil, nil, addr, fmt.Errorf("failed to listen on tcp %s: %w", addr, err)
+	}
+	addr = netip.AddrPortFrom(addr.Addr(), uint16(l.Addr().(*net.TCPAddr).Port))
+	lc := net.ListenConfig{Control: reusePort}
+	var pcs []net.PacketConn
+	for range max(1, min(runtime.GOMAXPROCS(0), 8)) {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
+		if err != nil {
+			for _, pc := range pcs {
+				pc.Close()
+			}
+			l.Close()
+			return nil, nil, addr, fmt.Errorf("failed to listen on udp %s: %w", addr, err)
+		}
+		pcs = append(pcs, pc)
+	}
+	return pcs, l, addr, nil
 }
 
 // udpReadBuffer is the receive buffer asked for each UDP socket. The
