@@ -1,8 +1,14 @@
-// Package netnstest puts a test in a fresh network namespace of its own.
+// Package netnstest puts a test in a fresh network namespace of its own,
+// or makes a named one for the processes a test starts.
 package netnstest
 
 import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -47,4 +53,32 @@ func Enter(t testing.TB) netns.NsHandle {
 		t.Fatalf("failed to bring up lo in the test namespace: %v", err)
 	}
 	return ns
+}
+
+// Named creates a named network namespace (as `ip netns add` does, so
+// processes can enter it by name) with lo up and addr/24 on one end of a
+// veth pair whose both ends live in it (the dummy module is not on every
+// kernel), removed when the test ends. prefix and the test's name make
+// the namespace's name. The caller checks for root first.
+func Named(t testing.TB, prefix string, addr netip.Addr) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d-%s", prefix, os.Getpid(), strings.ToLower(strings.TrimPrefix(t.Name(), "Test")))
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	run("-n", name, "link", "set", "lo", "up")
+	run("-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+	run("-n", name, "addr", "add", addr.String()+"/24", "dev", "eth0")
+	run("-n", name, "link", "set", "eth0", "up")
+	run("-n", name, "link", "set", "eth0p", "up")
+	return name
 }

@@ -22,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/weftnet/weft/internal/netnstest"
 )
 
 // binDir is where scripts/build-controlplane.sh puts the binaries by
@@ -52,32 +54,6 @@ func needControlPlane(t *testing.T) string {
 		t.Skipf("SKIPPING: REAL CONTROL PLANE NOT BUILT: %v", err)
 	}
 	return bins
-}
-
-// testNetNS creates a network namespace with lo up and addr/24 on one end
-// of a veth pair whose both ends live in it (the dummy module is not on
-// every kernel), removed at the end of the test.
-func testNetNS(t *testing.T, addr netip.Addr) string {
-	t.Helper()
-	name := fmt.Sprintf("weft-kubetest-%d-%s", os.Getpid(), strings.ToLower(strings.TrimPrefix(t.Name(), "Test")))
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	run("-n", name, "link", "set", "lo", "up")
-	run("-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
-	run("-n", name, "addr", "add", addr.String()+"/24", "dev", "eth0")
-	run("-n", name, "link", "set", "eth0", "up")
-	run("-n", name, "link", "set", "eth0p", "up")
-	return name
 }
 
 // tWriter sends log lines to t.Log.
@@ -131,7 +107,7 @@ func processesOf(dir string) []string {
 func TestControlPlane(t *testing.T) {
 	bins := needControlPlane(t)
 	addr := netip.MustParseAddr("192.168.250.2")
-	netns := testNetNS(t, addr)
+	netns := netnstest.Named(t, "weft-kubetest", addr)
 	// WEFT_KUBE_TEST_DIR keeps the state (logs, certificates) for a look.
 	dir := os.Getenv("WEFT_KUBE_TEST_DIR")
 	if dir == "" {
@@ -392,7 +368,7 @@ func TestControlPlane(t *testing.T) {
 func TestStartOutlivesCaller(t *testing.T) {
 	bins := needControlPlane(t)
 	addr := netip.MustParseAddr("192.168.251.2")
-	netns := testNetNS(t, addr)
+	netns := netnstest.Named(t, "weft-kubetest", addr)
 	dir := t.TempDir()
 	cfg := Config{Dir: dir, NetNS: netns, Address: addr, BinDir: bins}
 	t.Cleanup(func() { _ = Stop(dir) })
