@@ -216,6 +216,9 @@ func (v *validator) networks(c entry, list []string, key, kind string) []netip.P
 		case pfx.Masked() != pfx:
 			v.add(field, []string{c.name}, "%s: %s has host bits set (did you mean %s?)", c.label, pfx, pfx.Masked())
 			continue
+		case pfx.Overlaps(TunnelPrefix):
+			v.add(field, []string{c.name}, "%s: %s overlaps %s, which holds the gateways' tunnel addresses", c.label, pfx, TunnelPrefix)
+			continue
 		}
 		out = append(out, pfx)
 		v.cidrs = append(v.cidrs, cidr{cluster: c.name, field: field, prefix: pfx,
