@@ -35,6 +35,7 @@ test: deps build controlplane lint
 FUZZ_TIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQuery$$' -fuzztime $(FUZZ_TIME) ./dnsproxy/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_TIME) ./clusterset/
 
 # Only the tests that need neither root nor the lab.
 unit:
