@@ -32,7 +32,7 @@ type wireProxy struct {
 	s      *Server
 	rec    *KubeRecords
 	clk    *clock
-	remote net.Addr
+	remote netip.AddrPort
 }
 
 func newWireProxy(t *testing.T) *wireProxy {
@@ -46,7 +46,7 @@ func newWireProxy(t *testing.T) *wireProxy {
 	}
 	front := NewCache(CacheConfig{AuthoritativeOnly: true, Generation: rec.Generation, Now: clk.now}, zone, nil)
 	s := NewServer(ServerConfig{Allowed: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, front, nil)
-	return &wireProxy{s: s, rec: rec, clk: clk, remote: &net.UDPAddr{IP: net.IPv4(10, 244, 1, 2), Port: 4000}}
+	return &wireProxy{s: s, rec: rec, clk: clk, remote: netip.MustParseAddrPort("10.244.1.2:4000")}
 }
 
 // slow answers pkt the slow way (full unpack, guard, chain).
@@ -57,7 +57,7 @@ func (p *wireProxy) slow(t *testing.T, pkt []byte) *dns.Msg {
 		t.Fatal(err)
 	}
 	pc := &captureConn{}
-	p.s.serve(context.Background(), &udpWriter{pc: pc, remote: p.remote, direct: true}, req)
+	p.s.serve(context.Background(), &udpWriter{pc: pc, ap: p.remote, direct: true}, req)
 	resp := new(dns.Msg)
 	if err := resp.Unpack(pc.last); err != nil {
 		t.Fatalf("slow path reply: %v", err)
@@ -69,7 +69,7 @@ func (p *wireProxy) slow(t *testing.T, pkt []byte) *dns.Msg {
 // leaves it to the slow path.
 func (p *wireProxy) wire(t *testing.T, pkt []byte) *dns.Msg {
 	t.Helper()
-	w := &udpWriter{pc: discardConn{}, remote: p.remote, buf: make([]byte, 0, 2048)}
+	w := &udpWriter{pc: discardConn{}, ap: p.remote, buf: make([]byte, 0, 2048)}
 	if !p.s.serveWire(new(wireQuery), w, pkt) {
 		if w.reply != nil {
 			t.Fatal("the wire path wrote a reply it disowned")
@@ -252,7 +252,7 @@ func TestWirePathMetrics(t *testing.T) {
 	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{up.addr}, Timeout: time.Second}, m)
 	zone, _ := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewCache(CacheConfig{}, fwd, m))
 	s := NewServer(ServerConfig{}, NewCache(CacheConfig{AuthoritativeOnly: true, Generation: rec.Generation}, zone, nil), m)
-	remote := &net.UDPAddr{IP: net.IPv4(10, 244, 1, 2), Port: 4000}
+	remote := netip.MustParseAddrPort("10.244.1.2:4000")
 	for _, c := range []struct {
 		name  string
 		qtype uint16
@@ -260,9 +260,9 @@ func TestWirePathMetrics(t *testing.T) {
 		r := new(dns.Msg)
 		r.SetQuestion(c.name, c.qtype)
 		pkt, _ := r.Pack()
-		s.serve(context.Background(), &udpWriter{pc: discardConn{}, remote: remote, direct: true}, r)
+		s.serve(context.Background(), &udpWriter{pc: discardConn{}, ap: remote, direct: true}, r)
 		for range 2 {
-			if !s.serveWire(new(wireQuery), &udpWriter{pc: discardConn{}, remote: remote, buf: make([]byte, 0, 512)}, pkt) {
+			if !s.serveWire(new(wireQuery), &udpWriter{pc: discardConn{}, ap: remote, buf: make([]byte, 0, 512)}, pkt) {
 				t.Fatalf("%s was not answered from the cache", c.name)
 			}
 		}

@@ -84,7 +84,7 @@ func FuzzQuery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// The UDP fast path, as serveUDPBatch calls it.
 		d.deferred = false
-		bw := &udpWriter{pc: pc, remote: remote, buf: make([]byte, 0, 2048)}
+		bw := &udpWriter{pc: pc, ap: remote.AddrPort(), buf: make([]byte, 0, 2048)}
 		s.servePacket(fast, d, new(wireQuery), bw, b)
 		if bw.reply != nil {
 			if resp := new(dns.Msg); resp.Unpack(bw.reply) != nil || len(bw.reply) > 1232 {

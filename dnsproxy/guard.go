@@ -65,6 +65,14 @@ func (s *Server) allowed(a net.Addr) bool {
 	default:
 		return false
 	}
+	return s.allowedAddr(ip)
+}
+
+// allowedAddr is allowed for an address.
+func (s *Server) allowedAddr(ip netip.Addr) bool {
+	if len(s.cfg.Allowed) == 0 {
+		return true
+	}
 	ip = ip.Unmap()
 	for _, p := range s.cfg.Allowed {
 		if p.Contains(ip) {

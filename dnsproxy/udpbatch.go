@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
 )
 
 // The UDP fast path. Each UDP socket is served by one goroutine that reads
@@ -42,21 +42,20 @@ func deferIO(ctx context.Context) *deferral {
 
 // serveUDPBatch serves queries arriving on pc until it is closed.
 func (s *Server) serveUDPBatch(pc net.PacketConn) {
-	conn := ipv4.NewPacketConn(pc)
-	in := make([]ipv4.Message, batchSize)
-	for i := range in {
-		in[i].Buffers = [][]byte{make([]byte, maxQuerySize+1)}
+	conn, err := newMmsgConn(pc, batchSize, maxQuerySize+1)
+	if err != nil {
+		s.cfg.Log.Error("udp socket not served", "err", err)
+		return
 	}
 	writers := make([]udpWriter, batchSize)
 	for i := range writers {
 		writers[i] = udpWriter{pc: pc, buf: make([]byte, 0, 2048)}
 	}
-	out := make([]ipv4.Message, 0, batchSize)
 	q := new(wireQuery)
 	d := &deferral{}
 	ctx := context.WithValue(context.Background(), deferralKey{}, d)
 	for {
-		n, err := conn.ReadBatch(in, 0)
+		n, err := conn.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -65,26 +64,27 @@ func (s *Server) serveUDPBatch(pc net.PacketConn) {
 			time.Sleep(time.Millisecond) // never spin on an error that repeats
 			continue
 		}
-		out = out[:0]
+		replies := 0
 		q.now = time.Now()
 		for i := 0; i < n; i++ {
 			w := &writers[i]
-			w.remote, w.reply = in[i].Addr, nil
+			w.reset(conn.addr(i))
 			d.deferred = false
-			s.servePacket(ctx, d, q, w, in[i].Buffers[0][:in[i].N])
+			s.servePacket(ctx, d, q, w, conn.datagram(i))
 			if w.reply != nil {
-				out = append(out, ipv4.Message{Buffers: [][]byte{w.reply}, Addr: w.remote})
+				conn.setReply(replies, i, w.reply)
+				replies++
 			}
 		}
-		for len(out) > 0 {
-			k, err := conn.WriteBatch(out, 0)
+		for sent := 0; sent < replies; {
+			k, err := conn.send(sent, replies)
 			if err != nil {
 				// The first datagram could not be sent (its client's
 				// route, say): drop it and send the others.
-				s.cfg.Log.Debug("udp write", "to", out[0].Addr, "err", err)
+				s.cfg.Log.Debug("udp write", "err", err)
 				k = 1
 			}
-			out = out[k:]
+			sent += k
 		}
 	}
 }
@@ -137,7 +137,7 @@ func (s *Server) servePacket(ctx context.Context, d *deferral, q *wireQuery, w *
 			reply(&out{ResponseWriter: w, req: req, proto: "udp", s: s}, req, dns.RcodeServerFailure)
 			return
 		}
-		slow := &udpWriter{pc: w.pc, remote: w.remote, direct: true}
+		slow := &udpWriter{pc: w.pc, ap: w.ap, remote: w.RemoteAddr(), direct: true}
 		go func() {
 			defer func() { <-s.slow }()
 			s.serve(context.Background(), slow, req)
@@ -149,14 +149,26 @@ func (s *Server) servePacket(ctx context.Context, d *deferral, q *wireQuery, w *
 // reply into its buffer for sendmmsg; direct, it sends at once.
 type udpWriter struct {
 	pc     net.PacketConn
-	remote net.Addr
+	ap     netip.AddrPort // the client
+	remote net.Addr       // ap as a net.Addr, made when first asked for
 	buf    []byte
 	reply  []byte
 	direct bool
 }
 
-func (w *udpWriter) LocalAddr() net.Addr  { return w.pc.LocalAddr() }
-func (w *udpWriter) RemoteAddr() net.Addr { return w.remote }
+// reset makes w the writer for a new datagram from ap.
+func (w *udpWriter) reset(ap netip.AddrPort) {
+	w.ap, w.remote, w.reply = ap, nil, nil
+}
+
+func (w *udpWriter) LocalAddr() net.Addr { return w.pc.LocalAddr() }
+
+func (w *udpWriter) RemoteAddr() net.Addr {
+	if w.remote == nil {
+		w.remote = net.UDPAddrFromAddrPort(w.ap)
+	}
+	return w.remote
+}
 
 func (w *udpWriter) WriteMsg(m *dns.Msg) error {
 	b, err := m.PackBuffer(w.buf[:cap(w.buf)])
@@ -172,7 +184,7 @@ func (w *udpWriter) Write(b []byte) (int, error) {
 
 func (w *udpWriter) send(b []byte) error {
 	if w.direct {
-		_, err := w.pc.WriteTo(b, w.remote)
+		_, err := w.pc.WriteTo(b, w.RemoteAddr())
 		return err
 	}
 	w.reply = b

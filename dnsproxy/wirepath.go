@@ -171,7 +171,7 @@ func (q *wireQuery) parseOPT(b []byte, off int) (int, bool) {
 // written nothing, for every query it leaves to the slow path.
 func (s *Server) serveWire(q *wireQuery, w *udpWriter, b []byte) bool {
 	wh, ok := s.chain.(wireHandler)
-	if !ok || !parseQuery(q, b) || q.qclass != dns.ClassINET || !s.allowed(w.remote) {
+	if !ok || !parseQuery(q, b) || q.qclass != dns.ClassINET || !s.allowedAddr(w.ap.Addr()) {
 		return false
 	}
 	switch q.qtype {
