@@ -60,9 +60,17 @@ func newClustersetSync(client kubernetes.Interface, inf *kube.Informers, cluster
 		services:   inf.Services(),
 		slices:     inf.EndpointSlices(),
 		namespaces: inf.Namespaces(),
-		http:       &http.Client{Timeout: clustersetFetchTimeout},
-		skipped:    map[string]string{},
-		crs:        map[string]struct{}{},
+		// Straight to the peer through the tunnel: never through an
+		// HTTP proxy the agent's environment may name.
+		http: &http.Client{Timeout: clustersetFetchTimeout, Transport: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           (&net.Dialer{Timeout: clustersetReadTimeout}).DialContext,
+			ResponseHeaderTimeout: clustersetReadTimeout,
+			MaxIdleConnsPerHost:   1,
+			IdleConnTimeout:       time.Minute,
+		}},
+		skipped: map[string]string{},
+		crs:     map[string]struct{}{},
 	}
 }
 

@@ -15,8 +15,12 @@ import (
 // address and export port). The answer is bounded (MaxDocumentBytes),
 // decoded strictly (an unknown field, a wrong type or trailing data is an
 // error) and validated whole: it returns a Document only when all of it is
-// usable, so a bad one is never half applied.
+// usable, so a bad one is never half applied. A redirect is an error, not
+// followed: a peer cannot send the gateway to fetch from elsewhere.
 func Fetch(ctx context.Context, client *http.Client, addr netip.AddrPort) (Document, error) {
+	noRedirect := *client
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client = &noRedirect
 	url := "http://" + addr.String() + Path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

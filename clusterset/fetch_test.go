@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -108,6 +109,13 @@ func TestFetchRefusesABadRemote(t *testing.T) {
 	}
 	if doc.Cluster != "" || doc.Services != nil {
 		t.Errorf("Fetch returned part of a bad document: %+v", doc)
+	}
+	// A redirect elsewhere is not followed.
+	var followed atomic.Bool
+	elsewhere := serveAs(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { followed.Store(true) }), "[fd57:6566:7470::1]:1")
+	redirect := serveAs(t, http.RedirectHandler("http://"+elsewhere.String()+Path, http.StatusFound), "[fd57:6566:7470::1]:1")
+	if _, err := Fetch(ctx, client, redirect); err == nil || !strings.Contains(err.Error(), "302") || followed.Load() {
+		t.Errorf("Fetch of a redirect: %v (followed: %v), want a 302 error, not followed", err, followed.Load())
 	}
 	// Nothing listening: an error, not a hang.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
