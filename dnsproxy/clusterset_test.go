@@ -22,7 +22,8 @@ import (
 // made by the importer itself, of:
 //
 //   - west-1: web (10.97.0.10, ready), hl (headless: pet-0 10.245.1.5 and
-//     10.245.2.6), only (10.97.0.20, no ready endpoint), mixed (10.97.0.30);
+//     10.245.2.6), only (10.97.0.20, no ready endpoint), mixed (10.97.0.30),
+//     duo (dual-stack: 10.97.0.40 and fd00:97::40);
 //   - north-1: only (10.98.0.20, ready, its port on 8081) and mixed
 //     (headless: m-0 10.246.0.5).
 //
@@ -50,6 +51,8 @@ func testSet(t testing.TB) (*KubeRecords, *ClustersetRecords) {
 			{Namespace: "default", Name: "only", Type: clusterset.ClusterSetIP, ClusterIPs: []string{"10.97.0.20"}, Ports: http(80)},
 			{Namespace: "default", Name: "mixed", Type: clusterset.ClusterSetIP, ClusterIPs: []string{"10.97.0.30"}, Ports: http(80),
 				Endpoints: []clusterset.Endpoint{{IP: "10.245.3.4"}}},
+			{Namespace: "default", Name: "duo", Type: clusterset.ClusterSetIP, ClusterIPs: []string{"10.97.0.40", "fd00:97::40"},
+				Endpoints: []clusterset.Endpoint{{IP: "10.245.3.5"}}},
 		}},
 		{Cluster: "north-1", Services: []clusterset.Service{
 			{Namespace: "default", Name: "only", Type: clusterset.ClusterSetIP, ClusterIPs: []string{"10.98.0.20"}, Ports: http(8081),
@@ -110,6 +113,11 @@ func TestClustersetZone(t *testing.T) {
 			"WeB.DeFault.SVC.ClusterSet.Local. IN A 10.97.0.10"}, nil, false},
 		{"web.default" + z, dns.TypeAAAA, 0, nodata, nil, true},
 		{"web.default" + z, dns.TypeTXT, 0, nodata, nil, true},
+		// Dual-stack: an A and an AAAA, from two derived slices.
+		{"duo.default" + z, dns.TypeA, 0, []string{"duo.default.svc.clusterset.local. IN A 10.97.0.40"}, nil, false},
+		{"duo.default" + z, dns.TypeAAAA, 0, []string{"duo.default.svc.clusterset.local. IN AAAA fd00:97::40"}, nil, false},
+		{"0.4.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.7.9.0.0.0.0.d.f.ip6.arpa.", dns.TypePTR, 0,
+			[]string{"0.4.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.7.9.0.0.0.0.d.f.ip6.arpa. IN PTR duo.default.svc.clusterset.local."}, nil, false},
 		// A cluster without a ready endpoint is left out.
 		{"only.default" + z, dns.TypeA, 0, []string{"only.default.svc.clusterset.local. IN A 10.98.0.20"}, nil, false},
 		{"_http._tcp.web.default" + z, dns.TypeSRV, 0,
