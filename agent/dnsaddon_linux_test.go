@@ -39,7 +39,7 @@ func TestDNSAddonLifecycle(t *testing.T) {
 	if err := cfg.Complete(); err != nil {
 		t.Fatal(err)
 	}
-	web := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+	web := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", Annotations: map[string]string{"weft.dev/export": "true"}},
 		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"}}}
 	client := fake.NewClientset(web)
 
@@ -61,15 +61,18 @@ func TestDNSAddonLifecycle(t *testing.T) {
 		inf.Start(ctx.Done())
 		return ad, cancel
 	}
+	// web is exported, so it answers in clusterset.local too.
 	ask := func() error {
-		m := new(dns.Msg)
-		m.SetQuestion("web.default.svc.cluster.local.", dns.TypeA)
-		resp, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, "169.254.20.10:53")
-		if err != nil {
-			return err
-		}
-		if len(resp.Answer) != 1 {
-			return &dnsErr{resp}
+		for _, name := range []string{"web.default.svc.cluster.local.", "web.default.svc.clusterset.local."} {
+			m := new(dns.Msg)
+			m.SetQuestion(name, dns.TypeA)
+			resp, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, "169.254.20.10:53")
+			if err != nil {
+				return err
+			}
+			if len(resp.Answer) != 1 {
+				return &dnsErr{resp}
+			}
 		}
 		return nil
 	}
