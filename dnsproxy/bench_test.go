@@ -13,7 +13,7 @@ import (
 
 // BenchmarkServePacket measures the UDP fast path for one query, from the
 // datagram to the packed reply, through the chain the agent builds (zone
-// cache → cluster zone → cache → forward, with metrics): a cluster name
+// cache → cluster zone → clusterset zone → cache → forward, with metrics): a cluster name
 // and a cached forwarded name, each without and with EDNS. The first
 // answer of each is the zone's or the upstream's; every timed one is a
 // cache hit, as in dnsperf's runs.
@@ -24,9 +24,10 @@ func BenchmarkServePacket(b *testing.B) {
 		b.Fatal(err)
 	}
 	rec := testRecords()
+	set := NewClustersetRecords("east-1", rec)
 	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{up}}, m)
-	zone, _ := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewCache(CacheConfig{}, fwd, m))
-	front := NewCache(CacheConfig{AuthoritativeOnly: true, Generation: rec.Generation}, zone, nil)
+	zone, _ := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewClusterset(ClustersetConfig{}, set, NewCache(CacheConfig{}, fwd, m)))
+	front := NewCache(CacheConfig{AuthoritativeOnly: true, Generation: set.Generation}, zone, nil)
 	s := NewServer(ServerConfig{}, front, m)
 	d := &deferral{}
 	wq := new(wireQuery)

@@ -26,8 +26,8 @@ func (c *captureConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	return len(b), nil
 }
 
-// wireProxy is the agent's chain (zone cache → cluster zone → cache →
-// forward) on a fake clock, served without sockets.
+// wireProxy is the agent's chain (zone cache → cluster zone → clusterset
+// zone → cache → forward) on a fake clock, served without sockets.
 type wireProxy struct {
 	s      *Server
 	rec    *KubeRecords
@@ -39,12 +39,13 @@ func newWireProxy(t *testing.T) *wireProxy {
 	up := newUpstream(t, "udp")
 	clk := &clock{t: time.Unix(1_000_000, 0)}
 	rec := testRecords()
+	set := NewClustersetRecords("east-1", rec)
 	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{up.addr}, Timeout: time.Second}, nil)
-	zone, err := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewCache(CacheConfig{Now: clk.now}, fwd, nil))
+	zone, err := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewClusterset(ClustersetConfig{}, set, NewCache(CacheConfig{Now: clk.now}, fwd, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := NewCache(CacheConfig{AuthoritativeOnly: true, Generation: rec.Generation, Now: clk.now}, zone, nil)
+	front := NewCache(CacheConfig{AuthoritativeOnly: true, Generation: set.Generation, Now: clk.now}, zone, nil)
 	s := NewServer(ServerConfig{Allowed: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}, front, nil)
 	return &wireProxy{s: s, rec: rec, clk: clk, remote: netip.MustParseAddrPort("10.244.1.2:4000")}
 }
@@ -111,6 +112,7 @@ func TestWirePathMatchesSlowPath(t *testing.T) {
 		{"_HTTP._tcp.hl.default.svc.cluster.local.", dns.TypeSRV, &opt{size: 1232}, false, true},
 		{"nx.default.svc.cluster.local.", dns.TypeA, nil, false, true}, // NXDOMAIN, SOA
 		{"dns-version.cluster.local.", dns.TypeTXT, nil, false, true},
+		{"DNS-version.clusterset.local.", dns.TypeTXT, nil, false, true},
 		{"10.0.96.10.in-addr.arpa.", dns.TypePTR, nil, false, true}, // the zone's, in the zone cache
 		{"WWW.example.ORG.", dns.TypeA, nil, false, true},
 		{"www.example.org.", dns.TypeA, &opt{size: 1232, options: []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}}, false, true},
@@ -249,9 +251,10 @@ func TestWirePathMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := testRecords()
+	set := NewClustersetRecords("east-1", rec)
 	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{up.addr}, Timeout: time.Second}, m)
-	zone, _ := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewCache(CacheConfig{}, fwd, m))
-	s := NewServer(ServerConfig{}, NewCache(CacheConfig{AuthoritativeOnly: true, Generation: rec.Generation}, zone, nil), m)
+	zone, _ := NewCluster(ZoneConfig{Zone: "cluster.local"}, rec, NewClusterset(ClustersetConfig{}, set, NewCache(CacheConfig{}, fwd, m)))
+	s := NewServer(ServerConfig{}, NewCache(CacheConfig{AuthoritativeOnly: true, Generation: set.Generation}, zone, nil), m)
 	remote := netip.MustParseAddrPort("10.244.1.2:4000")
 	for _, c := range []struct {
 		name  string

@@ -21,8 +21,10 @@ import (
 //
 // A handler takes part by implementing wireHandler; the chain's wire path
 // ends at the first handler that does not (or that would answer the query
-// itself other than from a cache): the zone cache, the cluster zone for
-// names outside it, and the forwarder's cache do.
+// itself other than from a cache): the zone cache, the cluster and
+// clusterset zones for names outside them, and the forwarder's cache do.
+// A handler added to the chain without it sends every name behind it the
+// slow way.
 
 // wireHandler is a handler that can answer some queries from stored wire
 // bytes. serveWire appends the whole reply to dst, or returns false having
@@ -198,6 +200,19 @@ func (s *Server) serveWire(q *wireQuery, w *udpWriter, b []byte) bool {
 // may be the cluster's reverse names) from next's wire path.
 func (c *Cluster) serveWire(q *wireQuery, dst []byte) ([]byte, bool) {
 	if q.qtype == dns.TypePTR || nameInZone(q.lname, c.zone) {
+		return nil, false
+	}
+	if n, ok := c.next.(wireHandler); ok {
+		return n.serveWire(q, dst)
+	}
+	return nil, false
+}
+
+// serveWire answers names outside clusterset.local (other than PTR
+// queries, which may be the other clusters' reverse names) from next's
+// wire path.
+func (c *Clusterset) serveWire(q *wireQuery, dst []byte) ([]byte, bool) {
+	if q.qtype == dns.TypePTR || nameInZone(q.lname, ClustersetZone) {
 		return nil, false
 	}
 	if n, ok := c.next.(wireHandler); ok {
