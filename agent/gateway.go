@@ -227,8 +227,11 @@ func (a *Agent) openPeeringDevice() error {
 		Port:    a.cfg.Peering.Port,
 		KeyFile: a.cfg.Peering.KeyFile,
 		Address: peering.TunnelAddr(key.PublicKey()),
-		MTU:     a.under.MTU - a.backend.Overhead(),
-		Logger:  a.base.With("component", "peering", "node", a.cfg.NodeName),
+		// WireGuard's overhead whatever the overlay: over VXLAN, the
+		// overlay's MTU is larger and the gateway answers oversized
+		// packets with "fragmentation needed".
+		MTU:    a.under.MTU - wireguard.Overhead(a.under.Address),
+		Logger: a.base.With("component", "peering", "node", a.cfg.NodeName),
 	})
 	if err != nil {
 		return err

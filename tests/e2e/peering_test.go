@@ -58,6 +58,58 @@ func reachAcross(from, to []labPod, each time.Duration) error {
 	return nil
 }
 
+// TestPeeringVXLAN peers two VXLAN labs (no control plane): every pod
+// reaches every pod across both ways, and bulk TCP crosses whole (the
+// overlay's MTU is larger than the peering tunnel's: the gateway must make
+// path MTU discovery work).
+func TestPeeringVXLAN(t *testing.T) {
+	east := newClusterNamed(t, "e", "--backend", "vxlan", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1",
+		"--cluster-cidr", "10.246.0.0/16", "--service-cidr", "10.98.0.0/16")
+	west := newClusterNamed(t, "w", "--backend", "vxlan", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1",
+		"--cluster-cidr", "10.247.0.0/16", "--service-cidr", "10.99.0.0/16")
+	east.mustWeft("lab", "peer", east.name, west.name)
+	ePods, wPods := east.pods(), west.pods()
+	servers := startPodServers(t, append(append([]labPod{}, ePods...), wPods...))
+	defer closeAll(servers)
+	took := eventually(t, 60*time.Second, "every east pod reaches every west pod and back", func() error {
+		if err := reachAcross(ePods, wPods, 2*time.Second); err != nil {
+			return err
+		}
+		return reachAcross(wPods, ePods, 2*time.Second)
+	})
+	t.Logf("cross-cluster pod matrix over VXLAN overlays complete %s after `weft lab peer`", took.Round(time.Millisecond))
+	bulkAcross(t, ePods[len(ePods)-1], wPods[len(wPods)-1])
+}
+
+// bulkAcross sends 20 MB of TCP from a to b and back (iperf3 -n): full
+// size segments must cross, or the transfer stalls and times out.
+func bulkAcross(t *testing.T, a, b labPod) {
+	t.Helper()
+	for _, dir := range [][2]labPod{{a, b}, {b, a}} {
+		from, to := dir[0], dir[1]
+		srv := exec.Command("ip", "netns", "exec", to.NetNS, "iperf3", "-s", "-1", "-B", to.IP, "-p", "5202")
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var out []byte
+		var err error
+		eventually(t, 10*time.Second, "iperf3 server listening", func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out, err = exec.CommandContext(ctx, "ip", "netns", "exec", from.NetNS, "iperf3", "-c", to.IP, "-p", "5202", "-n", "20M").CombinedOutput()
+			if err != nil && strings.Contains(string(out), "Connection refused") {
+				return errors.New("refused")
+			}
+			return nil
+		})
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+		if err != nil {
+			t.Fatalf("20 MB of TCP from %s to %s did not cross: %v\n%s", from.IP, to.IP, err, out)
+		}
+	}
+}
+
 // activeGateway is the active gateway every node of c agrees on.
 func activeGateway(c *cluster, nodes []string) (string, error) {
 	active := ""
@@ -117,6 +169,8 @@ func TestPeering(t *testing.T) {
 		return reachAcross(wPods, ePods, 2*time.Second)
 	})
 	t.Logf("cross-cluster pod matrix (%d×%d, TCP and UDP, both ways) complete %s after `weft lab peer`", len(ePods), len(wPods), took.Round(time.Millisecond))
+
+	bulkAcross(t, ePods[len(ePods)-1], wPods[len(wPods)-1])
 
 	var eastGW, westGW string
 	eventually(t, 20*time.Second, "status shows one active gateway per cluster and a handshake between them", func() error {

@@ -102,6 +102,11 @@ func (b *Backend) Overhead() int {
 // outer IP header.
 func overhead(underlay netip.Addr) int { return tunnel.Overhead(underlay, 8+32) }
 
+// Overhead is what WireGuard adds to each packet over an underlay of
+// underlay's address family: a WireGuard device's MTU is the underlay MTU
+// minus this.
+func Overhead(underlay netip.Addr) int { return overhead(underlay) }
+
 // Setup loads (or creates) the private key, creates or adopts the device,
 // configures key and listen port through wgctrl, assigns local.Gateway as a
 // host address, sets the MTU and brings the device up.
