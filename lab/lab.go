@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/lab/kube"
+	"github.com/weftnet/weft/tunnel/wireguard"
 )
 
 // Options configure a Lab handle. The zero value of a field means the
@@ -154,6 +155,13 @@ func (lb *Lab) Up(ctx context.Context, spec Spec) error {
 	}
 	pids := map[string]int{}
 	for i, n := range plans {
+		if n.Index <= spec.Gateways {
+			// The gateway's peering key exists before its agent starts,
+			// so `weft lab peer` never races the agent to create it.
+			if _, err := wireguard.LoadOrCreateKey(n.Paths.PeeringKey); err != nil {
+				return lb.leftForInspection(fmt.Errorf("node %s: %w", n.Name, err))
+			}
+		}
 		pid, err := startAgent(lb.opts.Weft, n)
 		if err != nil {
 			return lb.leftForInspection(err)
