@@ -333,6 +333,11 @@ func (a *Agent) reconcile(ctx context.Context) {
 	a.backendMu.Unlock()
 	if a.peering != nil {
 		a.runClusterset(ctx, gw)
+		a.peering.clusterset = nil
+		if a.clusterset != nil && gw.Gateway {
+			cs := a.clusterset.Status()
+			a.peering.clusterset = &cs
+		}
 		snap := a.peering.snapshot()
 		a.setStatus(func(s *Status) { s.Peering = snap })
 	}

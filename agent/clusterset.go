@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -47,6 +48,7 @@ type clustersetSync struct {
 	http       *http.Client
 
 	mu      sync.Mutex // guards the fields below
+	status  ClustersetStatus
 	srv     *http.Server
 	skipped map[string]string   // "cluster/ns/name" → reason, logged once
 	crs     map[string]struct{} // "ns/name" of ServiceExports (when their CRD is installed)
@@ -224,6 +226,7 @@ func (c *clustersetSync) Pull(ctx context.Context, remotes []clusterset.Remote) 
 	wg.Wait()
 
 	keep := map[string]bool{}
+	imported := map[string]int{}
 	var desired []*discoveryv1.EndpointSlice
 	var errs []error
 	skipped := map[string]string{}
@@ -238,6 +241,7 @@ func (c *clustersetSync) Pull(ctx context.Context, remotes []clusterset.Remote) 
 		}
 		sls, skips := clusterset.PlanImports(r.ID, res.doc, c.namespaceExists, r.Networks)
 		desired = append(desired, sls...)
+		imported[r.Cluster] = importedServices(sls)
 		for _, s := range skips {
 			skipped[r.ID+"/"+s.Service] = s.Reason
 		}
@@ -246,7 +250,56 @@ func (c *clustersetSync) Pull(ctx context.Context, remotes []clusterset.Remote) 
 	if err := clusterset.SyncImports(ctx, c.client, desired, func(id string) bool { return keep[id] }); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range remotes {
+		if _, ok := imported[r.Cluster]; !ok {
+			imported[r.Cluster] = c.status.Imported[r.Cluster] // kept as they were
+		}
+	}
+	c.status.Imported, c.status.Skipped, c.status.LastPull = imported, len(skipped), time.Now()
+	c.status.PullError = ""
+	if err != nil {
+		c.status.PullError = err.Error()
+	}
+	return err
+}
+
+// ClustersetStatus is the export exchange as the active gateway runs it.
+type ClustersetStatus struct {
+	// Exported is how many Services this cluster exports.
+	Exported int `json:"exported"`
+	// Imported maps a peer's name to how many of its exports are imported
+	// here (as the last pull left them).
+	Imported map[string]int `json:"imported,omitempty"`
+	// Skipped counts exports left out (no such namespace here, addresses
+	// outside the peer's networks).
+	Skipped   int       `json:"skipped,omitempty"`
+	LastPull  time.Time `json:"lastPull,omitzero"`
+	PullError string    `json:"pullError,omitempty"`
+}
+
+// Status reports the exchange: the exports now, the imports as the last
+// pull left them.
+func (c *clustersetSync) Status() ClustersetStatus {
+	c.mu.Lock()
+	st := c.status
+	st.Imported = maps.Clone(st.Imported)
+	c.mu.Unlock()
+	if doc, err := c.exports(); err == nil {
+		st.Exported = len(doc.Services)
+	}
+	return st
+}
+
+// importedServices counts the distinct Services among derived slices.
+func importedServices(sls []*discoveryv1.EndpointSlice) int {
+	seen := map[string]bool{}
+	for _, s := range sls {
+		seen[s.Namespace+"/"+s.Labels[clusterset.LabelServiceName]] = true
+	}
+	return len(seen)
 }
 
 func (c *clustersetSync) namespaceExists(name string) bool {

@@ -64,12 +64,14 @@ var (
 	descRemoteHS  = prometheus.NewDesc("weft_peering_remote_handshake_age_seconds", "Seconds since the last handshake with the remote cluster's chosen gateway (active gateway only).", []string{"cluster", "gateway"}, nil)
 	descRemoteRx  = prometheus.NewDesc("weft_peering_remote_rx_bytes", "Bytes received from the remote cluster's chosen gateway (active gateway only).", []string{"cluster", "gateway"}, nil)
 	descRemoteTx  = prometheus.NewDesc("weft_peering_remote_tx_bytes", "Bytes sent to the remote cluster's chosen gateway (active gateway only).", []string{"cluster", "gateway"}, nil)
+	descExported  = prometheus.NewDesc("weft_clusterset_exported_services", "Services this cluster exports to its peers (active gateway only).", nil, nil)
+	descImported  = prometheus.NewDesc("weft_clusterset_imported_services", "A peer's exported Services imported here (active gateway only).", []string{"cluster"}, nil)
 	descGossip    = prometheus.NewDesc("weft_gossip_events_total", "Gossip events by kind (rejected packets, malformed metadata, lease conflicts).", []string{"kind"}, nil)
 )
 
 // Describe implements prometheus.Collector for the snapshot-derived series.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMembers, descLease, descPeers, descSkipped, descHandshake, descRx, descTx, descReady, descGossip, descPeerGW, descRemoteUp, descRemoteHS, descRemoteRx, descRemoteTx} {
+	for _, d := range []*prometheus.Desc{descMembers, descLease, descPeers, descSkipped, descHandshake, descRx, descTx, descReady, descGossip, descPeerGW, descRemoteUp, descRemoteHS, descRemoteRx, descRemoteTx, descExported, descImported} {
 		ch <- d
 	}
 }
@@ -127,6 +129,12 @@ func collectPeering(ch chan<- prometheus.Metric, node string, p *PeeringStatus, 
 		}
 		ch <- prometheus.MustNewConstMetric(descRemoteRx, prometheus.CounterValue, float64(r.RxBytes), r.Name, r.Gateway)
 		ch <- prometheus.MustNewConstMetric(descRemoteTx, prometheus.CounterValue, float64(r.TxBytes), r.Name, r.Gateway)
+	}
+	if cs := p.Clusterset; cs != nil {
+		ch <- prometheus.MustNewConstMetric(descExported, prometheus.GaugeValue, float64(cs.Exported))
+		for cluster, n := range cs.Imported {
+			ch <- prometheus.MustNewConstMetric(descImported, prometheus.GaugeValue, float64(n), cluster)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,9 @@ type PeeringStatus struct {
 	ActiveGateway string `json:"activeGateway"`
 	// Remotes are the peered clusters' state.
 	Remotes []RemoteClusterStatus `json:"remotes,omitempty"`
+	// Clusterset is the export exchange, on the active gateway in
+	// Kubernetes mode.
+	Clusterset *ClustersetStatus `json:"clusterset,omitempty"`
 	// LastError is why the file was last refused (the previous one stays
 	// in force); empty when the last read was accepted.
 	LastError string    `json:"lastError,omitempty"`
@@ -136,7 +140,8 @@ type peeringState struct {
 	liveness      peering.Liveness
 	remote        map[string]remoteChoice // remote cluster → chosen gateway
 	activeGateway string
-	plan          peering.Plan // last applied
+	plan          peering.Plan      // last applied
+	clusterset    *ClustersetStatus // at the last reconcile, active gateway only
 
 	// The export exchange (clustersetloop.go), run beside the loop.
 	serving atomic.Bool
@@ -223,6 +228,11 @@ func (s *peeringState) snapshot() *PeeringStatus {
 	st.Peers = append([]string(nil), st.Peers...)
 	st.ActiveGateway = s.activeGateway
 	st.Remotes = s.remoteStatus()
+	if s.clusterset != nil {
+		cs := *s.clusterset
+		cs.Imported = maps.Clone(cs.Imported)
+		st.Clusterset = &cs
+	}
 	return &st
 }
 

@@ -177,6 +177,20 @@ func printPeeringStatus(w io.Writer, p *agent.PeeringStatus) {
 			fmt.Fprintf(w, "    %-12s gateway %s (%s), handshake %s, rx %d B, tx %d B\n", r.Name, r.Gateway, r.Endpoint, hs, r.RxBytes, r.TxBytes)
 		}
 	}
+	if cs := p.Clusterset; cs != nil {
+		var imports []string
+		for _, r := range p.Remotes {
+			imports = append(imports, fmt.Sprintf("%s %d", r.Name, cs.Imported[r.Name]))
+		}
+		pulled := "never"
+		if !cs.LastPull.IsZero() {
+			pulled = time.Since(cs.LastPull).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(w, "  clusterset: %d service(s) exported; imported: %s (pulled %s)\n", cs.Exported, strings.Join(imports, ", "), pulled)
+		if cs.PullError != "" {
+			fmt.Fprintf(w, "  clusterset pull failed, imports kept: %s\n", cs.PullError)
+		}
+	}
 	if p.LastError != "" {
 		fmt.Fprintf(w, "  peering file refused, previous peers kept: %s\n", strings.ReplaceAll(p.LastError, "\n", "\n    "))
 	}

@@ -474,6 +474,27 @@ func checkClustersetDNS(t *testing.T, pl *peeredLabs, ePods, wPods []labPod) {
 		return expectA(from, "web.default.svc.clusterset.local.", webIPs...)
 	})
 	t.Logf("west's exports resolve in east %s after they were created", took.Round(time.Millisecond))
+	eventually(t, 15*time.Second, "the gateways' status counts the export and the import", func() error {
+		for _, side := range []struct {
+			c         *cluster
+			other     string
+			exp, imps int
+		}{{pl.west, pl.east.name, 2, 0}, {pl.east, pl.west.name, 0, 2}} {
+			gw, err := activeGateway(side.c, []string{"n1", "n2", "n3"})
+			if err != nil {
+				return err
+			}
+			st, err := side.c.agentStatus(gw)
+			if err != nil {
+				return err
+			}
+			cs := st.Peering.Clusterset
+			if cs == nil || cs.Exported != side.exp || cs.Imported[side.other] != side.imps {
+				return fmt.Errorf("%s's gateway %s: clusterset status %+v, want %d exported and %d imported from %s", side.c.name, gw, cs, side.exp, side.imps, side.other)
+			}
+		}
+		return nil
+	})
 	if err := expectA(from, "api.default.svc.clusterset.local.", apiIP); err != nil {
 		t.Errorf("ClusterIP export (west's ClusterIP stands in for the clusterset IP): %v", err)
 	}
