@@ -132,7 +132,7 @@ func parseGatewayFlag(s string) (peering.Gateway, error) {
 func agentGateway(st agent.Status) (peering.Gateway, error) {
 	p := st.Peering
 	if !p.Gateway || p.PublicKey == "" {
-		return peering.Gateway{}, fmt.Errorf("node %s is not gateway-eligible (peering.gateway: false); run export on an eligible node, or pass --gateway", st.Node)
+		return peering.Gateway{}, fmt.Errorf("node %s is not gateway-eligible (neither peering.gateway: true nor the Node label weft.dev/peering-gateway=true); run export on an eligible node, or pass --gateway", st.Node)
 	}
 	ip, err := netip.ParseAddr(st.UnderlayIP)
 	if err != nil {
