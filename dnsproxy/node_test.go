@@ -3,6 +3,7 @@ package dnsproxy
 import (
 	"context"
 	"encoding/binary"
+	"github.com/weftnet/weft/nftable/nftabletest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,27 +17,7 @@ import (
 	"github.com/weftnet/weft/internal/netnstest"
 )
 
-type fakeNft struct {
-	ops     []string
-	flushed int
-}
-
-var _ NftConn = (*fakeNft)(nil)
-
-func (f *fakeNft) AddTable(t *nftables.Table) *nftables.Table {
-	f.ops = append(f.ops, "add table")
-	return t
-}
-func (f *fakeNft) DelTable(*nftables.Table) { f.ops = append(f.ops, "del table") }
-func (f *fakeNft) AddChain(c *nftables.Chain) *nftables.Chain {
-	f.ops = append(f.ops, "add chain "+c.Name)
-	return c
-}
-func (f *fakeNft) AddRule(r *nftables.Rule) *nftables.Rule {
-	f.ops = append(f.ops, "add rule")
-	return r
-}
-func (f *fakeNft) Flush() error { f.flushed++; return nil }
+var _ NftConn = (*nftabletest.Recorder)(nil)
 
 func TestPlanNotrack(t *testing.T) {
 	listen := netip.MustParseAddrPort("169.254.20.10:53")
@@ -66,13 +47,14 @@ func TestPlanNotrack(t *testing.T) {
 			t.Errorf("rule %s does not end in notrack", r.UserData)
 		}
 	}
-	f := &fakeNft{}
+	f := &nftabletest.Recorder{}
 	if err := ApplyNotrack(f, rs); err != nil {
 		t.Fatal(err)
 	}
-	want := "add table,del table,add table,add chain prerouting,add chain output,add rule,add rule,add rule,add rule,add rule,add rule"
-	if got := strings.Join(f.ops, ","); got != want || f.flushed != 1 {
-		t.Errorf("ops %s (%d flushes), want %s in one flush", got, f.flushed, want)
+	want := "add table weft-dns,del table weft-dns,add table weft-dns,add chain prerouting,add chain output," +
+		"add rule prerouting,add rule prerouting,add rule output,add rule output,add rule output,add rule output,flush"
+	if got := strings.Join(f.Ops, ","); got != want {
+		t.Errorf("ops %s, want %s: one flush", got, want)
 	}
 	if _, err := PlanNotrack(netip.MustParseAddrPort("[fd00::10]:53")); err == nil || !strings.Contains(err.Error(), "listenAddress") {
 		t.Errorf("IPv6 listen address: err %v, want one naming listenAddress", err)

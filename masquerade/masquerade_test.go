@@ -2,6 +2,7 @@ package masquerade
 
 import (
 	"bytes"
+	"github.com/weftnet/weft/nftable/nftabletest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -64,37 +65,17 @@ func TestPlanRejectsBadCIDR(t *testing.T) {
 	}
 }
 
-type fakeConn struct {
-	ops     []string
-	flushed int
-}
-
-var _ Conn = (*fakeConn)(nil)
-
-func (f *fakeConn) AddTable(t *nftables.Table) *nftables.Table {
-	f.ops = append(f.ops, "add table")
-	return t
-}
-func (f *fakeConn) DelTable(*nftables.Table) { f.ops = append(f.ops, "del table") }
-func (f *fakeConn) AddChain(c *nftables.Chain) *nftables.Chain {
-	f.ops = append(f.ops, "add chain")
-	return c
-}
-func (f *fakeConn) AddRule(r *nftables.Rule) *nftables.Rule {
-	f.ops = append(f.ops, "add rule")
-	return r
-}
-func (f *fakeConn) Flush() error { f.flushed++; return nil }
+var _ Conn = (*nftabletest.Recorder)(nil)
 
 func TestApplyIsOneBatch(t *testing.T) {
 	rs, _ := Plan(netip.MustParsePrefix("10.244.0.0/16"))
-	f := &fakeConn{}
+	f := &nftabletest.Recorder{}
 	if err := Apply(f, rs); err != nil {
 		t.Fatal(err)
 	}
-	want := "add table,del table,add table,add chain,add rule"
-	if got := strings.Join(f.ops, ","); got != want || f.flushed != 1 {
-		t.Errorf("ops = %s (flushes %d), want %s in one flush", got, f.flushed, want)
+	want := "add table weft-nat,del table weft-nat,add table weft-nat,add chain postrouting,add rule postrouting,flush"
+	if got := strings.Join(f.Ops, ","); got != want {
+		t.Errorf("ops = %s, want %s: one flush", got, want)
 	}
 }
 

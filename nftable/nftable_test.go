@@ -6,42 +6,16 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/weftnet/weft/nftable/nftabletest"
 )
 
-// recorder is a Conn and Reader that records the batch and serves rules
-// from a map, as the kernel would after a flush.
-type recorder struct {
-	ops      []string
-	rules    map[string][]*nftables.Rule // chain name -> rules in the "kernel"
-	flushErr error
-}
+// recorder is the shared fake.
+type recorder = nftabletest.Recorder
 
 var (
 	_ Conn   = (*recorder)(nil)
 	_ Reader = (*recorder)(nil)
 )
-
-func (r *recorder) AddTable(t *nftables.Table) *nftables.Table {
-	r.ops = append(r.ops, "add table "+t.Name)
-	return t
-}
-func (r *recorder) DelTable(t *nftables.Table) { r.ops = append(r.ops, "del table "+t.Name) }
-func (r *recorder) AddChain(c *nftables.Chain) *nftables.Chain {
-	r.ops = append(r.ops, "add chain "+c.Name)
-	return c
-}
-func (r *recorder) AddRule(x *nftables.Rule) *nftables.Rule {
-	r.ops = append(r.ops, "add rule "+x.Chain.Name)
-	return x
-}
-func (r *recorder) Flush() error { r.ops = append(r.ops, "flush"); return r.flushErr }
-func (r *recorder) GetRules(_ *nftables.Table, c *nftables.Chain) ([]*nftables.Rule, error) {
-	rs, ok := r.rules[c.Name]
-	if !ok {
-		return nil, errors.New("no such chain")
-	}
-	return rs, nil
-}
 
 func testTable() Table {
 	t := &nftables.Table{Name: "weft-x", Family: nftables.TableFamilyIPv4}
@@ -60,10 +34,10 @@ func TestReplaceIsOneBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "add table weft-x,del table weft-x,add table weft-x,add chain a,add chain b,add rule a,add rule b,add rule b,flush"
-	if got := strings.Join(r.ops, ","); got != want {
+	if got := strings.Join(r.Ops, ","); got != want {
 		t.Errorf("ops\n got %s\nwant %s", got, want)
 	}
-	r = &recorder{flushErr: errors.New("EPERM")}
+	r = &recorder{FlushErr: errors.New("EPERM")}
 	if err := Replace(r, testTable()); err == nil || !strings.Contains(err.Error(), "weft-x") {
 		t.Errorf("a failed flush: %v, want an error naming the table", err)
 	}
@@ -74,7 +48,7 @@ func TestRemove(t *testing.T) {
 	if err := Remove(r, nftables.TableFamilyIPv4, "weft-x"); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(r.ops, ","); got != "add table weft-x,del table weft-x,flush" {
+	if got := strings.Join(r.Ops, ","); got != "add table weft-x,del table weft-x,flush" {
 		t.Errorf("ops %s", got)
 	}
 }
@@ -82,14 +56,14 @@ func TestRemove(t *testing.T) {
 func TestCurrent(t *testing.T) {
 	tb := testTable()
 	kernel := func(a, b []string) *recorder {
-		r := &recorder{rules: map[string][]*nftables.Rule{}}
+		r := &recorder{Rules: map[string][]*nftables.Rule{}}
 		for name, fps := range map[string][]string{"a": a, "b": b} {
 			if fps == nil {
 				continue // chain missing
 			}
-			r.rules[name] = []*nftables.Rule{}
+			r.Rules[name] = []*nftables.Rule{}
 			for _, fp := range fps {
-				r.rules[name] = append(r.rules[name], &nftables.Rule{UserData: []byte(fp)})
+				r.Rules[name] = append(r.Rules[name], &nftables.Rule{UserData: []byte(fp)})
 			}
 		}
 		return r
