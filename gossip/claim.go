@@ -176,7 +176,15 @@ func (n *Node) tryObtain(persisted leaseRecord, havePersisted bool) (netip.Prefi
 		n.stats.reclaims.Add(1)
 	}
 	if !chosen && n.cfg.StaticLease.IsValid() {
-		self.PodCIDR, self.ClaimedAt, self.Static = n.cfg.StaticLease, now.Round(0), true
+		at := now.Round(0)
+		if self.Static && self.PodCIDR == n.cfg.StaticLease && !self.ClaimedAt.IsZero() {
+			// Published from the first alive message (New): keep its time,
+			// so Start changes nothing the others already hold. A new time
+			// here was a meta update of every starting node, and a
+			// reconcile on every member that heard it.
+			at = self.ClaimedAt
+		}
+		self.PodCIDR, self.ClaimedAt, self.Static = n.cfg.StaticLease, at, true
 		chosen, why = true, "static"
 	}
 	if !chosen {

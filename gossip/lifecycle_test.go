@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -365,5 +366,25 @@ func TestStaticLeaseInFirstAlive(t *testing.T) {
 	}
 	if m.PodCIDR != block || !m.Static {
 		t.Errorf("meta before Start holds %v (static %v), want %v static", m.PodCIDR, m.Static, block)
+	}
+}
+
+// TestStaticLeaseStartKeepsMeta: Start with a static lease publishes the
+// meta the first alive message already carried, ClaimedAt included, so the
+// others see no update (an update is a reconcile on every member).
+func TestStaticLeaseStartKeepsMeta(t *testing.T) {
+	c := newTestCluster(t)
+	block := netip.MustParsePrefix("10.244.42.0/24")
+	s := c.node("s", nil, func(cfg *Config) { cfg.StaticLease = block })
+	before := delegate{s}.NodeMeta(metaMaxSize)
+	time.Sleep(2 * time.Millisecond) // a later clock, which a new ClaimedAt would show
+	if got := c.start(s); got != block {
+		t.Fatalf("lease %v, want %v", got, block)
+	}
+	after := delegate{s}.NodeMeta(metaMaxSize)
+	if !bytes.Equal(before, after) {
+		mb, _ := decodeMeta(before)
+		ma, _ := decodeMeta(after)
+		t.Errorf("Start changed the published meta:\nbefore %+v\nafter  %+v", mb, ma)
 	}
 }
