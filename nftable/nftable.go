@@ -10,6 +10,8 @@ import (
 	"fmt"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Table is the desired state of one table: its chains, and its rules in
@@ -103,4 +105,41 @@ func NewConn() (*nftables.Conn, error) {
 		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
 	}
 	return c, nil
+}
+
+// LargeBuffer is the netlink socket buffer NewLargeConn asks for. A batch
+// is one sendmsg, and a large cluster's table (thousands of set elements)
+// does not fit the default buffer (about 200KiB).
+const LargeBuffer = 64 << 20
+
+// NewLargeConn opens a netlink connection for nftables (in the current
+// network namespace unless an option says otherwise) whose buffers hold a
+// large batch and the kernel's acknowledgement of every message in it.
+func NewLargeConn(opts ...nftables.ConnOption) (*nftables.Conn, error) {
+	c, err := nftables.New(append(opts, nftables.WithSockOptions(largeBuffers))...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
+	}
+	return c, nil
+}
+
+// largeBuffers sets SO_SNDBUFFORCE and SO_RCVBUFFORCE (past
+// net.core.wmem_max and rmem_max; needs CAP_NET_ADMIN, which programming
+// nftables needs anyway), falling back to the plain options.
+func largeBuffers(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err == nil {
+		var serr, rerr error
+		err = rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, LargeBuffer)
+			rerr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, LargeBuffer)
+		})
+		if err == nil && serr == nil && rerr == nil {
+			return nil
+		}
+	}
+	if err := c.SetWriteBuffer(LargeBuffer); err != nil {
+		return err
+	}
+	return c.SetReadBuffer(LargeBuffer)
 }
