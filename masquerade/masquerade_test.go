@@ -79,9 +79,10 @@ func TestApplyIsOneBatch(t *testing.T) {
 	}
 }
 
-// TestApplyInNamespace applies the table twice in a fresh network namespace
-// and reads it back with nft: the second Apply replaces, never duplicates.
-func TestApplyInNamespace(t *testing.T) {
+// namespaceConn puts the test in a fresh network namespace and returns an
+// nftables connection there; it skips without root or the nft tool.
+func namespaceConn(t *testing.T) *nftables.Conn {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates a network namespace")
 	}
@@ -89,11 +90,17 @@ func TestApplyInNamespace(t *testing.T) {
 		t.Skip("needs the nft tool to read the ruleset back")
 	}
 	ns := netnstest.Enter(t)
-
 	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return conn
+}
+
+// TestApplyInNamespace applies the table twice in a fresh network namespace
+// and reads it back with nft: the second Apply replaces, never duplicates.
+func TestApplyInNamespace(t *testing.T) {
+	conn := namespaceConn(t)
 	rs, _ := Plan(netip.MustParsePrefix("10.244.0.0/16"))
 	for i := 0; i < 2; i++ {
 		if err := Apply(conn, rs); err != nil {
@@ -139,17 +146,7 @@ func TestApplyInNamespace(t *testing.T) {
 // TestExemptInNamespace: traffic to a peered cluster's network returns
 // before the masquerade rule, and a change of exemptions is not current.
 func TestExemptInNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs the nft tool to read the ruleset back")
-	}
-	ns := netnstest.Enter(t)
-	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := namespaceConn(t)
 	cluster := netip.MustParsePrefix("10.244.0.0/16")
 	rs, err := Plan(cluster, netip.MustParsePrefix("10.245.0.0/16"), netip.MustParsePrefix("10.97.0.0/16"), netip.MustParsePrefix("fd00::/64"))
 	if err != nil {
