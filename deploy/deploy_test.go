@@ -557,3 +557,22 @@ func TestDaemonSet(t *testing.T) {
 		t.Errorf("gossip.keyFile %s comes from %q, want the key of Secret %s", cfg.Gossip.KeyFile, got, secret.Name)
 	}
 }
+
+// TestPeeringExample: the example peering file is one the agents of its
+// cluster would accept.
+func TestPeeringExample(t *testing.T) {
+	f, err := peering.ReadFile(filepath.Join("peering", "peering.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := peering.Local{Name: "east", ID: "east-1",
+		PodCIDRs:     []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")},
+		ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}}
+	peers, err := f.Validate(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(peers) != 2 {
+		t.Errorf("%d peers, want 2", len(peers))
+	}
+}
