@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -56,7 +57,8 @@ type cacheEntry struct {
 	stored  time.Time
 	expires time.Time
 
-	wire *wireAnswer // msg for the wire path (cachewire.go); nil: slow path only
+	wire     *wireAnswer  // msg for the wire path (cachewire.go); nil: slow path only
+	promoted atomic.Int64 // when last moved to the LRU's front (UnixNano)
 }
 
 // Cache answers from the answers next gave before, for as long as their
@@ -68,10 +70,16 @@ type Cache struct {
 	next      Handler
 	metrics   *Metrics
 
-	mu    sync.Mutex // guards lru and items
-	lru   *list.List // of *cacheEntry, most recently used first
+	mu    sync.RWMutex // guards lru and items
+	lru   *list.List   // of *cacheEntry, most recently used first (within promoteEvery)
 	items map[cacheKey]*list.Element
 }
+
+// promoteEvery is how often a hit moves its entry to the front of the
+// LRU. Hits look up under the read lock, so readers on several CPUs do
+// not queue for one mutex; an entry used all the time takes the write
+// lock about once per promoteEvery, not on every hit.
+const promoteEvery = time.Second
 
 // NewCache makes a cache in front of next.
 func NewCache(cfg CacheConfig, next Handler, m *Metrics) *Cache {
@@ -108,7 +116,7 @@ func (c *Cache) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 	if c.cfg.Generation != nil {
 		gen = c.cfg.Generation() // before next reads the data
 	}
-	e := c.get(key)
+	e := c.get(key, now)
 	if e != nil && now.Before(e.expires) && e.gen == gen {
 		if !c.cfg.AuthoritativeOnly {
 			c.metrics.cacheHit()
@@ -198,19 +206,37 @@ func minU32(a, b uint32) uint32 {
 	return b
 }
 
-func (c *Cache) get(k cacheKey) *cacheEntry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *Cache) get(k cacheKey, now time.Time) *cacheEntry {
+	c.mu.RLock()
 	el, ok := c.items[k]
-	if !ok {
-		return nil
+	var e *cacheEntry
+	if ok {
+		e = el.Value.(*cacheEntry)
 	}
+	c.mu.RUnlock()
+	if ok {
+		c.promote(el, e, now)
+	}
+	return e
+}
+
+// promote moves e (in el) to the LRU's front if it has not been there for
+// promoteEvery. The element may have left the list meanwhile (evicted or
+// replaced): MoveToFront ignores it then.
+func (c *Cache) promote(el *list.Element, e *cacheEntry, now time.Time) {
+	t := now.UnixNano()
+	if t-e.promoted.Load() < int64(promoteEvery) {
+		return
+	}
+	e.promoted.Store(t)
+	c.mu.Lock()
 	c.lru.MoveToFront(el)
-	return el.Value.(*cacheEntry)
+	c.mu.Unlock()
 }
 
 func (c *Cache) put(e *cacheEntry) {
 	e.wire = e.packWire()
+	e.promoted.Store(e.stored.UnixNano())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[e.key]; ok {
@@ -231,8 +257,8 @@ func (c *Cache) put(e *cacheEntry) {
 
 // Len is how many answers the cache holds.
 func (c *Cache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return c.lru.Len()
 }
 

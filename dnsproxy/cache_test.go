@@ -84,7 +84,7 @@ func TestCacheBounded(t *testing.T) {
 	if c.Len() != 3 {
 		t.Errorf("cache of size 3 holds %d", c.Len())
 	}
-	if c.get(keyOf(question("a.example.org."))) != nil || c.get(keyOf(question("e.example.org."))) == nil {
+	if c.get(keyOf(question("a.example.org.")), time.Now()) != nil || c.get(keyOf(question("e.example.org.")), time.Now()) == nil {
 		t.Error("the least recently used answer was not the one evicted")
 	}
 }
@@ -158,5 +158,27 @@ func TestZoneCache(t *testing.T) {
 	ask("www.example.org.")
 	if calls.Load() != 4 {
 		t.Errorf("a forwarded (non-authoritative) answer was cached: zone asked %d times, want 4", calls.Load())
+	}
+}
+
+// TestCacheLRUPromotes: a hit keeps its answer from being the next one
+// evicted, once it was stored (or last promoted) promoteEvery ago.
+func TestCacheLRUPromotes(t *testing.T) {
+	up := newUpstream(t, "udp")
+	clk := &clock{t: time.Unix(1_000_000, 0)}
+	fwd := NewForward(ForwardConfig{Upstreams: []netip.AddrPort{up.addr}}, nil)
+	c := NewCache(CacheConfig{Size: 3, Now: clk.now}, fwd, nil)
+	ask := func(n string) { record(t.Context(), c, nil, question(n+".example.org.")) }
+	for _, n := range []string{"a", "b", "c"} {
+		ask(n)
+	}
+	clk.add(promoteEvery)
+	ask("a") // a hit: a moves to the front
+	ask("d") // evicts the least recently used: b
+	if c.get(keyOf(question("a.example.org.")), clk.now()) == nil || c.get(keyOf(question("b.example.org.")), clk.now()) != nil {
+		t.Error("a hit did not keep its answer from eviction")
+	}
+	if n := up.queries.Load(); n != 4 {
+		t.Errorf("%d upstream queries, want 4 (a's second ask from the cache)", n)
 	}
 }

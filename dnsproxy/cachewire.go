@@ -111,7 +111,7 @@ func (c *Cache) serveWire(q *wireQuery, dst []byte) ([]byte, bool) {
 	if now.IsZero() || !c.realClock {
 		now = c.cfg.Now()
 	}
-	e := c.getWire(q)
+	e := c.getWire(q, now)
 	var a *wireAnswer
 	if e != nil {
 		a = e.wire
@@ -168,13 +168,16 @@ func (c *Cache) serveWire(q *wireQuery, dst []byte) ([]byte, bool) {
 
 // getWire is get for a wire query: the map index converts lname without
 // a copy.
-func (c *Cache) getWire(q *wireQuery) *cacheEntry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *Cache) getWire(q *wireQuery, now time.Time) *cacheEntry {
+	c.mu.RLock()
 	el, ok := c.items[cacheKey{name: string(q.lname), qtype: q.qtype, qclass: q.qclass, do: q.do, cd: q.cd}]
-	if !ok {
-		return nil
+	var e *cacheEntry
+	if ok {
+		e = el.Value.(*cacheEntry)
 	}
-	c.lru.MoveToFront(el)
-	return el.Value.(*cacheEntry)
+	c.mu.RUnlock()
+	if ok {
+		c.promote(el, e, now)
+	}
+	return e
 }

@@ -2,6 +2,7 @@ package dnsproxy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -21,9 +22,11 @@ type Metrics struct {
 
 	// The queries counters met so far, by queryKey: the UDP fast path
 	// counts every query, and WithLabelValues (hashing and checking three
-	// strings) cost more than answering a cache hit.
-	countersMu sync.RWMutex
-	counters   map[uint64]prometheus.Counter
+	// strings) cost more than answering a cache hit. The map is replaced,
+	// never changed (a new key is rare), so readers on several CPUs share
+	// it without writing to a lock.
+	countersMu sync.Mutex // serializes replacing counters
+	counters   atomic.Pointer[map[uint64]prometheus.Counter]
 }
 
 // queryKey is the key of Metrics.counters, for the types and rcodes that
@@ -68,7 +71,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		upstreamErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_dns_upstream_errors_total", Help: "Forwarded queries that got no usable answer from an upstream.",
 		}, []string{"upstream"}),
-		counters: map[uint64]prometheus.Counter{},
 	}
 	for _, c := range []prometheus.Collector{m.queries, m.cacheHits, m.cacheMisses, m.cacheStale, m.cacheEntries, m.upstream, m.upstreamErrs} {
 		if err := reg.Register(c); err != nil {
@@ -87,13 +89,20 @@ func (m *Metrics) query(qtype uint16, rcode int, proto string) {
 		m.queriesCounter(qtype, rcode, proto).Inc()
 		return
 	}
-	m.countersMu.RLock()
-	c, ok := m.counters[k]
-	m.countersMu.RUnlock()
-	if !ok {
+	var c prometheus.Counter
+	if cs := m.counters.Load(); cs != nil {
+		c = (*cs)[k]
+	}
+	if c == nil {
 		c = m.queriesCounter(qtype, rcode, proto)
 		m.countersMu.Lock()
-		m.counters[k] = c
+		next := map[uint64]prometheus.Counter{k: c}
+		if cs := m.counters.Load(); cs != nil {
+			for k, v := range *cs {
+				next[k] = v
+			}
+		}
+		m.counters.Store(&next)
 		m.countersMu.Unlock()
 	}
 	c.Inc()
