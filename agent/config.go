@@ -56,6 +56,11 @@ type Config struct {
 	Masquerade *bool `yaml:"masquerade"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"logLevel"`
+	// MemoryLimit is the Go runtime's soft memory limit: "auto" (default)
+	// keeps it a fixed headroom above the agent's live data, "off" leaves
+	// the collector to GOGC alone, a size ("128Mi") fixes it. See memory.go
+	// and docs/configuration.md.
+	MemoryLimit MemoryLimit `yaml:"memoryLimit"`
 }
 
 // UnderlayConfig says how this node is reached by the others.

@@ -1,0 +1,222 @@
+package agent
+
+// The Go runtime's soft memory limit (runtime/debug.SetMemoryLimit).
+//
+// Why the agent sets one: the embedded wireguard-go device holds heap that
+// is allocated but mostly never written — its receive buffers and every
+// peer's queues, about 48 MiB at 1,000 peers, of which the process touches
+// little. The garbage collector's default goal (GOGC=100) is twice the
+// live heap, so the agent's own garbage (a resync reads back every peer
+// and route) could grow the heap by as much again before a collection, and
+// that garbage is written, so resident: at 1,000 peers the agent sat near
+// 100 MiB of anonymous memory where the same device alone needs 29 MiB.
+//
+// "auto" keeps the headroom fixed instead of proportional: after each
+// reconcile the limit becomes what the runtime holds for live data (live
+// heap as of the last collection, stacks, runtime metadata) plus
+// autoHeadroom. The limit follows the peer count in both directions. Right
+// after a reconcile that added many peers the live heap can exceed the
+// limit until it is raised at that reconcile's end; the runtime caps the
+// collector at half the CPU meanwhile, so that costs time, not correctness.
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime/debug"
+	rtmetrics "runtime/metrics"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"gopkg.in/yaml.v3"
+)
+
+// autoHeadroom is the garbage "auto" lets accumulate above the live data
+// before a collection: a few resyncs' worth at 1,000 peers.
+const autoHeadroom = 16 << 20
+
+// MemoryLimit is the memoryLimit setting: "auto" (the zero value), "off",
+// or a size.
+type MemoryLimit struct {
+	Off   bool  // no limit: the collector follows GOGC alone
+	Bytes int64 // a fixed limit; 0 (and not Off) is auto
+}
+
+// Auto reports whether the limit follows the live data.
+func (m MemoryLimit) Auto() bool { return !m.Off && m.Bytes == 0 }
+
+// ParseMemoryLimit reads "auto", "off", or a size in bytes with an optional
+// binary suffix: 134217728, 128Mi, 1Gi.
+func ParseMemoryLimit(s string) (MemoryLimit, error) {
+	switch s {
+	case "", "auto":
+		return MemoryLimit{}, nil
+	case "off":
+		return MemoryLimit{Off: true}, nil
+	}
+	num, mult := s, int64(1)
+	for suf, m := range map[string]int64{"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30} {
+		if n, ok := strings.CutSuffix(s, suf); ok {
+			num, mult = n, m
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return MemoryLimit{}, fmt.Errorf("%q is not auto, off or a size such as 128Mi", s)
+	}
+	if n*mult < 16<<20 {
+		return MemoryLimit{}, fmt.Errorf("%q is below 16Mi, too little for the agent", s)
+	}
+	return MemoryLimit{Bytes: n * mult}, nil
+}
+
+// UnmarshalYAML parses the setting.
+func (m *MemoryLimit) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := ParseMemoryLimit(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*m = v
+	return nil
+}
+
+// MarshalYAML writes the setting back.
+func (m MemoryLimit) MarshalYAML() (any, error) { return m.String(), nil }
+
+func (m MemoryLimit) String() string {
+	switch {
+	case m.Off:
+		return "off"
+	case m.Bytes == 0:
+		return "auto"
+	case m.Bytes%(1<<20) == 0:
+		return strconv.FormatInt(m.Bytes>>20, 10) + "Mi"
+	}
+	return strconv.FormatInt(m.Bytes, 10)
+}
+
+// apply sets the runtime's limit (for auto, from the current live data;
+// see the top of the file) and returns it, math.MaxInt64 meaning none. With
+// auto, a GOMEMLIMIT in the environment (which the runtime applied at
+// start) is left alone.
+func (m MemoryLimit) apply() int64 {
+	switch {
+	case m.Off:
+		debug.SetMemoryLimit(math.MaxInt64)
+		return math.MaxInt64
+	case m.Bytes > 0:
+		debug.SetMemoryLimit(m.Bytes)
+		return m.Bytes
+	case os.Getenv("GOMEMLIMIT") != "":
+		return debug.SetMemoryLimit(-1) // reads it
+	}
+	l := liveRuntimeBytes() + autoHeadroom
+	debug.SetMemoryLimit(l)
+	return l
+}
+
+// settleMemory runs once start-up is done: it hands back the executable's
+// pages that start-up touched (releaseStartupPages) and applies
+// cfg.MemoryLimit, saying what it did; reconcile re-applies the limit as
+// the live data moves with the peers.
+func (a *Agent) settleMemory() {
+	before, _ := procStatusKiB("RssFile")
+	released, err := releaseStartupPages()
+	after, _ := procStatusKiB("RssFile")
+	if err != nil {
+		a.log.Warn("could not release the executable's start-up pages", "err", err)
+	} else {
+		a.log.Info("released the executable's start-up pages", "advisedMiB", released>>20,
+			"fileBackedMiB", fmt.Sprintf("%.1f -> %.1f", float64(before)/1024, float64(after)/1024))
+	}
+	l := a.cfg.MemoryLimit.apply()
+	if l == math.MaxInt64 {
+		a.log.Info("no Go memory limit", "memoryLimit", a.cfg.MemoryLimit.String())
+		return
+	}
+	a.log.Info("Go memory limit", "memoryLimit", a.cfg.MemoryLimit.String(), "limitMiB", l>>20)
+}
+
+// releaseStartupPages asks the kernel to reclaim the pages of the agent's
+// own executable that are mapped read-only (code, read-only data, the
+// function tables) and returns how many bytes it advised.
+//
+// Why: weft is one binary with Kubernetes' client libraries in it, and
+// starting it runs the package initialisers of hundreds of packages spread
+// over 36 MiB of code and tables; with the kernel's fault-around each touch
+// maps 64 KiB. That left about 28 MiB of the executable resident, where the
+// agent at rest runs in a few MiB of it (a standalone wireguard-go process:
+// 3 MiB). MADV_PAGEOUT reclaims those pages now, as memory pressure would
+// later; the pages the agent does use fault back in from the file (or the
+// page cache) on their next touch, so what stays resident is the working
+// set. Pages another process also maps are left alone by the kernel.
+func releaseStartupPages() (int64, error) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return 0, err
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return 0, err
+	}
+	var advised int64
+	for _, l := range strings.Split(string(maps), "\n") {
+		// start-end perms offset dev inode path
+		f := strings.Fields(l)
+		if len(f) < 6 || f[5] != exe || len(f[1]) < 2 || f[1][1] == 'w' {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if !ok || err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		if _, _, e := unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_PAGEOUT); e != 0 {
+			return advised, fmt.Errorf("madvise(MADV_PAGEOUT) %s: %w", f[0], e)
+		}
+		advised += int64(end - start)
+	}
+	return advised, nil
+}
+
+// procStatusKiB reads a "kB" field of /proc/self/status.
+func procStatusKiB(field string) (int, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/self/status", field)
+}
+
+// liveRuntimeBytes is what the runtime holds for live data, as the memory
+// limit counts it: the heap marked live by the last collection, and all
+// that is not heap (stacks, runtime metadata).
+func liveRuntimeBytes() int64 {
+	s := []rtmetrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+	}
+	rtmetrics.Read(s)
+	v := func(i int) int64 {
+		if s[i].Value.Kind() != rtmetrics.KindUint64 {
+			return 0
+		}
+		return int64(s[i].Value.Uint64())
+	}
+	return v(0) + v(1) - v(2) - v(3) - v(4) - v(5)
+}

@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"math"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestParseMemoryLimit(t *testing.T) {
+	tests := []struct {
+		in   string
+		want MemoryLimit
+		str  string
+	}{
+		{"", MemoryLimit{}, "auto"},
+		{"auto", MemoryLimit{}, "auto"},
+		{"off", MemoryLimit{Off: true}, "off"},
+		{"128Mi", MemoryLimit{Bytes: 128 << 20}, "128Mi"},
+		{"1Gi", MemoryLimit{Bytes: 1 << 30}, "1024Mi"},
+		{"65536Ki", MemoryLimit{Bytes: 64 << 20}, "64Mi"},
+		{"134217729", MemoryLimit{Bytes: 128<<20 + 1}, "134217729"},
+	}
+	for _, tc := range tests {
+		got, err := ParseMemoryLimit(tc.in)
+		if err != nil || got != tc.want || got.String() != tc.str {
+			t.Errorf("ParseMemoryLimit(%q) = %+v (%s), %v; want %+v (%s)", tc.in, got, got, err, tc.want, tc.str)
+		}
+	}
+	for _, bad := range []string{"128MB", "-1Mi", "0", "1Mi", "lots", "9999999999Gi"} {
+		if got, err := ParseMemoryLimit(bad); err == nil {
+			t.Errorf("ParseMemoryLimit(%q) = %+v, want an error", bad, got)
+		}
+	}
+}
+
+func TestConfigMemoryLimit(t *testing.T) {
+	base := "nodeName: n1\ngossip: {keyFile: /k}\n"
+	c, err := ParseConfig(strings.NewReader(base))
+	if err == nil {
+		err = c.Complete()
+	}
+	if err != nil || !c.MemoryLimit.Auto() {
+		t.Errorf("default memoryLimit %s (%v), want auto", c.MemoryLimit, err)
+	}
+	c, err = ParseConfig(strings.NewReader(base + "memoryLimit: 96Mi\n"))
+	if err != nil || c.MemoryLimit.Bytes != 96<<20 {
+		t.Errorf("memoryLimit: 96Mi gave %+v, %v", c.MemoryLimit, err)
+	}
+	_, err = ParseConfig(strings.NewReader(base + "memoryLimit: 96MB\n"))
+	if err == nil || !strings.Contains(err.Error(), "memoryLimit") {
+		t.Errorf("memoryLimit: 96MB: error %v does not name the field", err)
+	}
+}
+
+// The auto limit sits autoHeadroom above what the runtime holds live, and
+// follows it; off and a fixed size set what they say.
+func TestMemoryLimitApply(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+
+	if got := (MemoryLimit{Bytes: 200 << 20}).apply(); got != 200<<20 || debug.SetMemoryLimit(-1) != 200<<20 {
+		t.Errorf("fixed: apply %d, runtime %d", got, debug.SetMemoryLimit(-1))
+	}
+	if got := (MemoryLimit{Off: true}).apply(); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		t.Errorf("off: apply %d, runtime %d", got, debug.SetMemoryLimit(-1))
+	}
+	runGC()
+	live := liveRuntimeBytes()
+	ballast := make([]*[1 << 20]byte, 32) // 32 MiB more live heap
+	for i := range ballast {
+		ballast[i] = new([1 << 20]byte)
+	}
+	runGC()
+	got := MemoryLimit{}.apply()
+	if debug.SetMemoryLimit(-1) != got {
+		t.Errorf("auto: apply returned %d, runtime holds %d", got, debug.SetMemoryLimit(-1))
+	}
+	if min := live + 32<<20 + autoHeadroom; got < min-4<<20 || got > min+16<<20 {
+		t.Errorf("auto with 32 MiB more live: limit %d MiB, want about %d MiB", got>>20, min>>20)
+	}
+	runtime.KeepAlive(ballast)
+	runGC()
+	if after := (MemoryLimit{}).apply(); after > got-24<<20 {
+		t.Errorf("auto did not follow the live heap down: %d MiB, was %d MiB", after>>20, got>>20)
+	}
+}
+
+func runGC() { debug.FreeOSMemory() } // a full collection, so the live figure is fresh
