@@ -194,7 +194,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// garbage several times the agent's steady heap; return it to the OS
 	// now rather than when the background scavenger gets to it.
 	debug.FreeOSMemory()
-	a.settleMemory()
+	a.settleMemory(ctx)
 	if err := a.startAddons(ctx); err != nil {
 		return err
 	}
@@ -312,7 +312,6 @@ func (a *Agent) applyMasquerade() error {
 // for status, readiness and metrics. Errors are logged and retried on the
 // next tick, never fatal.
 func (a *Agent) reconcile(ctx context.Context) {
-	defer a.cfg.MemoryLimit.apply() // the live data moves with the peers (memory.go)
 	start := time.Now()
 	a.metrics.reconcileRuns.Inc()
 	members := a.gossip.Peers()

@@ -11,18 +11,22 @@ package agent
 // that garbage is written, so resident: at 1,000 peers the agent sat near
 // 100 MiB of anonymous memory where the same device alone needs 29 MiB.
 //
-// "auto" keeps the headroom fixed instead of proportional: after each
-// reconcile the limit becomes what the runtime holds for live data (live
-// heap as of the last collection, stacks, runtime metadata) plus
-// autoHeadroom. The limit follows the peer count in both directions. Right
-// after a reconcile that added many peers the live heap can exceed the
-// limit until it is raised at that reconcile's end; the runtime caps the
-// collector at half the CPU meanwhile, so that costs time, not correctness.
+// "auto" keeps the headroom small and tied to the live data instead: after
+// every collection the limit becomes what the runtime holds for live data
+// (the heap marked live, stacks, runtime metadata) plus a quarter of it, at
+// least autoHeadroom — GOGC=25 with a floor. Re-deriving it at every cycle,
+// not on a timer, means it follows the live data at once, up (peers added,
+// packets in flight under load) or down: a limit left below a grown live
+// heap would make the collector run back to back (the runtime caps it at
+// half the CPU then, which the data plane would feel). GOGC stays as it is,
+// so the limit only ever makes collections earlier.
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"strconv"
@@ -32,9 +36,12 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// autoHeadroom is the garbage "auto" lets accumulate above the live data
-// before a collection: a few resyncs' worth at 1,000 peers.
+// autoHeadroom is the least garbage "auto" lets accumulate above the live
+// data before a collection: a few resyncs' worth at 1,000 peers.
 const autoHeadroom = 16 << 20
+
+// autoLimit is the "auto" limit for live bytes of live data.
+func autoLimit(live int64) int64 { return live + max(autoHeadroom, live/4) }
 
 // MemoryLimit is the memoryLimit setting: "auto" (the zero value), "off",
 // or a size.
@@ -100,10 +107,9 @@ func (m MemoryLimit) String() string {
 	return strconv.FormatInt(m.Bytes, 10)
 }
 
-// apply sets the runtime's limit (for auto, from the current live data;
-// see the top of the file) and returns it, math.MaxInt64 meaning none. With
-// auto, a GOMEMLIMIT in the environment (which the runtime applied at
-// start) is left alone.
+// apply sets the runtime's limit (for auto, from the current live data)
+// and returns it, math.MaxInt64 meaning none. With auto, a GOMEMLIMIT in
+// the environment (which the runtime applied at start) is left alone.
 func (m MemoryLimit) apply() int64 {
 	switch {
 	case m.Off:
@@ -115,16 +121,33 @@ func (m MemoryLimit) apply() int64 {
 	case os.Getenv("GOMEMLIMIT") != "":
 		return debug.SetMemoryLimit(-1) // reads it
 	}
-	l := liveRuntimeBytes() + autoHeadroom
+	l := autoLimit(liveRuntimeBytes())
 	debug.SetMemoryLimit(l)
 	return l
 }
 
+// afterEachGC calls f after every garbage collection until ctx is done,
+// from the runtime's cleanup goroutine (so f must be quick): each cycle
+// collects a fresh unreachable object whose cleanup calls f and arms the
+// next one.
+func afterEachGC(ctx context.Context, f func()) {
+	var arm func()
+	arm = func() {
+		runtime.AddCleanup(new([32]byte), func(struct{}) {
+			if ctx.Err() == nil {
+				f()
+				arm()
+			}
+		}, struct{}{})
+	}
+	arm()
+}
+
 // settleMemory runs once start-up is done: it hands back the executable's
 // pages that start-up touched (releaseStartupPages) and applies
-// cfg.MemoryLimit, saying what it did; reconcile re-applies the limit as
-// the live data moves with the peers.
-func (a *Agent) settleMemory() {
+// cfg.MemoryLimit, saying what it did; with auto, the limit is re-derived
+// after every collection until ctx is done.
+func (a *Agent) settleMemory(ctx context.Context) {
 	before, _ := procStatusKiB("RssFile")
 	released, err := releaseStartupPages()
 	after, _ := procStatusKiB("RssFile")
@@ -134,12 +157,16 @@ func (a *Agent) settleMemory() {
 		a.log.Info("released the executable's start-up pages", "advisedMiB", released>>20,
 			"fileBackedMiB", fmt.Sprintf("%.1f -> %.1f", float64(before)/1024, float64(after)/1024))
 	}
-	l := a.cfg.MemoryLimit.apply()
+	m := a.cfg.MemoryLimit
+	l := m.apply()
 	if l == math.MaxInt64 {
-		a.log.Info("no Go memory limit", "memoryLimit", a.cfg.MemoryLimit.String())
+		a.log.Info("no Go memory limit", "memoryLimit", m.String())
 		return
 	}
-	a.log.Info("Go memory limit", "memoryLimit", a.cfg.MemoryLimit.String(), "limitMiB", l>>20)
+	a.log.Info("Go memory limit", "memoryLimit", m.String(), "limitMiB", l>>20)
+	if m.Auto() && os.Getenv("GOMEMLIMIT") == "" {
+		afterEachGC(ctx, func() { m.apply() })
+	}
 }
 
 // releaseStartupPages asks the kernel to reclaim the pages of the agent's

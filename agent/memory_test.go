@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"context"
 	"math"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseMemoryLimit(t *testing.T) {
@@ -54,8 +56,9 @@ func TestConfigMemoryLimit(t *testing.T) {
 	}
 }
 
-// The auto limit sits autoHeadroom above what the runtime holds live, and
-// follows it; off and a fixed size set what they say.
+// The auto limit sits a quarter, at least autoHeadroom, above what the
+// runtime holds live, and follows it; off and a fixed size set what they
+// say.
 func TestMemoryLimitApply(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
@@ -77,7 +80,7 @@ func TestMemoryLimitApply(t *testing.T) {
 	if debug.SetMemoryLimit(-1) != got {
 		t.Errorf("auto: apply returned %d, runtime holds %d", got, debug.SetMemoryLimit(-1))
 	}
-	if min := live + 32<<20 + autoHeadroom; got < min-4<<20 || got > min+16<<20 {
+	if min := autoLimit(live + 32<<20); got < min-4<<20 || got > min+16<<20 {
 		t.Errorf("auto with 32 MiB more live: limit %d MiB, want about %d MiB", got>>20, min>>20)
 	}
 	runtime.KeepAlive(ballast)
@@ -88,3 +91,40 @@ func TestMemoryLimitApply(t *testing.T) {
 }
 
 func runGC() { debug.FreeOSMemory() } // a full collection, so the live figure is fresh
+
+func TestAutoLimit(t *testing.T) {
+	for _, tc := range []struct{ live, want int64 }{
+		{8 << 20, 24 << 20},    // the floor
+		{64 << 20, 80 << 20},   // a quarter is the floor
+		{200 << 20, 250 << 20}, // a quarter
+	} {
+		if got := autoLimit(tc.live); got != tc.want {
+			t.Errorf("autoLimit(%d MiB) = %d MiB, want %d MiB", tc.live>>20, got>>20, tc.want>>20)
+		}
+	}
+}
+
+// afterEachGC calls back after collections, and stops with its context.
+func TestAfterEachGC(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := make(chan struct{}, 100)
+	afterEachGC(ctx, func() { calls <- struct{}{} })
+	for i := range 2 {
+		runtime.GC()
+		select {
+		case <-calls:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no call after collection %d", i+1)
+		}
+	}
+	cancel()
+	runtime.GC() // runs the armed cleanup, which sees ctx done and stops
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond) // cleanups run on their own goroutine
+	n := len(calls)
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond)
+	if len(calls) != n || n > 0 {
+		t.Errorf("%d calls after cancel", len(calls))
+	}
+}
