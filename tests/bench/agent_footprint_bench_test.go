@@ -12,11 +12,17 @@ package bench
 //
 // Reference, in the same run with the same peers: standalone wireguard-go
 // programmed with `wg setconf` and `ip -batch` (as BenchmarkTunnelFootprint
-// does): what the tunnel alone costs, without weft around it.
+// does): what the tunnel alone costs, without weft around it. Its device is
+// up before the peers are set, so every peer is started (two goroutines
+// each) as in the agent; the goroutine count printed for it is read from
+// its SIGQUIT dump.
 //
 // Settings: WEFT_BENCH_MEMBERS (default 1000, the agent included),
-// WEFT_BENCH_REST (seconds of the CPU window, default 30);
-// WEFT_BENCH_HEAPPROFILE=FILE saves the agent's heap profile at rest.
+// WEFT_BENCH_REST (seconds of the CPU window, default 30),
+// WEFT_BENCH_BACKEND (wireguard, the default, or vxlan: the agent without
+// the WireGuard device, to tell weft's own footprint from the device's;
+// no reference then); WEFT_BENCH_HEAPPROFILE=FILE saves the agent's heap
+// profile at rest.
 
 import (
 	"bufio"
@@ -46,6 +52,14 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		}
 	}
 	members := envInt(b, "WEFT_BENCH_MEMBERS", 1000)
+	backend := os.Getenv("WEFT_BENCH_BACKEND")
+	switch backend {
+	case "":
+		backend = "wireguard"
+	case "wireguard", "vxlan":
+	default:
+		b.Fatalf("WEFT_BENCH_BACKEND must be wireguard or vxlan, not %q", backend)
+	}
 	rest := time.Duration(envInt(b, "WEFT_BENCH_REST", 30)) * time.Second
 	if members < 2 {
 		b.Fatalf("WEFT_BENCH_MEMBERS must be at least 2")
@@ -93,12 +107,12 @@ clusterID: bench
 clusterCIDR: 10.0.0.0/8
 underlay: {interface: uplink}
 gossip: {port: 7946, seeds: [%s], keyFile: %s, leaseFile: %s}
-tunnel: {interface: %s, keyFile: %s}
+tunnel: {backend: %s, interface: %s, keyFile: %s}
 stateFile: %s
 statusSocket: %s
 metricsAddress: 127.0.0.1:9464
 masquerade: false
-`, strings.Join(sp.swarmSeeds(), ", "), keyFile, filepath.Join(dir, "lease.json"), iface,
+`, strings.Join(sp.swarmSeeds(), ", "), keyFile, filepath.Join(dir, "lease.json"), backend, iface,
 		filepath.Join(dir, "wg.key"), filepath.Join(dir, "node.json"), socket)
 	cfgFile := filepath.Join(dir, "agent.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
@@ -145,11 +159,26 @@ masquerade: false
 		}
 		time.Sleep(20 * time.Millisecond) // polling the status socket
 	}
-	out, err := exec.Command("ip", "netns", "exec", ns, "wg", "show", iface, "peers").Output()
-	if err != nil {
-		b.Fatalf("wg show: %v", err)
+	var devPeers int
+	if backend == "wireguard" {
+		out, err := exec.Command("ip", "netns", "exec", ns, "wg", "show", iface, "peers").Output()
+		if err != nil {
+			b.Fatalf("wg show: %v", err)
+		}
+		devPeers = len(strings.Fields(string(out)))
+	} else {
+		// One forwarding entry per peer VTEP (besides the all-zero
+		// flooding entries).
+		out, err := exec.Command("bridge", "-n", ns, "fdb", "show", "dev", iface).Output()
+		if err != nil {
+			b.Fatalf("bridge fdb: %v", err)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if l != "" && !strings.HasPrefix(l, "00:00:00:00:00:00") {
+				devPeers++
+			}
+		}
 	}
-	devPeers := len(strings.Fields(string(out)))
 	routes, err := exec.Command("ip", "-n", ns, "-4", "route", "show", "dev", iface, "proto", "87").Output()
 	if err != nil {
 		b.Fatalf("ip route: %v", err)
@@ -200,7 +229,10 @@ masquerade: false
 	}
 
 	var rr refResult
-	ref := newWGGoRef(b, peers)
+	var ref *wgGoRef
+	if backend == "wireguard" {
+		ref = newWGGoRef(b, peers)
+	}
 	if ref != nil {
 		rr = ref.run(b, 1)
 	}
@@ -217,15 +249,21 @@ masquerade: false
 		}
 		return fmt.Sprintf("%.2fx", a/b)
 	}
-	fmt.Printf("\nagent footprint: weft agent (WireGuard, embedded wireguard-go) in a gossip cluster of %d members (%d gossip members seen); %s\n",
-		members, st.Members, machine())
+	what := "WireGuard, embedded wireguard-go"
+	if backend == "vxlan" {
+		what = "VXLAN: no WireGuard device"
+	}
+	fmt.Printf("\nagent footprint: weft agent (%s) in a gossip cluster of %d members (%d gossip members seen); %s\n",
+		what, members, st.Members, machine())
 	fmt.Printf("swarm of %d members up in %.1fs; load average %s; %s\n", len(peers), swarmUp.Seconds(), loadavg(), time.Now().UTC().Format("2006-01-02T15:04Z"))
-	fmt.Printf("reference: standalone wireguard-go %s with the same %d peers, programmed by wg(8) and ip(8)\n", refLabel(ref), len(peers))
+	fmt.Printf("reference: standalone wireguard-go %s with the same %d peers, programmed by wg(8) and ip(8), device up, %d goroutines\n",
+		refLabel(ref), len(peers), rr.Goroutines)
 	fmt.Printf("%-46s %10s %10s %7s  %s\n", "metric", "weft", "reference", "ratio", "target")
 	fmt.Printf("%-46s %9.2fs %10s %7s  (join, lease, device, peers, routes)\n", "agent start to every peer programmed", programmed.Seconds(), "-", "-")
 	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s  < 50MiB %s\n", "RSS at rest", mib(rss), mib(rr.RSSKiB), ratio(mib(rss), mib(rr.RSSKiB)), verdict(rss < 50*1024))
 	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s\n", "RSS peak (VmHWM)", mib(hwm), mib(rr.HWMKiB), ratio(mib(hwm), mib(rr.HWMKiB)))
-	fmt.Printf("%-46s %7.1fMiB %10s %7s  (file-backed %.1fMiB: the binary's pages)\n", "RSS anonymous", mib(anon), "-", "-", mib(file))
+	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s\n", "RSS anonymous", mib(anon), mib(rr.AnonKiB), ratio(mib(anon), mib(rr.AnonKiB)))
+	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s  (the executable's pages)\n", "RSS file-backed", mib(file), mib(rr.FileKiB), ratio(mib(file), mib(rr.FileKiB)))
 	fmt.Printf("%-46s %7.1fMiB %10s %7s  (%.0f goroutines)\n", "Go heap in use", heap/(1<<20), "-", "-", goroutines)
 	fmt.Printf("%-46s %8.2f%% %10s %7s  (over %.0fs)\n", "CPU at rest (one core = 100%)", 100*cores, "-", "-", window.Seconds())
 	fmt.Printf("checked: the device holds %d peers, the kernel %d routes\n", devPeers, kernelRoutes)

@@ -36,6 +36,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -46,6 +47,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -202,9 +204,11 @@ type wgGoRef struct {
 }
 
 type refResult struct {
-	Cold, Resync   time.Duration
-	RSSKiB, HWMKiB int
-	DevicePeers    int
+	Cold, Resync     time.Duration
+	RSSKiB, HWMKiB   int
+	AnonKiB, FileKiB int // RSS split: anonymous, and the executable's pages
+	Goroutines       int // counted from its SIGQUIT dump when it is stopped
+	DevicePeers      int
 }
 
 func refLabel(r *wgGoRef) string {
@@ -284,16 +288,34 @@ func (r *wgGoRef) run(b *testing.B, resyncs int) refResult {
 	sock := "/var/run/wireguard/" + r.iface + ".sock"
 	// ip netns exec execs its way down to wireguard-go: the pid is its own.
 	wg := exec.Command("ip", "netns", "exec", r.ns, r.bin, "--foreground", r.iface)
+	// GOTRACEBACK=all: its SIGQUIT dump lists every goroutine, which shows
+	// that its peers were started (two goroutines each) as the agent's are.
+	wg.Env = append(os.Environ(), "GOTRACEBACK=all")
 	var errb bytes.Buffer
 	wg.Stderr = &errb
 	if err := wg.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
-		wg.Process.Kill()
-		wg.Wait()
+	var res refResult
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = wg.Process.Signal(syscall.SIGQUIT)
+		done := make(chan struct{})
+		go func() { _ = wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			wg.Process.Kill()
+			<-done
+		}
 		os.Remove(sock)
-	}()
+		res.Goroutines = strings.Count(errb.String(), "\ngoroutine ")
+	}
+	defer stop()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(sock); err == nil {
@@ -308,7 +330,6 @@ func (r *wgGoRef) run(b *testing.B, resyncs int) refResult {
 	runCmd(b, "ip", "-n", r.ns, "addr", "add", "10.0.0.1/32", "dev", r.iface)
 	runCmd(b, "ip", "-n", r.ns, "link", "set", r.iface, "mtu", "1440", "up")
 
-	var res refResult
 	res.Cold = runCmd(b, "ip", "netns", "exec", r.ns, "wg", "setconf", r.iface, r.setconf) +
 		runCmd(b, "ip", "-n", r.ns, "-batch", r.addRoutes)
 	var runs []time.Duration
@@ -333,6 +354,9 @@ func (r *wgGoRef) run(b *testing.B, resyncs int) refResult {
 	if res.HWMKiB, err = statusKiB(status, "VmHWM"); err != nil {
 		b.Fatal(err)
 	}
+	res.AnonKiB, _ = statusKiB(status, "RssAnon")
+	res.FileKiB, _ = statusKiB(status, "RssFile")
+	stop()
 	return res
 }
 
@@ -429,6 +453,8 @@ func syntheticPeers(n int) ([]tunnel.Peer, error) {
 			Port:       51820,
 			PublicKey:  k.PublicKey().String(),
 			PodCIDR:    netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(j >> 8), byte(j), 0}), 24),
+			// A locally administered unicast MAC, for the VXLAN backend.
+			VTEPMAC: net.HardwareAddr{0x02, 0x42, 0xac, 0x10, byte(j >> 8), byte(j)},
 		}
 	}
 	return peers, nil

@@ -97,7 +97,7 @@ func runSwarm() int {
 			BindAddr: prm.Addr, BindPort: prm.BasePort + i, Seeds: seeds,
 			ClusterCIDR: prm.ClusterCIDR, BlockBits: p.PodCIDR.Bits(), StaticLease: p.PodCIDR,
 			LeaseGrace: time.Hour,
-			Meta:       gossip.Meta{UnderlayIP: p.UnderlayIP, TunnelPort: p.Port, PublicKey: p.PublicKey},
+			Meta:       gossip.Meta{UnderlayIP: p.UnderlayIP, TunnelPort: p.Port, PublicKey: p.PublicKey, VTEPMAC: p.VTEPMAC},
 			Tune:       relaxedTuning,
 		})
 		if err != nil {
