@@ -256,14 +256,24 @@ masquerade: false
 	fmt.Printf("\nagent footprint: weft agent (%s) in a gossip cluster of %d members (%d gossip members seen); %s\n",
 		what, members, st.Members, machine())
 	fmt.Printf("swarm of %d members up in %.1fs; load average %s; %s\n", len(peers), swarmUp.Seconds(), loadavg(), time.Now().UTC().Format("2006-01-02T15:04Z"))
-	fmt.Printf("reference: standalone wireguard-go %s with the same %d peers, programmed by wg(8) and ip(8), device up, %d goroutines\n",
-		refLabel(ref), len(peers), rr.Goroutines)
+	if ref != nil {
+		fmt.Printf("reference: standalone wireguard-go %s with the same %d peers, programmed by wg(8) and ip(8), device up, %d goroutines\n",
+			refLabel(ref), len(peers), rr.Goroutines)
+	} else {
+		fmt.Printf("reference: none (%s backend)\n", backend)
+	}
+	refMiB := func(kib int) string {
+		if ref == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1fMiB", mib(kib))
+	}
 	fmt.Printf("%-46s %10s %10s %7s  %s\n", "metric", "weft", "reference", "ratio", "target")
 	fmt.Printf("%-46s %9.2fs %10s %7s  (join, lease, device, peers, routes)\n", "agent start to every peer programmed", programmed.Seconds(), "-", "-")
-	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s  < 50MiB %s\n", "RSS at rest", mib(rss), mib(rr.RSSKiB), ratio(mib(rss), mib(rr.RSSKiB)), verdict(rss < 50*1024))
-	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s\n", "RSS peak (VmHWM)", mib(hwm), mib(rr.HWMKiB), ratio(mib(hwm), mib(rr.HWMKiB)))
-	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s\n", "RSS anonymous", mib(anon), mib(rr.AnonKiB), ratio(mib(anon), mib(rr.AnonKiB)))
-	fmt.Printf("%-46s %7.1fMiB %7.1fMiB %7s  (the executable's pages)\n", "RSS file-backed", mib(file), mib(rr.FileKiB), ratio(mib(file), mib(rr.FileKiB)))
+	fmt.Printf("%-46s %7.1fMiB %10s %7s  < 50MiB %s\n", "RSS at rest", mib(rss), refMiB(rr.RSSKiB), ratio(mib(rss), mib(rr.RSSKiB)), verdict(rss < 50*1024))
+	fmt.Printf("%-46s %7.1fMiB %10s %7s\n", "RSS peak (VmHWM)", mib(hwm), refMiB(rr.HWMKiB), ratio(mib(hwm), mib(rr.HWMKiB)))
+	fmt.Printf("%-46s %7.1fMiB %10s %7s\n", "RSS anonymous", mib(anon), refMiB(rr.AnonKiB), ratio(mib(anon), mib(rr.AnonKiB)))
+	fmt.Printf("%-46s %7.1fMiB %10s %7s  (the executable's pages)\n", "RSS file-backed", mib(file), refMiB(rr.FileKiB), ratio(mib(file), mib(rr.FileKiB)))
 	fmt.Printf("%-46s %7.1fMiB %10s %7s  (%.0f goroutines)\n", "Go heap in use", heap/(1<<20), "-", "-", goroutines)
 	fmt.Printf("%-46s %8.2f%% %10s %7s  (over %.0fs)\n", "CPU at rest (one core = 100%)", 100*cores, "-", "-", window.Seconds())
 	fmt.Printf("checked: the device holds %d peers, the kernel %d routes\n", devPeers, kernelRoutes)
