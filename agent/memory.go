@@ -34,6 +34,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // autoHeadroom is the least garbage "auto" lets accumulate above the live
@@ -53,8 +54,8 @@ type MemoryLimit struct {
 // Auto reports whether the limit follows the live data.
 func (m MemoryLimit) Auto() bool { return !m.Off && m.Bytes == 0 }
 
-// ParseMemoryLimit reads "auto", "off", or a size in bytes with an optional
-// binary suffix: 134217728, 128Mi, 1Gi.
+// ParseMemoryLimit reads "auto", "off", or a size as a Kubernetes quantity
+// (134217728, 128Mi, 1Gi), at least 16Mi.
 func ParseMemoryLimit(s string) (MemoryLimit, error) {
 	switch s {
 	case "", "auto":
@@ -62,20 +63,15 @@ func ParseMemoryLimit(s string) (MemoryLimit, error) {
 	case "off":
 		return MemoryLimit{Off: true}, nil
 	}
-	num, mult := s, int64(1)
-	for suf, m := range map[string]int64{"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30} {
-		if n, ok := strings.CutSuffix(s, suf); ok {
-			num, mult = n, m
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+	q, err := resource.ParseQuantity(s)
+	n, ok := q.AsInt64()
+	if err != nil || !ok || n <= 0 {
 		return MemoryLimit{}, fmt.Errorf("%q is not auto, off or a size such as 128Mi", s)
 	}
-	if n*mult < 16<<20 {
+	if n < 16<<20 {
 		return MemoryLimit{}, fmt.Errorf("%q is below 16Mi, too little for the agent", s)
 	}
-	return MemoryLimit{Bytes: n * mult}, nil
+	return MemoryLimit{Bytes: n}, nil
 }
 
 // UnmarshalYAML parses the setting.

@@ -23,6 +23,7 @@ func TestParseMemoryLimit(t *testing.T) {
 		{"1Gi", MemoryLimit{Bytes: 1 << 30}, "1024Mi"},
 		{"65536Ki", MemoryLimit{Bytes: 64 << 20}, "64Mi"},
 		{"134217729", MemoryLimit{Bytes: 128<<20 + 1}, "134217729"},
+		{"200M", MemoryLimit{Bytes: 200e6}, "200000000"},
 	}
 	for _, tc := range tests {
 		got, err := ParseMemoryLimit(tc.in)
