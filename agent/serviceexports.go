@@ -19,13 +19,18 @@ import (
 
 // ServiceExports of the Multi-Cluster Services API mark Services exported,
 // as the weft.dev/export annotation does. Their CRD is optional: the agent
-// asks discovery every resync until the API server serves them, then
-// watches their metadata (namespace and name are all it reads). Nothing
-// waits for them, so a cluster without the CRD costs one discovery request
-// per resync.
+// watches for the CRD itself (its metadata, by name: one idle watch, no
+// polling), asks discovery whenever it appears or changes, and once the
+// API server serves ServiceExports, watches their metadata (namespace and
+// name are all it reads). Nothing waits for them.
 
 // serviceExportGVR is the resource the MCS API defines.
 var serviceExportGVR = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "serviceexports"}
+
+// crdGVR and serviceExportCRD name the CRD that defines ServiceExports.
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+const serviceExportCRD = "serviceexports.multicluster.x-k8s.io"
 
 // serviceExportConsumer is a part of the agent that reads ServiceExports.
 type serviceExportConsumer interface {
@@ -78,25 +83,49 @@ func serviceExportsServed(d discovery.DiscoveryInterface) (bool, error) {
 	return false, nil
 }
 
-// watchServiceExports waits, asking discovery every interval, until
-// ServiceExports are served, then feeds them to handlers until ctx ends.
+// watchServiceExports waits until ServiceExports are served, then feeds
+// them to handlers until ctx ends. It asks discovery once at the start and
+// again whenever the ServiceExport CRD is added or changes (its Established
+// condition), as a watch on that one CRD shows; at rest it sends nothing.
+// interval spaces the questions while a CRD that exists is not served yet.
 func watchServiceExports(ctx context.Context, d discovery.DiscoveryInterface, meta metadata.Interface, interval time.Duration, log *slog.Logger, hs []cache.ResourceEventHandler) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	wake := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	crds := metadatainformer.NewFilteredMetadataInformer(meta, crdGVR, metav1.NamespaceAll, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + serviceExportCRD }).Informer()
+	if _, err := crds.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { notify() },
+		UpdateFunc: func(any, any) { notify() },
+	}); err != nil {
+		log.Error("failed to watch the ServiceExport CRD", "err", err)
+		return
+	}
+	crdCtx, stopCRDs := context.WithCancel(ctx)
+	defer stopCRDs()
+	go crds.Run(crdCtx.Done())
+	notify() // installed before the agent started
+	for served := false; !served; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		}
 		ok, err := serviceExportsServed(d)
 		if err != nil {
 			log.Debug("ServiceExport CRD not known yet", "err", err)
 		}
-		if ok {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		served = ok
+		if !ok && len(crds.GetStore().List()) > 0 {
+			// The CRD exists but is not served yet: ask again soon.
+			time.AfterFunc(interval, notify)
 		}
 	}
+	stopCRDs()
 	inf := metadatainformer.NewFilteredMetadataInformer(meta, serviceExportGVR, metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
 	for _, h := range hs {
 		if _, err := inf.AddEventHandler(h); err != nil {

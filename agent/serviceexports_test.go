@@ -41,6 +41,7 @@ func TestServiceExportsOnceTheCRDIsInstalled(t *testing.T) {
 	if ok, err := serviceExportsServed(d); ok || err != nil {
 		t.Fatalf("without the CRD: served %v, err %v", ok, err)
 	}
+	d.asked.Store(0)
 	se := &metav1.PartialObjectMetadata{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "multicluster.x-k8s.io/v1alpha1", Kind: "ServiceExport"},
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
@@ -58,11 +59,23 @@ func TestServiceExportsOnceTheCRDIsInstalled(t *testing.T) {
 		defer close(done)
 		watchServiceExports(ctx, d, meta, 10*time.Millisecond, slog.New(slog.DiscardHandler), []cache.ResourceEventHandler{cs.ServiceExportHandler()})
 	}()
-	waitFor(t, "discovery asked a few times", func() bool { return d.asked.Load() >= 3 })
+	waitFor(t, "discovery asked once", func() bool { return d.asked.Load() >= 1 })
+	time.Sleep(50 * time.Millisecond) // five intervals: no polling at rest
+	if n := d.asked.Load(); n != 1 {
+		t.Errorf("discovery asked %d times without a CRD; want once, then only when the CRD appears", n)
+	}
 	if cs.exportCR("shop", "web") {
 		t.Fatal("ServiceExport seen before its CRD is installed")
 	}
+	// The CRD appears: its watch wakes a discovery question.
 	d.installed.Store(true)
+	crd := &metav1.PartialObjectMetadata{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition"},
+		ObjectMeta: metav1.ObjectMeta{Name: serviceExportCRD},
+	}
+	if _, err := meta.Resource(crdGVR).(metadatafake.MetadataClient).CreateFake(crd, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "the ServiceExport", func() bool { return cs.exportCR("shop", "web") })
 	if cs.exportCR("shop", "db") {
 		t.Error("a Service without a ServiceExport counts as exported")

@@ -220,6 +220,13 @@ var allowedRules = map[string][]string{
 	"/events":                              {"create", "patch"},
 	"events.k8s.io/events":                 {"create", "patch"},
 	"multicluster.x-k8s.io/serviceexports": {"get", "list", "watch"},
+	"apiextensions.k8s.io/customresourcedefinitions": {"get", "list", "watch"}, // the ServiceExport CRD, by name
+}
+
+// namedRules are the rules that must name their objects: the agent reads
+// one CRD, not every CRD.
+var namedRules = map[string][]string{
+	"apiextensions.k8s.io/customresourcedefinitions": {"serviceexports.multicluster.x-k8s.io"},
 }
 
 // requiredRules is what the agent's Kubernetes mode cannot work without.
@@ -245,7 +252,11 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 		if len(r.NonResourceURLs) > 0 {
 			t.Errorf("rule %d grants non-resource URLs %v", i, r.NonResourceURLs)
 		}
-		if len(r.ResourceNames) > 0 {
+		names, named := namedRules[strings.Join(r.APIGroups, ",")+"/"+strings.Join(r.Resources, ",")]
+		switch {
+		case named && !slices.Equal(r.ResourceNames, names):
+			t.Errorf("rule %d names %v, want exactly %v", i, r.ResourceNames, names)
+		case !named && len(r.ResourceNames) > 0:
 			t.Errorf("rule %d is limited to resource names %v; the agent needs every object", i, r.ResourceNames)
 		}
 		for _, g := range r.APIGroups {
