@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 )
@@ -166,18 +167,10 @@ func (c *Cache) serveWire(q *wireQuery, dst []byte) ([]byte, bool) {
 	return dst, true
 }
 
-// getWire is get for a wire query: the map index converts lname without
-// a copy.
+// getWire is get for a wire query. Its key's name is lname itself, not a
+// copy: the lookup does not keep the key, and lname does not change
+// during it.
 func (c *Cache) getWire(q *wireQuery, now time.Time) *cacheEntry {
-	c.mu.RLock()
-	el, ok := c.items[cacheKey{name: string(q.lname), qtype: q.qtype, qclass: q.qclass, do: q.do, cd: q.cd}]
-	var e *cacheEntry
-	if ok {
-		e = el.Value.(*cacheEntry)
-	}
-	c.mu.RUnlock()
-	if ok {
-		c.promote(el, e, now)
-	}
-	return e
+	name := unsafe.String(unsafe.SliceData(q.lname), len(q.lname))
+	return c.get(cacheKey{name: name, qtype: q.qtype, qclass: q.qclass, do: q.do, cd: q.cd}, now)
 }
