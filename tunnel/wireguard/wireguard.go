@@ -355,6 +355,10 @@ func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) err
 	b.lastSet = lastSet
 	if err != nil {
 		errs = append(errs, err)
+	} else if dev != nil {
+		if err := dataplane.WarmPeers(b.wg, b.name, dataplane.PeersToWarm(self, dev, wgPeers)); err != nil {
+			b.log.Debug("could not start handshakes with new peers; traffic will", "err", err)
+		}
 	}
 	if err := dataplane.SyncRoutes(b.routes, b.linkIndex, routes); err != nil {
 		errs = append(errs, err)

@@ -9,10 +9,12 @@
 package dataplane
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/weftnet/weft/tunnel"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -153,6 +155,51 @@ func SyncWGPeersOf(wg WireGuard, dev *wgtypes.Device, desired []tunnel.WGPeer, l
 		return lastSet, fmt.Errorf("failed to configure peers of WireGuard device %s: %w", name, err)
 	}
 	return next, nil
+}
+
+// PeersToWarm are the peers of desired that dev (as read before the sync
+// that added them) did not have, and whose public key sorts after self's:
+// of two nodes that add each other, exactly one starts the handshake.
+func PeersToWarm(self wgtypes.Key, dev *wgtypes.Device, desired []tunnel.WGPeer) []wgtypes.Key {
+	have := make(map[wgtypes.Key]bool, len(dev.Peers))
+	for _, p := range dev.Peers {
+		have[p.PublicKey] = true
+	}
+	var out []wgtypes.Key
+	for _, d := range desired {
+		if !have[d.PublicKey] && d.PersistentKeepalive == 0 && bytes.Compare(self[:], d.PublicKey[:]) < 0 {
+			out = append(out, d.PublicKey)
+		}
+	}
+	return out
+}
+
+// WarmPeers starts a handshake with each of keys now, rather than when the
+// first packet for it arrives: turning a persistent keepalive on sends one
+// keepalive at once (which needs a session), and turning it off again
+// leaves the peer as planned. When two nodes first send to each other at
+// the same moment, both initiate, each answers the other, and neither
+// completes: WireGuard recovers only at its next retry, 5 s later, and
+// again only if they do not collide again. A session set up when the peer
+// is added, by one side only (PeersToWarm), avoids that.
+func WarmPeers(wg WireGuard, name string, keys []wgtypes.Key) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	set := func(d time.Duration) error {
+		pcs := make([]wgtypes.PeerConfig, len(keys))
+		for i, k := range keys {
+			pcs[i] = wgtypes.PeerConfig{PublicKey: k, UpdateOnly: true, PersistentKeepaliveInterval: &d}
+		}
+		return wg.ConfigureDevice(name, wgtypes.Config{Peers: pcs})
+	}
+	if err := set(time.Second); err != nil {
+		return fmt.Errorf("failed to start handshakes on %s: %w", name, err)
+	}
+	if err := set(0); err != nil {
+		return fmt.Errorf("failed to turn keepalives off again on %s: %w", name, err)
+	}
+	return nil
 }
 
 // PeerFromWG converts a peer read from a device.

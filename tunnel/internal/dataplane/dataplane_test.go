@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/tunnel"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -116,5 +117,35 @@ func TestWithSocket(t *testing.T) {
 	defer done()
 	if n, ok := got.(Netlink); !ok || n.h == nil {
 		t.Errorf("Netlink was not bound to a socket: %#v", got)
+	}
+}
+
+func TestPeersToWarm(t *testing.T) {
+	self := wgtypes.Key{5}
+	low, high, had, ka := wgtypes.Key{1}, wgtypes.Key{9}, wgtypes.Key{8}, wgtypes.Key{7}
+	dev := &wgtypes.Device{Peers: []wgtypes.Peer{{PublicKey: had}}}
+	desired := []tunnel.WGPeer{{PublicKey: low}, {PublicKey: high}, {PublicKey: had}, {PublicKey: ka, PersistentKeepalive: time.Second}}
+	got := PeersToWarm(self, dev, desired)
+	if len(got) != 1 || got[0] != high {
+		t.Errorf("warm %v, want only the new peer whose key sorts after ours (not one we had, one with a keepalive, or a lower key)", got)
+	}
+	// Of two nodes, exactly one warms the other.
+	if a, b := PeersToWarm(low, &wgtypes.Device{}, []tunnel.WGPeer{{PublicKey: high}}), PeersToWarm(high, &wgtypes.Device{}, []tunnel.WGPeer{{PublicKey: low}}); len(a)+len(b) != 1 {
+		t.Errorf("both or neither side warms: %v %v", a, b)
+	}
+}
+
+func TestWarmPeersLeavesKeepaliveOff(t *testing.T) {
+	wg := NewFakeWireGuard("wg0")
+	k := wgtypes.Key{9}
+	if err := wg.ConfigureDevice("wg0", wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: k}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WarmPeers(wg, "wg0", []wgtypes.Key{k}); err != nil {
+		t.Fatal(err)
+	}
+	dev, _ := wg.Device("wg0")
+	if len(dev.Peers) != 1 || dev.Peers[0].PersistentKeepaliveInterval != 0 {
+		t.Errorf("after warming: %+v, want the one peer with keepalive off", dev.Peers)
 	}
 }
