@@ -70,7 +70,7 @@ func clustersetRemotes(peers []peering.Peer, plan peering.Plan) []clusterset.Rem
 	for _, p := range peers {
 		r := clusterset.Remote{Cluster: p.Name, ID: p.ID, Networks: p.CIDRs()}
 		for _, wp := range plan.WGPeers {
-			if wp.Cluster == p.Name && len(wp.AllowedIPs) > 1 {
+			if wp.Cluster == p.Name && wp.Chosen() {
 				r.Addr = netip.AddrPortFrom(peering.TunnelAddr(wp.PublicKey), peering.DefaultExportPort)
 			}
 		}

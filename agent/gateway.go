@@ -280,7 +280,7 @@ func (ps *peeringState) remoteStatus() []RemoteClusterStatus {
 			}
 		}
 		for _, wp := range ps.plan.WGPeers {
-			if wp.Cluster != peer.Name || wp.PersistentKeepalive == 0 && len(wp.AllowedIPs) < 2 {
+			if wp.Cluster != peer.Name || !wp.Chosen() {
 				continue
 			}
 			st.Gateway, st.Endpoint = wp.Name, wp.Endpoint.String()

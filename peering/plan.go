@@ -80,6 +80,10 @@ type WGPeer struct {
 	tunnel.WGPeer
 }
 
+// Chosen reports whether this is the gateway its cluster sends to: the one
+// whose AllowedIPs carry the cluster's networks besides its tunnel address.
+func (p WGPeer) Chosen() bool { return len(p.AllowedIPs) > 1 }
+
 // Unreachable is a remote CIDR that cannot be routed now.
 type Unreachable struct {
 	Dst     netip.Prefix

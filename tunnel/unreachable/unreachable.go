@@ -7,12 +7,12 @@ package unreachable
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/weftnet/weft/tunnel"
+	"github.com/weftnet/weft/tunnel/internal/dataplane"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +26,7 @@ func List() ([]netip.Prefix, error) {
 	}
 	var out []netip.Prefix
 	for _, r := range rs {
-		if p, ok := prefix(r.Dst); ok && r.Type == unix.RTN_UNREACHABLE {
+		if p, ok := dataplane.PrefixFromIPNet(r.Dst); ok && r.Type == unix.RTN_UNREACHABLE {
 			out = append(out, p)
 		}
 	}
@@ -64,25 +64,9 @@ func Sync(dsts []netip.Prefix) error {
 
 func route(p netip.Prefix) *netlink.Route {
 	return &netlink.Route{
-		Dst:      &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+		Dst:      dataplane.IPNet(p),
 		Type:     unix.RTN_UNREACHABLE,
 		Protocol: tunnel.RouteProtocol,
 		Table:    unix.RT_TABLE_MAIN,
 	}
-}
-
-func prefix(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	a = a.Unmap()
-	if a.Is4() && ones > 32 {
-		ones -= 96
-	}
-	return netip.PrefixFrom(a, ones).Masked(), true
 }
