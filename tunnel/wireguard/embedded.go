@@ -12,6 +12,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/ipc"
 	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // embedded is an in-process wireguard-go device with its UAPI socket
@@ -80,6 +81,22 @@ func startEmbedded(name string, mtu int, log *slog.Logger) (*embedded, error) {
 		}
 	}()
 	return e, nil
+}
+
+// initiate starts a handshake with each of keys now, from inside the
+// device. A kernel device is warmed with a keepalive pulse
+// (dataplane.WarmPeers); here that pulse would stage a packet in a 64 KiB
+// message buffer, held until the handshake completes — or, for a peer that
+// never answers, until WireGuard gives up 90 s later: 32 MiB for 500
+// unreachable peers. An initiation stages nothing, and WireGuard retries it
+// on its own timers like any other; the peer's response is confirmed by the
+// keepalive WireGuard sends when it completes a handshake it initiated.
+func (e *embedded) initiate(keys []wgtypes.Key) {
+	for _, k := range keys {
+		if p := e.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
+			_ = p.SendHandshakeInitiation(false) // failures are logged by the device and retried by its timers
+		}
+	}
 }
 
 // close removes the UAPI socket and stops the device, which deletes the

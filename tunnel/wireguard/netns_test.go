@@ -99,6 +99,18 @@ func TestTunnelBetweenNamespaces(t *testing.T) {
 	applyPeers(t, a, b)
 	applyPeers(t, b, a)
 
+	// The pair shakes hands as soon as each has the other as a peer, before
+	// any traffic: the side whose key sorts first starts it.
+	nstest.Eventually(t, 10*time.Second, "a handshake before any traffic", func() error {
+		for _, n := range []struct{ from, to *testNode }{{a, b}, {b, a}} {
+			hs := nstest.Run(t, "ip", "netns", "exec", n.from.ns, "wg", "show", n.from.iface, "latest-handshakes")
+			if handshakeOf(hs, n.to.info.PublicKey) == 0 {
+				return fmt.Errorf("%s has no handshake with %s yet", n.from.local.Name, n.to.local.Name)
+			}
+		}
+		return nil
+	})
+
 	capture := nstest.StartCapture(t, pair.A, pair.VethA)
 	checkTraffic(t, a, b)
 	lines := capture.Stop()

@@ -356,7 +356,10 @@ func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) err
 	if err != nil {
 		errs = append(errs, err)
 	} else if dev != nil {
-		if err := dataplane.WarmPeers(b.wg, b.name, dataplane.PeersToWarm(self, dev, wgPeers)); err != nil {
+		warm := dataplane.PeersToWarm(self, dev, wgPeers)
+		if b.emb != nil {
+			b.emb.initiate(warm)
+		} else if err := dataplane.WarmPeers(b.wg, b.name, warm); err != nil {
 			b.log.Debug("could not start handshakes with new peers; traffic will", "err", err)
 		}
 	}
