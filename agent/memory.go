@@ -11,10 +11,12 @@ package agent
 // that garbage is written, so resident: at 1,000 peers the agent sat near
 // 100 MiB of anonymous memory where the same device alone needs 29 MiB.
 //
-// "auto" keeps the headroom small and tied to the live data instead: after
-// every collection the limit becomes what the runtime holds for live data
-// (the heap marked live, stacks, runtime metadata) plus a quarter of it, at
-// least autoHeadroom — GOGC=25 with a floor. Re-deriving it at every cycle,
+// "auto" keeps the headroom small and tied to what the agent does instead:
+// after every collection the limit becomes what the runtime holds for live
+// data (the heap marked live, stacks, runtime metadata) plus room for
+// garbage that the pacer (gcpacer.go) sizes to the allocation rate, so that
+// collecting costs about 1% of a CPU: 4 MiB at rest, up to a quarter of the
+// live data (at least 16 MiB) under load. Re-deriving it at every cycle,
 // not on a timer, means it follows the live data at once, up (peers added,
 // packets in flight under load) or down: a limit left below a grown live
 // heap would make the collector run back to back (the runtime caps it at
@@ -31,18 +33,12 @@ import (
 	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
-
-// autoHeadroom is the least garbage "auto" lets accumulate above the live
-// data before a collection: a few resyncs' worth at 1,000 peers.
-const autoHeadroom = 16 << 20
-
-// autoLimit is the "auto" limit for live bytes of live data.
-func autoLimit(live int64) int64 { return live + max(autoHeadroom, live/4) }
 
 // MemoryLimit is the memoryLimit setting: "auto" (the zero value), "off",
 // or a size.
@@ -103,10 +99,11 @@ func (m MemoryLimit) String() string {
 	return strconv.FormatInt(m.Bytes, 10)
 }
 
-// apply sets the runtime's limit (for auto, from the current live data)
-// and returns it, math.MaxInt64 meaning none. With auto, a GOMEMLIMIT in
-// the environment (which the runtime applied at start) is left alone.
-func (m MemoryLimit) apply() int64 {
+// apply sets the runtime's limit (for auto, from the current live data
+// and what p has seen of the collector) and returns it, math.MaxInt64
+// meaning none. With auto, a GOMEMLIMIT in the environment (which the
+// runtime applied at start) is left alone.
+func (m MemoryLimit) apply(p *gcPacer) int64 {
 	switch {
 	case m.Off:
 		debug.SetMemoryLimit(math.MaxInt64)
@@ -117,7 +114,8 @@ func (m MemoryLimit) apply() int64 {
 	case os.Getenv("GOMEMLIMIT") != "":
 		return debug.SetMemoryLimit(-1) // reads it
 	}
-	l := autoLimit(liveRuntimeBytes())
+	live := liveRuntimeBytes()
+	l := live + p.headroom(time.Now(), readGCCounters(), live)
 	debug.SetMemoryLimit(l)
 	return l
 }
@@ -154,14 +152,15 @@ func (a *Agent) settleMemory(ctx context.Context) {
 			"fileBackedMiB", fmt.Sprintf("%.1f -> %.1f", float64(before)/1024, float64(after)/1024))
 	}
 	m := a.cfg.MemoryLimit
-	l := m.apply()
+	p := &gcPacer{}
+	l := m.apply(p)
 	if l == math.MaxInt64 {
 		a.log.Info("no Go memory limit", "memoryLimit", m.String())
 		return
 	}
 	a.log.Info("Go memory limit", "memoryLimit", m.String(), "limitMiB", l>>20)
 	if m.Auto() && os.Getenv("GOMEMLIMIT") == "" {
-		afterEachGC(ctx, func() { m.apply() })
+		afterEachGC(ctx, func() { m.apply(p) })
 	}
 }
 

@@ -61,17 +61,17 @@ func TestConfigMemoryLimit(t *testing.T) {
 	}
 }
 
-// The auto limit sits a quarter, at least autoHeadroom, above what the
-// runtime holds live, and follows it; off and a fixed size set what they
-// say.
+// The auto limit sits the pacer's room for garbage (before it has measured
+// anything, the ceiling) above what the runtime holds live, and follows it;
+// off and a fixed size set what they say.
 func TestMemoryLimitApply(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 
-	if got := (MemoryLimit{Bytes: 200 << 20}).apply(); got != 200<<20 || debug.SetMemoryLimit(-1) != 200<<20 {
+	if got := (MemoryLimit{Bytes: 200 << 20}).apply(nil); got != 200<<20 || debug.SetMemoryLimit(-1) != 200<<20 {
 		t.Errorf("fixed: apply %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
-	if got := (MemoryLimit{Off: true}).apply(); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+	if got := (MemoryLimit{Off: true}).apply(nil); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		t.Errorf("off: apply %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
 	runGC()
@@ -81,33 +81,21 @@ func TestMemoryLimitApply(t *testing.T) {
 		ballast[i] = new([1 << 20]byte)
 	}
 	runGC()
-	got := MemoryLimit{}.apply()
+	got := MemoryLimit{}.apply(&gcPacer{})
 	if debug.SetMemoryLimit(-1) != got {
 		t.Errorf("auto: apply returned %d, runtime holds %d", got, debug.SetMemoryLimit(-1))
 	}
-	if min := autoLimit(live + 32<<20); got < min-4<<20 || got > min+16<<20 {
+	if min := live + 32<<20 + gcCeiling(live+32<<20); got < min-4<<20 || got > min+16<<20 {
 		t.Errorf("auto with 32 MiB more live: limit %d MiB, want about %d MiB", got>>20, min>>20)
 	}
 	runtime.KeepAlive(ballast)
 	runGC()
-	if after := (MemoryLimit{}).apply(); after > got-24<<20 {
+	if after := (MemoryLimit{}).apply(&gcPacer{}); after > got-24<<20 {
 		t.Errorf("auto did not follow the live heap down: %d MiB, was %d MiB", after>>20, got>>20)
 	}
 }
 
 func runGC() { debug.FreeOSMemory() } // a full collection, so the live figure is fresh
-
-func TestAutoLimit(t *testing.T) {
-	for _, tc := range []struct{ live, want int64 }{
-		{8 << 20, 24 << 20},    // the floor
-		{64 << 20, 80 << 20},   // a quarter is the floor
-		{200 << 20, 250 << 20}, // a quarter
-	} {
-		if got := autoLimit(tc.live); got != tc.want {
-			t.Errorf("autoLimit(%d MiB) = %d MiB, want %d MiB", tc.live>>20, got>>20, tc.want>>20)
-		}
-	}
-}
 
 // afterEachGC calls back after collections, and stops with its context.
 func TestAfterEachGC(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,8 +46,11 @@ func newMetrics(snapshot func() Status, gossipCounters func() map[string]uint64)
 	}
 	m.reg.MustRegister(m.reconcileRuns, m.reconcileErrs, m.reconcileTime, m.leaseChanges, m,
 		// The agent's own footprint: Go heap, goroutines, GC (go_*),
-		// resident memory and CPU (process_*).
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// resident memory and CPU (process_*), and the memory limit that
+		// memoryLimit sets (go_gc_gomemlimit_bytes).
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/gomemlimit:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -1,0 +1,116 @@
+package agent
+
+// How much garbage memoryLimit "auto" lets accumulate above the live data
+// before the next collection.
+//
+// A fixed share of the live data (GOGC=25 with a 16 MiB floor) was too
+// much at rest: at 1,000 peers most of the live heap is wireguard-go's
+// receive buffers and per-peer queues, allocated but never written, so a
+// quarter of it (16 MiB) was room for garbage, which is written and so
+// resident, while the agent at rest allocates well under 1 MB/s and a
+// collection costs it about 25 ms of CPU. The pacer instead gives the
+// collector a budget: room for what the agent allocates in the time one
+// collection's cost takes out of gcBudget of a CPU. Collections then cost at
+// most that budget, and the room is as small as the allocation rate allows,
+// never below gcFloor nor above the old rule (gcCeiling): under load, when
+// packets in flight make the rate high, it is the old rule exactly.
+
+import (
+	rtmetrics "runtime/metrics"
+	"sync"
+	"time"
+)
+
+const (
+	gcBudget = 0.01    // of one CPU, spent collecting at rest
+	gcFloor  = 4 << 20 // the least room for garbage
+)
+
+// gcCeiling is the most room for garbage above live bytes of live data:
+// a quarter of it, at least 16 MiB.
+func gcCeiling(live int64) int64 { return max(16<<20, live/4) }
+
+// gcPacer tracks the allocation rate and the cost of a collection from the
+// runtime's cumulative counters, read after each collection.
+type gcPacer struct {
+	mu     sync.Mutex
+	seen   bool
+	at     time.Time
+	last   gcCounters
+	rate   float64 // bytes allocated per second, smoothed
+	cost   float64 // CPU seconds per collection, smoothed
+	budget float64 // of one CPU
+}
+
+// gcCounters are the runtime's cumulative counters the pacer reads.
+type gcCounters struct {
+	allocs uint64  // bytes allocated on the heap
+	cycles uint64  // completed collections
+	cpu    float64 // CPU seconds spent collecting (the runtime's estimate)
+}
+
+func readGCCounters() gcCounters {
+	s := []rtmetrics.Sample{
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+	}
+	rtmetrics.Read(s)
+	var c gcCounters
+	if s[0].Value.Kind() == rtmetrics.KindUint64 {
+		c.allocs = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == rtmetrics.KindUint64 {
+		c.cycles = s[1].Value.Uint64()
+	}
+	if s[2].Value.Kind() == rtmetrics.KindFloat64 {
+		c.cpu = s[2].Value.Float64()
+	}
+	return c
+}
+
+// headroom takes the counters as read now and returns the room for garbage
+// above live bytes of live data. Until it has seen two readings a
+// collection apart it returns the ceiling.
+func (p *gcPacer) headroom(now time.Time, c gcCounters, live int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ceiling := gcCeiling(live)
+	if !p.seen {
+		p.seen, p.at, p.last = true, now, c
+		return ceiling
+	}
+	dt := now.Sub(p.at).Seconds()
+	cycles := c.cycles - p.last.cycles
+	if dt <= 0 || cycles == 0 || c.allocs < p.last.allocs || c.cpu < p.last.cpu {
+		return p.room(ceiling)
+	}
+	rate := float64(c.allocs-p.last.allocs) / dt
+	cost := (c.cpu - p.last.cpu) / float64(cycles)
+	if p.rate == 0 && p.cost == 0 {
+		p.rate, p.cost = rate, cost
+	} else {
+		// Halfway to each new reading: one odd interval moves the room,
+		// it does not set it.
+		p.rate, p.cost = (p.rate+rate)/2, (p.cost+cost)/2
+	}
+	p.at, p.last = now, c
+	return p.room(ceiling)
+}
+
+// room is the allocation of budget/cost seconds at the smoothed rate,
+// within [gcFloor, ceiling]; with nothing measured yet, the ceiling.
+func (p *gcPacer) room(ceiling int64) int64 {
+	if p.rate == 0 && p.cost == 0 {
+		return ceiling
+	}
+	budget := p.budget
+	if budget <= 0 {
+		budget = gcBudget
+	}
+	r := p.rate * p.cost / budget
+	if r >= float64(ceiling) {
+		return ceiling
+	}
+	return min(max(int64(r), gcFloor), ceiling)
+}
