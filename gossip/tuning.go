@@ -43,15 +43,6 @@ import (
 //   - GossipToTheDeadTime 15 s: a dead member still hears gossip for this
 //     long (so a falsely suspected one can refute); shorter than the LAN
 //     30 s because the whole failure budget is seconds.
-//   - No compression. memberlist tries LZW on every packet it sends, probes
-//     and acks included (it keeps the result only when smaller), and each
-//     try allocates a 64 KiB table: at 1,000 members that was most of the
-//     agent's garbage, about 3 MB/s in the minutes after a join, and the
-//     garbage is what sets the agent's resident memory and collector CPU
-//     at rest (docs/benchmarks.md, "Agent footprint"). Probes are too small
-//     to compress; what grows is push/pull and the gossip of a change.
-//     Members that still compress are understood: memberlist decompresses
-//     whatever it receives.
 func DefaultTuning(mc *memberlist.Config) {
 	mc.ProbeInterval = 500 * time.Millisecond
 	mc.ProbeTimeout = 250 * time.Millisecond
@@ -62,5 +53,4 @@ func DefaultTuning(mc *memberlist.Config) {
 	mc.RetransmitMult = 4
 	mc.PushPullInterval = 60 * time.Second
 	mc.GossipToTheDeadTime = 15 * time.Second
-	mc.EnableCompression = false
 }
