@@ -46,7 +46,7 @@ type gcPacer struct {
 type gcCounters struct {
 	allocs uint64  // bytes allocated on the heap
 	cycles uint64  // completed collections
-	cpu    float64 // CPU seconds spent collecting (the runtime's estimate)
+	cpu    float64 // CPU seconds spent collecting and scavenging (the runtime's estimates)
 }
 
 func readGCCounters() gcCounters {
@@ -54,6 +54,7 @@ func readGCCounters() gcCounters {
 		{Name: "/gc/heap/allocs:bytes"},
 		{Name: "/gc/cycles/total:gc-cycles"},
 		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/cpu/classes/scavenge/total:cpu-seconds"},
 	}
 	rtmetrics.Read(s)
 	var c gcCounters
@@ -63,8 +64,12 @@ func readGCCounters() gcCounters {
 	if s[1].Value.Kind() == rtmetrics.KindUint64 {
 		c.cycles = s[1].Value.Uint64()
 	}
-	if s[2].Value.Kind() == rtmetrics.KindFloat64 {
-		c.cpu = s[2].Value.Float64()
+	// Returning freed pages to the OS is part of the price of a tight
+	// limit: the scavenger does more of it the closer the limit is.
+	for _, v := range s[2:] {
+		if v.Value.Kind() == rtmetrics.KindFloat64 {
+			c.cpu += v.Value.Float64()
+		}
 	}
 	return c
 }

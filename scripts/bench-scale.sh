@@ -27,7 +27,7 @@
 #   WEFT_BENCH_PEERS        tunnel peers (default 1000)
 #   WEFT_BENCH_RESYNCS      resync Applies, the median is reported (default 5)
 #   WEFT_BENCH_MEMBERS      gossip members of the agent footprint run (default 1000)
-#   WEFT_BENCH_REST         seconds of its CPU window at rest (default 30)
+#   WEFT_BENCH_REST         seconds of its window at rest: CPU, and RSS sampled each second (default 120)
 #   WEFT_BENCH_CPUPROFILE   FILE: CPU (and FILE.heap) profile of the tunnel child
 #   BENCH_ONLY              a -bench regexp: PodSetup, TunnelFootprint or AgentFootprint
 #
