@@ -3,6 +3,7 @@ package gossip
 import (
 	"cmp"
 	"hash/fnv"
+	"iter"
 	"math/big"
 	"net/netip"
 	"slices"
@@ -80,10 +81,10 @@ func losers(cs []claim) map[string]bool {
 
 // strongestRival returns the strongest claim in others that overlaps self
 // and beats it.
-func strongestRival(self claim, others []claim) (claim, bool) {
+func strongestRival(self claim, others iter.Seq[claim]) (claim, bool) {
 	var best claim
 	found := false
-	for _, o := range others {
+	for o := range others {
 		if o.Name == self.Name || !o.CIDR.IsValid() || !o.CIDR.Overlaps(self.CIDR) {
 			continue
 		}

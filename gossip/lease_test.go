@@ -122,11 +122,11 @@ func TestStrongestRival(t *testing.T) {
 		{Name: "elsewhere", CIDR: pfx("10.0.1.0/24")},
 		{Name: "m", CIDR: pfx("10.0.0.0/24")}, // ourselves, stale
 	}
-	r, ok := strongestRival(self, others)
+	r, ok := strongestRival(self, slices.Values(others))
 	if !ok || r.Name != "earliest" {
 		t.Fatalf("strongestRival = %v, %v; want earliest", r, ok)
 	}
-	if _, ok := strongestRival(self, others[:1]); ok {
+	if _, ok := strongestRival(self, slices.Values(others[:1])); ok {
 		t.Fatalf("a later claim must not beat us")
 	}
 }

@@ -181,7 +181,7 @@ func usablePeers(local Local, peers []Peer, check func(Peer) string, idOf func(P
 		skipped = append(skipped, SkippedPeer{Name: p.Name, Reason: fmt.Sprintf(format, args...)})
 	}
 
-	var cands []Peer
+	cands := make([]Peer, 0, len(peers))
 	for _, p := range peers {
 		switch {
 		case p.Name == "":
