@@ -149,15 +149,24 @@ for addr in $weftaddr $refaddr; do
   die "$addr does not answer svc99.default.svc.cluster.local and host1.example.test"
 done
 
-# qps ADDR FILE: queries per second at full speed.
-qps() {
-  ip netns exec "$pod" "${client[@]}" dnsperf -s "$1" -d "$2" -c "$clients" -l "$secs" -q 1000 >"$tmp/out" 2>&1 ||
-    { cat "$tmp/out" >&2; die "dnsperf failed"; }
-  awk '/Queries per second:/ {printf "%.0f\n", $4}' "$tmp/out"
-}
 # cputicks PID: user + system CPU time of a process, in clock ticks.
 cputicks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
+# cpu0busy: ticks CPU 0 has spent not idle (dnsperf's CPU when pinned).
+cpu0busy() { awk '$1 == "cpu0" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# qps ADDR FILE PID: queries per second at full speed, the share of a CPU
+# the server (PID) used meanwhile, and the share of CPU 0 (dnsperf's, when
+# pinned) that was busy: a server well under 100% with CPU 0 near 100%
+# was answering as fast as dnsperf could ask.
+qps() {
+  local s0 c0 s1 c1 t0 t1
+  s0=$(cputicks "$3"); c0=$(cpu0busy); t0=$(date +%s.%N)
+  ip netns exec "$pod" "${client[@]}" dnsperf -s "$1" -d "$2" -c "$clients" -l "$secs" -q 1000 >"$tmp/out" 2>&1 ||
+    { cat "$tmp/out" >&2; die "dnsperf failed"; }
+  s1=$(cputicks "$3"); c1=$(cpu0busy); t1=$(date +%s.%N)
+  awk -v s=$((s1 - s0)) -v c=$((c1 - c0)) -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" -v hz="$hz" \
+    '/Queries per second:/ { printf "%.0f %.0f %.0f\n", $4, 100 * s / hz / t, 100 * c / hz / t }' "$tmp/out"
+}
 # latency ADDR FILE PID: p50 and p99 in microseconds at $rate queries/s,
 # and the server's CPU time per answered query (microseconds).
 latency() {
@@ -187,7 +196,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 else
   pinned="not pinned (one CPU)"
 fi
-declare -A q l50 l99 cpu
+declare -A q l50 l99 cpu qcpu gcpu
 for set in cluster forwarded; do
   for srv in weft coredns; do
     addr=$weftaddr; [ $srv = coredns ] && addr=$refaddr
@@ -198,7 +207,10 @@ for set in cluster forwarded; do
       addr=$weftaddr pid=$weftpid
       [ $srv = coredns ] && addr=$refaddr pid=$refpid
       log "round $r/$runs: $srv, $set names"
-      q[$srv,$set]+="$(qps "$addr" "$tmp/$set.txt") "
+      read -r a b c < <(qps "$addr" "$tmp/$set.txt" "$pid")
+      q[$srv,$set]+="$a "
+      qcpu[$srv,$set]+="$b "
+      gcpu[$srv,$set]+="$c "
       read -r a b c < <(latency "$addr" "$tmp/$set.txt" "$pid")
       l50[$srv,$set]+="$a "
       l99[$srv,$set]+="$b "
@@ -211,18 +223,24 @@ med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 echo
 echo "DNS: dnsperf from a pod to its node's resolver; $runs rounds of ${secs}s, medians"
 echo "(throughput: $clients clients, as fast as answered; latency and server CPU per query: $rate queries/s offered; $pinned)"
-printf '%-10s %-8s %10s %10s %10s %12s\n' "names" "server" "QPS" "p50 (us)" "p99 (us)" "CPU us/query"
+echo "(server CPU and dnsperf CPU: busy share of a CPU during the throughput runs; dnsperf's is CPU 0's when pinned)"
+printf '%-10s %-8s %10s %10s %10s %12s %11s %12s\n' "names" "server" "QPS" "p50 (us)" "p99 (us)" "CPU us/query" "server CPU" "dnsperf CPU"
 missed=0
 for set in cluster forwarded; do
   for srv in weft coredns; do
-    printf '%-10s %-8s %10s %10s %10s %12s\n' "$set" "$srv" "$(med "${q[$srv,$set]}")" \
-      "$(med "${l50[$srv,$set]}")" "$(med "${l99[$srv,$set]}")" "$(med "${cpu[$srv,$set]}")"
+    printf '%-10s %-8s %10s %10s %10s %12s %10s%% %11s%%\n' "$set" "$srv" "$(med "${q[$srv,$set]}")" \
+      "$(med "${l50[$srv,$set]}")" "$(med "${l99[$srv,$set]}")" "$(med "${cpu[$srv,$set]}")" \
+      "$(med "${qcpu[$srv,$set]}")" "$(med "${gcpu[$srv,$set]}")"
   done
   wq=$(med "${q[weft,$set]}"); cq=$(med "${q[coredns,$set]}")
   w99=$(med "${l99[weft,$set]}"); c99=$(med "${l99[coredns,$set]}")
   ratio=$(awk -v a="$wq" -v b="$cq" 'BEGIN { printf "%.2f", a / b }')
   cratio=$(awk -v a="$(med "${cpu[coredns,$set]}")" -v b="$(med "${cpu[weft,$set]}")" 'BEGIN { printf "%.2f", a / b }')
   echo "${set}: weft/CoreDNS QPS ${ratio}x, p99 ${w99}us vs ${c99}us, CoreDNS spends ${cratio}x weft's CPU per query"
+  ws=$(med "${qcpu[weft,$set]}"); wg=$(med "${gcpu[weft,$set]}")
+  if [ -n "$client" ] && [ "$ws" -lt 90 ] && [ "$wg" -ge 95 ]; then
+    echo "${set}: weft used ${ws}% of its CPU while dnsperf's CPU was ${wg}% busy: dnsperf, not weft, set weft's QPS"
+  fi
   if [ "$set" = cluster ]; then
     if awk -v r="$ratio" 'BEGIN { exit !(r < 2) }' || [ "$w99" -ge "$c99" ]; then
       echo "target missed: weft >= 2x CoreDNS QPS on cluster names with a lower p99"
