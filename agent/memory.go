@@ -178,13 +178,13 @@ func (a *Agent) settleMemory(ctx context.Context) {
 // page cache) on their next touch, so what stays resident is the working
 // set. Pages another process also maps are left alone by the kernel.
 //
-// The same ranges are then marked MADV_RANDOM. Without it, each page that
-// faults back in is read from the file with its neighbours (the kernel's
-// read-around for mapped files, 128 KiB) and mapped with up to 64 KiB of
-// them (fault-around), so the few pages of each function the agent runs at
-// rest came back as 10-18 MiB of resident executable. MADV_RANDOM turns
-// read-around off for these ranges, so a fault reads and maps the page it
-// needs and little else; a path the agent takes rarely pays one small read
+// The same ranges are then marked MADV_RANDOM, which turns the kernel's
+// read-around for mapped files (128 KiB around a faulting page) off for
+// them, so a page faulting back in does not bring its neighbours into the
+// page cache for fault-around (64 KiB) to map. Fault-around still maps
+// neighbours that are cached anyway, so the effect varies: 8.4-15.0 MiB of
+// the executable resident at rest at 1,000 peers against 14.7-15.7 without
+// (docs/benchmarks.md). A path the agent takes rarely pays one small read
 // per page the first time.
 func releaseStartupPages() (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")

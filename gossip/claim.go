@@ -270,8 +270,8 @@ func (n *Node) checkLease() {
 	lost := false
 	if self.PodCIDR.IsValid() {
 		// Read in place: this runs every second and on every member
-		// change, and a copy of every claim was most of the agent's
-		// allocation at rest at 1,000 members.
+		// change, and a copy of every claim is about 100 KB at 1,000
+		// members.
 		rival, lost = strongestRival(claimOf(self), func(yield func(claim) bool) {
 			for _, m := range n.members {
 				if !yield(claimOf(m)) {
