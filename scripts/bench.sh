@@ -197,6 +197,16 @@ pub2=$(wg pubkey <"$tmp/k2")
 echo "bench: starting standalone wireguard-go (bwg0) on both nodes of $wlab"
 start_wggo "$wlab" n1 "$u1" "$u2" 10.99.0.1 10.99.0.2 "$(ipof "$wlab" n2 p2)" "$pub2" "$tmp/k1"
 start_wggo "$wlab" n2 "$u2" "$u1" 10.99.0.2 10.99.0.1 "$(ipof "$wlab" n1 p2)" "$pub1" "$tmp/k2"
+# The processes that carry each WireGuard path, for its CPU per gigabyte:
+# the two wireguard-go processes, or the two weft agents (their embedded
+# devices). VXLAN is the kernel's on both sides; its CPU is not a process's.
+wggopids="${pids[-2]} ${pids[-1]}"
+weftpids=$("$weft" lab status --json --name "$wlab" | jq -er '[.nodes[].pid] | map(tostring) | join(" ")') ||
+  die "no agent pids for $wlab"
+declare -A procs=([wggo]=$wggopids [wggop]=$wggopids [weftwgn]=$weftpids [weftwg]=$weftpids)
+hz=$(getconf CLK_TCK)
+# cputicks PID...: their user + system CPU time, in clock ticks.
+cputicks() { for p in "$@"; do cat "/proc/$p/stat"; done | awk '{ t += $14 + $15 } END { print t + 0 }'; }
 echo "bench: creating kernel VXLAN (bvx0) on both nodes of $vlab"
 start_vxlan "$vlab-n1" "$u1" "$u2" 10.98.0.1 10.98.0.2 "$(ipof "$vlab" n2 p2)"
 start_vxlan "$vlab-n2" "$u2" "$u1" 10.98.0.2 10.98.0.1 "$(ipof "$vlab" n1 p2)"
@@ -216,7 +226,7 @@ paths=(
   "kvxp|kernel VXLAN, pod -> pod|$vlab-n2-p2|$vlab-n1-p2|$(ipof "$vlab" n2 p2)|"
   "weftvx|weft VXLAN, pod -> pod|$vlab-n2-p1|$vlab-n1-p1|$(ipof "$vlab" n2 p1)|kvxp"
 )
-declare -A label result
+declare -A label result cpu
 for p in "${paths[@]}"; do
   IFS='|' read -r id lbl sns cns dst r <<<"$p"
   label[$id]=$lbl
@@ -279,8 +289,17 @@ for round in $(seq 1 "$runs"); do
   for n in $streams_list; do
     for p in "${paths[@]}"; do
       IFS='|' read -r id lbl sns cns dst r <<<"$p"
+      # shellcheck disable=SC2086 # a list of pids
+      [ -z "${procs[$id]:-}" ] || c0=$(cputicks ${procs[$id]})
       bps=$(iperf_once "$sns" "$cns" "$dst" "$n") || die "measurement failed: $lbl, $n stream(s), round $round"
       result[$id/$n]="${result[$id/$n]:-} $bps"
+      if [ -n "${procs[$id]:-}" ]; then
+        # shellcheck disable=SC2086
+        c1=$(cputicks ${procs[$id]})
+        # CPU seconds of both tunnel processes per gigabyte received.
+        cpu[$id/$n]="${cpu[$id/$n]:-} $(awk -v c=$((c1 - c0)) -v hz="$hz" -v b="$bps" -v s="$secs" \
+          'BEGIN { printf "%.3f", c / hz / (b * s / 8 / 1e9) }')"
+      fi
       printf 'round %d/%d  %-40s P%-2s %7.2f Gbit/s\n' "$round" "$runs" "$lbl" "$n" "$(awk -v b="$bps" 'BEGIN{print b/1e9}')"
     done
   done
@@ -312,6 +331,13 @@ for n in $streams_list; do
     vsref=-
     [ -z "$r" ] || vsref="$(ratio "$m" "${med[$r/$n]}")x ${label[$r]%%,*}"
     printf '%-34s %7.2f  %-13s  %-18s  %sx\n' "$lbl" "$m" "$lo-$hi" "$vsref" "$(ratio "$m" "${med[underlay/$n]}")"
+  done
+  echo "CPU of both tunnel processes per GB received (median of $runs runs; weft: the agents, wireguard-go: its processes):"
+  for pr in "weftwgn wggo" "weftwg wggop"; do
+    read -r a b <<<"$pr"
+    ca=$(tr ' ' '\n' <<<"${cpu[$a/$n]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    cb=$(tr ' ' '\n' <<<"${cpu[$b/$n]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    printf '  %-34s %6.2f s/GB   %-26s %6.2f s/GB   weft/wireguard-go %sx\n' "${label[$a]}" "$ca" "${label[$b]}" "$cb" "$(ratio "$ca" "$cb")"
   done
   echo "targets:"
   for t in "weftwg wggop 1.0" "weftvx kvxp 0.9"; do
