@@ -33,13 +33,12 @@ func gcCeiling(live int64) int64 { return max(16<<20, live/4) }
 // gcPacer tracks the allocation rate and the cost of a collection from the
 // runtime's cumulative counters, read after each collection.
 type gcPacer struct {
-	mu     sync.Mutex
-	seen   bool
-	at     time.Time
-	last   gcCounters
-	rate   float64 // bytes allocated per second, smoothed
-	cost   float64 // CPU seconds per collection, smoothed
-	budget float64 // of one CPU
+	mu   sync.Mutex
+	seen bool
+	at   time.Time
+	last gcCounters
+	rate float64 // bytes allocated per second, smoothed
+	cost float64 // CPU seconds per collection, smoothed
 }
 
 // gcCounters are the runtime's cumulative counters the pacer reads.
@@ -103,17 +102,13 @@ func (p *gcPacer) headroom(now time.Time, c gcCounters, live int64) int64 {
 	return p.room(ceiling)
 }
 
-// room is the allocation of budget/cost seconds at the smoothed rate,
+// room is the allocation of cost/gcBudget seconds at the smoothed rate,
 // within [gcFloor, ceiling]; with nothing measured yet, the ceiling.
 func (p *gcPacer) room(ceiling int64) int64 {
 	if p.rate == 0 && p.cost == 0 {
 		return ceiling
 	}
-	budget := p.budget
-	if budget <= 0 {
-		budget = gcBudget
-	}
-	r := p.rate * p.cost / budget
+	r := p.rate * p.cost / gcBudget
 	if r >= float64(ceiling) {
 		return ceiling
 	}

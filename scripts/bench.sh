@@ -314,6 +314,12 @@ stats() {
           printf "%.2f %.2f %.2f\n", m, v[1], v[NR] }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a / b}'; }
+# median "V1 V2 ...": the median, as stats takes it, of plain numbers.
+median() {
+  tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '
+    { v[NR] = $1 }
+    END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 declare -A med
 for n in $streams_list; do
@@ -335,8 +341,8 @@ for n in $streams_list; do
   echo "CPU of both tunnel processes per GB received (median of $runs runs; weft: the agents, wireguard-go: its processes):"
   for pr in "weftwgn wggo" "weftwg wggop"; do
     read -r a b <<<"$pr"
-    ca=$(tr ' ' '\n' <<<"${cpu[$a/$n]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-    cb=$(tr ' ' '\n' <<<"${cpu[$b/$n]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    ca=$(median "${cpu[$a/$n]}")
+    cb=$(median "${cpu[$b/$n]}")
     printf '  %-34s %6.2f s/GB   %-26s %6.2f s/GB   weft/wireguard-go %sx\n' "${label[$a]}" "$ca" "${label[$b]}" "$cb" "$(ratio "$ca" "$cb")"
   done
   echo "targets:"
