@@ -102,6 +102,15 @@ func (p *gcPacer) headroom(now time.Time, c gcCounters, live int64) int64 {
 	return p.room(ceiling)
 }
 
+// rebase makes c, read at now, the reading the next one is measured from,
+// keeping the smoothed rate and cost: what was allocated since the last
+// reading is not counted.
+func (p *gcPacer) rebase(now time.Time, c gcCounters) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seen, p.at, p.last = true, now, c
+}
+
 // room is the allocation of cost/gcBudget seconds at the smoothed rate,
 // within [gcFloor, ceiling]; with nothing measured yet, the ceiling.
 func (p *gcPacer) room(ceiling int64) int64 {

@@ -16,7 +16,10 @@ package agent
 // data (the heap marked live, stacks, runtime metadata) plus room for
 // garbage that the pacer (gcpacer.go) sizes to the allocation rate, so that
 // collecting costs about 1% of a CPU: 4 MiB at rest, up to a quarter of the
-// live data (at least 16 MiB) under load. Re-deriving it at every cycle,
+// live data (at least 16 MiB) when the rate is high. While the agent is busy
+// (busy.go) the limit is lifted and GOGC alone paces the collector, as in a
+// standalone wireguard-go, and when the spell ends it comes back and the
+// garbage is returned to the OS. Re-deriving it at every cycle,
 // not on a timer, means it follows the live data at once, up (peers added,
 // packets in flight under load) or down: a limit left below a grown live
 // heap would make the collector run back to back (the runtime caps it at
@@ -26,6 +29,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"runtime"
@@ -33,6 +37,7 @@ import (
 	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -152,16 +157,91 @@ func (a *Agent) settleMemory(ctx context.Context) {
 			"fileBackedMiB", fmt.Sprintf("%.1f -> %.1f", float64(before)/1024, float64(after)/1024))
 	}
 	m := a.cfg.MemoryLimit
-	p := &gcPacer{}
-	l := m.apply(p)
+	g := &memoryGovernor{limit: m}
+	l := m.apply(&g.pacer)
 	if l == math.MaxInt64 {
 		a.log.Info("no Go memory limit", "memoryLimit", m.String())
 		return
 	}
 	a.log.Info("Go memory limit", "memoryLimit", m.String(), "limitMiB", l>>20)
 	if m.Auto() && os.Getenv("GOMEMLIMIT") == "" {
-		afterEachGC(ctx, func() { m.apply(p) })
+		afterEachGC(ctx, g.afterGC)
+		go g.watch(ctx, a.log)
 	}
+}
+
+// memoryGovernor keeps the auto limit: re-derived after every collection,
+// and stepped aside while the agent is busy (busy.go).
+type memoryGovernor struct {
+	limit MemoryLimit
+
+	mu    sync.Mutex
+	pacer gcPacer
+	busy  bool
+}
+
+// afterGC re-derives the limit, unless a busy spell has lifted it.
+func (g *memoryGovernor) afterGC() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.busy {
+		g.limit.apply(&g.pacer)
+	}
+}
+
+// setBusy lifts the limit for a busy spell, or restores it when the spell
+// ends and hands the spell's garbage back to the OS.
+func (g *memoryGovernor) setBusy(busy bool) {
+	g.mu.Lock()
+	g.busy = busy
+	if busy {
+		debug.SetMemoryLimit(math.MaxInt64)
+		g.mu.Unlock()
+		return
+	}
+	// The spell's allocations are not the rate at rest: measure afresh.
+	g.pacer.rebase(time.Now(), readGCCounters())
+	g.limit.apply(&g.pacer)
+	g.mu.Unlock()
+	// Two full collections, as the device's buffer pools outlive the first
+	// (sync.Pool keeps a victim cache for one cycle): about 150 MiB of
+	// them after a single TCP stream. afterGC then sets the limit from the
+	// live data left, and FreeOSMemory returns every free page.
+	runtime.GC()
+	debug.FreeOSMemory()
+}
+
+// watch reads the process's CPU time every busyInterval until ctx is done
+// and starts and ends busy spells.
+func (g *memoryGovernor) watch(ctx context.Context, log *slog.Logger) {
+	var w busyWatch
+	t := time.NewTicker(busyInterval)
+	defer t.Stop()
+	for {
+		cpu, err := processCPU()
+		if err != nil {
+			log.Warn("cannot read the agent's CPU time; the memory limit stays in force under load", "err", err)
+			return
+		}
+		if busy, changed := w.observe(time.Now(), cpu); changed {
+			g.setBusy(busy)
+			log.Debug("memory limit", "lifted", busy)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// processCPU is the user and system CPU time the process has used.
+func processCPU() (time.Duration, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // releaseStartupPages asks the kernel to reclaim the pages of the agent's
