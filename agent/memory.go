@@ -143,21 +143,25 @@ func afterEachGC(ctx context.Context, f func()) {
 }
 
 // settleMemory runs once start-up is done: it hands back the executable's
-// pages that start-up touched (releaseStartupPages) and applies
-// cfg.MemoryLimit, saying what it did; with auto, the limit is re-derived
-// after every collection until ctx is done.
+// pages that start-up touched (releaseStartupPages), and once more
+// releaseAgainAfter later, and applies cfg.MemoryLimit, saying what it did;
+// with auto, the limit is re-derived after every collection until ctx is
+// done.
 func (a *Agent) settleMemory(ctx context.Context) {
-	before, _ := procStatusKiB("RssFile")
-	released, err := releaseStartupPages()
-	after, _ := procStatusKiB("RssFile")
-	if err != nil {
-		a.log.Warn("could not release the executable's start-up pages", "err", err)
-	} else {
-		a.log.Info("released the executable's start-up pages", "advisedMiB", released>>20,
-			"fileBackedMiB", fmt.Sprintf("%.1f -> %.1f", float64(before)/1024, float64(after)/1024))
-	}
+	a.releasePages("start-up")
 	m := a.cfg.MemoryLimit
 	g := &memoryGovernor{limit: m}
+	go func() {
+		t := time.NewTimer(releaseAgainAfter)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			if !g.isBusy() {
+				a.releasePages("the first minute")
+			}
+		}
+	}()
 	l := m.apply(&g.pacer)
 	if l == math.MaxInt64 {
 		a.log.Info("no Go memory limit", "memoryLimit", m.String())
@@ -170,6 +174,29 @@ func (a *Agent) settleMemory(ctx context.Context) {
 	}
 }
 
+// releaseAgainAfter is when the executable's pages are released a second
+// time. Start-up is not over when the agent is ready: the first rounds of
+// gossip, the first resyncs and WireGuard's retries to peers that do not
+// answer yet run code the agent at rest does not. At 1,000 peers the
+// executable's resident pages grew back to 12-16 MiB after the first
+// release; released again after the agent had settled, they grew back to
+// 8.5 MiB and stayed there (docs/benchmarks.md).
+const releaseAgainAfter = 15 * time.Second
+
+// releasePages releases the executable's pages (releaseStartupPages) and
+// logs what it did; when says after what.
+func (a *Agent) releasePages(when string) {
+	before, _ := procStatusKiB("RssFile")
+	released, err := releaseStartupPages()
+	after, _ := procStatusKiB("RssFile")
+	if err != nil {
+		a.log.Warn("could not release the executable's pages", "after", when, "err", err)
+		return
+	}
+	a.log.Info("released the executable's pages", "after", when, "advisedMiB", released>>20,
+		"fileBackedMiB", fmt.Sprintf("%.1f -> %.1f", float64(before)/1024, float64(after)/1024))
+}
+
 // memoryGovernor keeps the auto limit: re-derived after every collection,
 // and stepped aside while the agent is busy (busy.go).
 type memoryGovernor struct {
@@ -178,6 +205,13 @@ type memoryGovernor struct {
 	mu    sync.Mutex
 	pacer gcPacer
 	busy  bool
+}
+
+// isBusy reports whether a busy spell has lifted the limit.
+func (g *memoryGovernor) isBusy() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.busy
 }
 
 // afterGC re-derives the limit, unless a busy spell has lifted it.

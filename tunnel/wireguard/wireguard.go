@@ -347,6 +347,9 @@ func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) err
 	var errs []error
 	var lastSet map[wgtypes.Key]netip.AddrPort
 	var err error
+	if dev != nil && b.emb != nil {
+		defer bulkAdd(len(wgPeers) - len(dev.Peers))()
+	}
 	if dev != nil {
 		lastSet, err = dataplane.SyncWGPeersOf(b.wg, dev, wgPeers, b.lastSet)
 	} else {
