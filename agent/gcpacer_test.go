@@ -36,16 +36,16 @@ func TestGCPacerHeadroom(t *testing.T) {
 		want     int64
 	}{
 		{"nothing measured yet: the ceiling", []reading{{0, 100, 10, 1}}, 16 * MB},
-		// 0.5 MB/s, 25 ms a collection: 0.5 * 0.025 / 0.01 = 1.25 MB.
-		{"at rest: the floor", []reading{{0, 100, 10, 1}, {10, 105, 11, 1.025}}, 4 * MB},
-		// 4 MB/s, 25 ms a collection: 10 MB.
-		{"a busy spell: the budget's room", []reading{{0, 100, 10, 1}, {2, 108, 11, 1.025}}, 10 * MB},
+		// 0.5 MB/s, 25 ms a collection: 0.5 * 0.025 / 0.02 = 0.625 MB.
+		{"at rest: the floor", []reading{{0, 100, 10, 1}, {10, 105, 11, 1.025}}, 2 * MB},
+		// 4 MB/s, 25 ms a collection: 5 MB.
+		{"a busy spell: the budget's room", []reading{{0, 100, 10, 1}, {2, 108, 11, 1.025}}, 5 * MB},
 		// 100 MB/s: far above the ceiling.
 		{"under load: the ceiling", []reading{{0, 100, 10, 1}, {1, 200, 12, 1.06}}, 16 * MB},
 		// Two collections between readings: the cost is per collection.
-		{"two collections in one interval", []reading{{0, 100, 10, 1}, {2, 108, 12, 1.05}}, 10 * MB},
-		// Smoothed: 4 MB/s after 0.5 MB/s is 2.25 MB/s, 5.6 MB.
-		{"one busy interval after a quiet one", []reading{{0, 100, 10, 1}, {10, 105, 11, 1.025}, {12, 113, 12, 1.05}}, 5625 * MB / 1000},
+		{"two collections in one interval", []reading{{0, 100, 10, 1}, {2, 108, 12, 1.05}}, 5 * MB},
+		// Smoothed: 4 MB/s after 0.5 MB/s is 2.25 MB/s, 2.8 MB.
+		{"one busy interval after a quiet one", []reading{{0, 100, 10, 1}, {10, 105, 11, 1.025}, {12, 113, 12, 1.05}}, 28125 * MB / 10000},
 		// Counters that went backwards (a new process's) are not a rate.
 		{"counters going backwards", []reading{{0, 100, 10, 1}, {1, 50, 5, 0.5}}, 16 * MB},
 	} {

@@ -15,7 +15,7 @@ package agent
 // after every collection the limit becomes what the runtime holds for live
 // data (the heap marked live, stacks, runtime metadata) plus room for
 // garbage that the pacer (gcpacer.go) sizes to the allocation rate, so that
-// collecting costs about 1% of a CPU: 4 MiB at rest, up to a quarter of the
+// collecting costs about 2% of a CPU: 2 MiB at rest, up to a quarter of the
 // live data (at least 16 MiB) when the rate is high. While the agent is busy
 // (busy.go) the limit is lifted and GOGC alone paces the collector, as in a
 // standalone wireguard-go, and when the spell ends it comes back and the

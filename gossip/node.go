@@ -129,7 +129,13 @@ func New(cfg Config) (*Node, error) {
 		log:              n.log.With("source", "memberlist"),
 		onDecryptFailure: func() { n.stats.decrypt.Add(1) },
 	}, "", 0)
-	mc.Transport = cfg.Transport
+	var own *transport
+	if mc.Transport = cfg.Transport; mc.Transport == nil {
+		if own, err = newTransport(cfg.BindAddr, cfg.BindPort, mc.Logger); err != nil {
+			return nil, fmt.Errorf("gossip transport: %w", err)
+		}
+		mc.Transport = own
+	}
 	DefaultTuning(mc)
 	if cfg.Tune != nil {
 		cfg.Tune(mc)
@@ -139,6 +145,9 @@ func New(cfg Config) (*Node, error) {
 		n.rejoinEvery = 30 * time.Second
 	}
 	if n.ml, err = memberlist.Create(mc); err != nil {
+		if own != nil {
+			own.Shutdown()
+		}
 		return nil, fmt.Errorf("failed to create memberlist for %q: %w", cfg.NodeName, err)
 	}
 	return n, nil
