@@ -16,8 +16,8 @@ package agent
 // packets in flight make the rate high, it is the old rule exactly.
 //
 // The budget is 2% of a CPU, the floor 2 MiB: at 1,000 peers, against 1%
-// and 4 MiB, the agent's RSS at rest was about 1 MiB lower for about 1% of
-// a CPU more, with the collector running every second or so instead of
+// and 4 MiB, the agent's RSS at rest was about 1 MiB lower for 1-2% of a
+// CPU more, with the collector running about once a second instead of
 // every two (docs/benchmarks.md).
 
 import (
