@@ -29,7 +29,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"runtime"
@@ -37,7 +36,6 @@ import (
 	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -158,7 +156,7 @@ func (a *Agent) settleMemory(ctx context.Context) {
 		case <-ctx.Done():
 		case <-t.C:
 			if !g.isBusy() {
-				a.releasePages("the first minute")
+				a.releasePages("settling")
 			}
 		}
 	}()
@@ -195,87 +193,6 @@ func (a *Agent) releasePages(when string) {
 	}
 	a.log.Info("released the executable's pages", "after", when, "advisedMiB", released>>20,
 		"fileBackedMiB", fmt.Sprintf("%.1f -> %.1f", float64(before)/1024, float64(after)/1024))
-}
-
-// memoryGovernor keeps the auto limit: re-derived after every collection,
-// and stepped aside while the agent is busy (busy.go).
-type memoryGovernor struct {
-	limit MemoryLimit
-
-	mu    sync.Mutex
-	pacer gcPacer
-	busy  bool
-}
-
-// isBusy reports whether a busy spell has lifted the limit.
-func (g *memoryGovernor) isBusy() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.busy
-}
-
-// afterGC re-derives the limit, unless a busy spell has lifted it.
-func (g *memoryGovernor) afterGC() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.busy {
-		g.limit.apply(&g.pacer)
-	}
-}
-
-// setBusy lifts the limit for a busy spell, or restores it when the spell
-// ends and hands the spell's garbage back to the OS.
-func (g *memoryGovernor) setBusy(busy bool) {
-	g.mu.Lock()
-	g.busy = busy
-	if busy {
-		debug.SetMemoryLimit(math.MaxInt64)
-		g.mu.Unlock()
-		return
-	}
-	// The spell's allocations are not the rate at rest: measure afresh.
-	g.pacer.rebase(time.Now(), readGCCounters())
-	g.limit.apply(&g.pacer)
-	g.mu.Unlock()
-	// Two full collections, as the device's buffer pools outlive the first
-	// (sync.Pool keeps a victim cache for one cycle): about 150 MiB of
-	// them after a single TCP stream. afterGC then sets the limit from the
-	// live data left, and FreeOSMemory returns every free page.
-	runtime.GC()
-	debug.FreeOSMemory()
-}
-
-// watch reads the process's CPU time every busyInterval until ctx is done
-// and starts and ends busy spells.
-func (g *memoryGovernor) watch(ctx context.Context, log *slog.Logger) {
-	var w busyWatch
-	t := time.NewTicker(busyInterval)
-	defer t.Stop()
-	for {
-		cpu, err := processCPU()
-		if err != nil {
-			log.Warn("cannot read the agent's CPU time; the memory limit stays in force under load", "err", err)
-			return
-		}
-		if busy, changed := w.observe(time.Now(), cpu); changed {
-			g.setBusy(busy)
-			log.Debug("memory limit", "lifted", busy)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// processCPU is the user and system CPU time the process has used.
-func processCPU() (time.Duration, error) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // releaseStartupPages asks the kernel to reclaim the pages of the agent's
