@@ -102,8 +102,8 @@ func (e *embedded) initiate(keys []wgtypes.Key) {
 // bulkPeers is how many new peers make an Apply a bulk add (bulkAdd).
 const bulkPeers = 64
 
-// bulkAdd prepares the process for adding n peers to the device at once
-// and returns what undoes it. Each peer costs the device two 1,024-slot
+// bulkAdd prepares the process for an Apply that grows the device by n
+// peers and returns what undoes it. Each peer costs the device two 1,024-slot
 // queues and its goroutines, about 30 KiB, of which a fresh process writes
 // only the first page of each queue; placed on pages the process used and
 // freed before, the runtime zeroes them and all of it is resident. For a
@@ -112,7 +112,8 @@ const bulkPeers = 64
 // the collector is paused until the device holds the peers, so that the
 // garbage of the same Apply is not freed and reused for them. A memory limit
 // in force still bounds the heap meanwhile. At 1,000 peers this kept
-// 2.5 MiB less of the agent resident, for 0.2 s more programming time.
+// 2-2.5 MiB less of the agent resident, with no measurable cost in the time
+// to program them (0.37-0.50 s from start, against 0.46-0.51 s before).
 func bulkAdd(n int) (undo func()) {
 	if n < bulkPeers {
 		return func() {}
