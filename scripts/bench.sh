@@ -148,7 +148,14 @@ start_wggo() {
   local l=$1 n=$2
   # A simple command, not node_exec: weft lab exec execs its way down to
   # wireguard-go, so $! is wireguard-go's own pid.
-  "$weft" lab exec --name "$l" "$n" -- "$wggo" --foreground bwg0 >"$tmp/wggo-$n.log" 2>&1 &
+  # In its own session, as each weft agent is (the lab starts agents with
+  # setsid): with the kernel's autogroup scheduling (sched_autogroup_enabled,
+  # on by default) a session is a scheduling group, and a wireguard-go left
+  # in this script's session would share one group with the iperf3 client
+  # while weft's agents each have their own. That difference alone was worth
+  # 10-15% of the WireGuard ratio in A/B runs. setsid does not fork here (a
+  # background job of a script is no group leader), so $! stays the pid.
+  setsid "$weft" lab exec --name "$l" "$n" -- "$wggo" --foreground bwg0 >"$tmp/wggo-$n.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 50); do
     node_exec "$l" "$n" wg show bwg0 >/dev/null 2>&1 && break
