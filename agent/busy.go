@@ -16,9 +16,26 @@ package agent
 // at once (memoryGovernor).
 //
 // Busy is read from the process's own CPU time, which counts the device's
-// data path: at least busyEnter of a CPU over a second starts a spell,
-// less than busyLeave over a second ends it. A node at rest with 1,000
-// peers uses about 5% of a CPU; a gigabit of WireGuard traffic, most of one.
+// data path, every busyInterval: at least busyEnter of a CPU over each of
+// busyEnterTicks intervals in a row (a second) starts a spell, and it ends
+// once the share has stayed below busyLeave for busyLeaveAfter. A gigabit of
+// WireGuard traffic takes most of a CPU. A node at rest with 1,000 peers
+// uses about 5% of one, in bursts: WireGuard's handshake retries every 5 s,
+// gossip push-pulls. Bursts took more than a quarter of a CPU over single
+// quarter-seconds, and more than half over two in a row; started by them, a
+// spell lifted the limit for most of a 120 s footprint window (RSS 90 MiB
+// against 50). Every quarter-second of a second above half a CPU is
+// stricter than the quarter of a CPU over a second that a spell once took,
+// which no footprint run saw at rest.
+//
+// The end is slow because ending a spell is not free: two collections,
+// every free page handed back, and the next burst faulting them in again
+// under the limit until the next spell starts. In A/B runs of 5 s TCP
+// transfers 5 s apart, a spell that ended between them cost 49-60 thousand
+// page faults per GB carried, one held across the pause 2-11 thousand
+// (standalone wireguard-go: almost none; the Go runtime hands its free
+// pages back over minutes). Half a minute without traffic still returns the
+// memory long before that.
 
 import (
 	"context"
@@ -33,19 +50,23 @@ import (
 )
 
 const (
-	busyEnter    = 0.25 // of one CPU, over a busyInterval
-	busyLeave    = 0.10
-	busyInterval = time.Second
+	busyEnter      = 0.50 // of one CPU, over each of busyEnterTicks intervals in a row
+	busyEnterTicks = 4
+	busyLeave      = 0.10 // of one CPU, over every interval of busyLeaveAfter
+	busyInterval   = 250 * time.Millisecond
+	busyLeaveAfter = 30 * time.Second
 )
 
 // busyWatch turns readings of cumulative CPU time into busy spells, with
-// hysteresis between busyEnter and busyLeave. It is not safe for
-// concurrent use.
+// hysteresis between busyEnter and busyLeave and in time (busyLeaveAfter).
+// It is not safe for concurrent use.
 type busyWatch struct {
-	seen bool
-	at   time.Time
-	cpu  time.Duration
-	busy bool
+	seen  bool
+	at    time.Time
+	cpu   time.Duration
+	busy  bool
+	hot   int       // at rest: intervals in a row at busyEnter or more
+	quiet time.Time // while busy: since when the share has been below busyLeave; zero if it is not
 }
 
 // observe takes the process's cumulative CPU time read at now and reports
@@ -56,13 +77,28 @@ func (w *busyWatch) observe(now time.Time, cpu time.Duration) (busy, changed boo
 		return w.busy, false
 	}
 	share := (cpu - w.cpu).Seconds() / now.Sub(w.at).Seconds()
+	from := w.at
 	w.at, w.cpu = now, cpu
 	was := w.busy
 	switch {
-	case !w.busy && share >= busyEnter:
-		w.busy = true
-	case w.busy && share < busyLeave:
-		w.busy = false
+	case !w.busy:
+		if share < busyEnter {
+			w.hot = 0
+			break
+		}
+		w.hot++
+		if w.hot >= busyEnterTicks {
+			w.busy, w.hot = true, 0
+		}
+	case share >= busyLeave:
+		w.quiet = time.Time{}
+	case w.quiet.IsZero():
+		w.quiet = from
+		fallthrough
+	default:
+		if now.Sub(w.quiet) >= busyLeaveAfter {
+			w.busy, w.quiet = false, time.Time{}
+		}
 	}
 	return w.busy, w.busy != was
 }
@@ -129,7 +165,11 @@ func (g *memoryGovernor) watch(ctx context.Context, log *slog.Logger) {
 		}
 		if busy, changed := w.observe(time.Now(), cpu); changed {
 			g.setBusy(busy)
-			log.Debug("memory limit", "lifted", busy)
+			if busy {
+				log.Info("busy: memory limit lifted while traffic lasts")
+			} else {
+				log.Info("at rest again: memory limit back, free memory returned to the OS")
+			}
 		}
 		select {
 		case <-ctx.Done():
