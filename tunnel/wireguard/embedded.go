@@ -50,7 +50,7 @@ func startEmbedded(name string, mtu int, log *slog.Logger) (*embedded, error) {
 	// a message nobody reads costs throughput.
 	logger := &device.Logger{
 		Verbosef: device.DiscardLogf,
-		Errorf:   func(format string, args ...any) { log.Error(fmt.Sprintf(format, args...)) },
+		Errorf:   newErrorLog(log).Errorf,
 	}
 	if log.Enabled(context.Background(), slog.LevelDebug) {
 		logger.Verbosef = func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) }
