@@ -30,7 +30,9 @@
 #   BENCH_SECONDS      length of one dnsperf run (default 10)
 #   BENCH_RUNS         rounds (default 3)
 #   BENCH_CLIENTS      dnsperf clients (sockets) for throughput (default 20)
+#   BENCH_OUTSTANDING  dnsperf's most queries in flight for throughput (default 1000)
 #   BENCH_LATENCY_QPS  offered load for the latency and CPU runs (default 10000)
+#   BENCH_FROM         where dnsperf runs: pod (n1/p1, the default) or node (n1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -39,6 +41,7 @@ weft=bin/weft
 secs=${BENCH_SECONDS:-10}
 runs=${BENCH_RUNS:-3}
 clients=${BENCH_CLIENTS:-20}
+outstanding=${BENCH_OUTSTANDING:-1000}
 rate=${BENCH_LATENCY_QPS:-10000}
 weftaddr=169.254.20.10
 refaddr=169.254.20.11
@@ -50,7 +53,7 @@ log() { echo "bench-dns: $*" >&2; }
 [ "$(id -u)" -eq 0 ] || die "needs root to create network namespaces: sudo make bench-dns"
 [ -x "$weft" ] || die "$weft is missing: make build"
 command -v jq >/dev/null || die "jq is missing: make deps"
-for v in secs runs clients rate; do
+for v in secs runs clients outstanding rate; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH settings must be positive integers ($v=${!v})"
 done
 if ! command -v dnsperf >/dev/null; then
@@ -85,6 +88,8 @@ node=$lab-n1
 inet=$lab-inet
 pod=$lab-n1-p1
 "$weft" lab pod add n1 p1 -q --name "$lab" >/dev/null
+from=$pod # where dnsperf runs
+[ "${BENCH_FROM:-pod}" = node ] && from=$node
 
 # The upstream both servers forward to.
 cat >"$tmp/upstream.Corefile" <<EOT
@@ -138,7 +143,7 @@ for i in $(seq 0 999); do echo "host$i.example.test A"; done >"$tmp/forwarded.tx
 
 # Both servers answer the last Service before anything is measured.
 ready() { # ADDR NAME
-  ip netns exec "$pod" dnsperf -s "$1" -d <(echo "$2 A") -n 1 -t 1 2>/dev/null | grep -q 'Queries completed:.*1 (100'
+  ip netns exec "$from" dnsperf -s "$1" -d <(echo "$2 A") -n 1 -t 1 2>/dev/null | grep -q 'Queries completed:.*1 (100'
 }
 for addr in $weftaddr $refaddr; do
   for _ in $(seq 30); do
@@ -161,7 +166,7 @@ cpu0busy() { awk '$1 == "cpu0" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 qps() {
   local s0 c0 s1 c1 t0 t1
   s0=$(cputicks "$3"); c0=$(cpu0busy); t0=$(date +%s.%N)
-  ip netns exec "$pod" "${client[@]}" dnsperf -s "$1" -d "$2" -c "$clients" -l "$secs" -q 1000 >"$tmp/out" 2>&1 ||
+  ip netns exec "$from" "${client[@]}" dnsperf -s "$1" -d "$2" -c "$clients" -l "$secs" -q "$outstanding" >"$tmp/out" 2>&1 ||
     { cat "$tmp/out" >&2; die "dnsperf failed"; }
   s1=$(cputicks "$3"); c1=$(cpu0busy); t1=$(date +%s.%N)
   awk -v s=$((s1 - s0)) -v c=$((c1 - c0)) -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" -v hz="$hz" \
@@ -172,7 +177,7 @@ qps() {
 latency() {
   local before after
   before=$(cputicks "$3")
-  ip netns exec "$pod" "${client[@]}" dnsperf -s "$1" -d "$2" -Q "$rate" -l "$secs" -v >"$tmp/out" 2>&1 ||
+  ip netns exec "$from" "${client[@]}" dnsperf -s "$1" -d "$2" -Q "$rate" -l "$secs" -v >"$tmp/out" 2>&1 ||
     { cat "$tmp/out" >&2; die "dnsperf failed"; }
   after=$(cputicks "$3")
   awk '/^> / {print $NF * 1000000}' "$tmp/out" | sort -n | awk -v t=$((after - before)) -v hz="$hz" '
@@ -200,7 +205,7 @@ declare -A q l50 l99 cpu qcpu gcpu
 for set in cluster forwarded; do
   for srv in weft coredns; do
     addr=$weftaddr; [ $srv = coredns ] && addr=$refaddr
-    ip netns exec "$pod" dnsperf -s "$addr" -d "$tmp/$set.txt" -l 2 -c "$clients" >/dev/null 2>&1 # warm-up
+    ip netns exec "$from" dnsperf -s "$addr" -d "$tmp/$set.txt" -l 2 -c "$clients" >/dev/null 2>&1 # warm-up
   done
   for r in $(seq "$runs"); do
     for srv in weft coredns; do
@@ -222,7 +227,7 @@ done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 echo
 echo "DNS: dnsperf from a pod to its node's resolver; $runs rounds of ${secs}s, medians"
-echo "(throughput: $clients clients, as fast as answered; latency and server CPU per query: $rate queries/s offered; $pinned)"
+echo "(throughput: $clients clients, $outstanding queries in flight at most, as fast as answered; latency and server CPU per query: $rate queries/s offered; $pinned)"
 echo "(server CPU and dnsperf CPU: busy share of a CPU during the throughput runs; dnsperf's is CPU 0's when pinned)"
 printf '%-10s %-8s %10s %10s %10s %12s %11s %12s\n' "names" "server" "QPS" "p50 (us)" "p99 (us)" "CPU us/query" "server CPU" "dnsperf CPU"
 missed=0
