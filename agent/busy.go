@@ -1,7 +1,7 @@
 package agent
 
 // Whether the agent is busy: carrying heavy traffic through its embedded
-// WireGuard device, or programming many peers at once.
+// WireGuard device.
 //
 // The memory limit "auto" keeps little room for garbage, which suits a node
 // at rest. Under load it costs throughput: the device holds every packet in
@@ -15,18 +15,17 @@ package agent
 // the spell ends the limit comes back and the garbage goes back to the OS
 // at once (memoryGovernor).
 //
-// Busy is read from the process's own CPU time, which counts the device's
-// data path, every busyInterval: at least busyEnter of a CPU over each of
-// busyEnterTicks intervals in a row (a second) starts a spell, and it ends
-// once the share has stayed below busyLeave for busyLeaveAfter. A gigabit of
-// WireGuard traffic takes most of a CPU. A node at rest with 1,000 peers
-// uses about 5% of one, in bursts: WireGuard's handshake retries every 5 s,
-// gossip push-pulls. Bursts took more than a quarter of a CPU over single
-// quarter-seconds, and more than half over two in a row; started by them, a
-// spell lifted the limit for most of a 120 s footprint window (RSS 90 MiB
-// against 50). Every quarter-second of a second above half a CPU is
-// stricter than the quarter of a CPU over a second that a spell once took,
-// which no footprint run saw at rest.
+// Busy is read from the bytes the tunnel interface has carried (received
+// and sent, /proc/self/net/dev), every busyInterval: busyEnter a second or
+// more over each of busyEnterTicks intervals in a row (a second) starts a
+// spell, and it ends once every interval for busyLeaveAfter has stayed
+// below busyLeave. Traffic is what fills the device's buffers, and a node
+// at rest carries none. The agent's CPU time, read at first, is not a
+// signal for this: at rest with 1,000 peers it came in bursts above half a
+// CPU over a whole second (handshake retries, gossip push-pulls, and the
+// collector itself when a burst of garbage met the limit), which started
+// spells that lifted the limit in the 1,000-peer footprint bench (RSS 70-90
+// MiB against 50); and while busy, those bursts kept a spell from ending.
 //
 // The end is slow because ending a spell is not free: two collections,
 // every free page handed back, and the next burst faulting them in again
@@ -46,43 +45,42 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
 )
 
 const (
-	busyEnter      = 0.50 // of one CPU, over each of busyEnterTicks intervals in a row
+	busyEnter      = 25e6 // bytes a second (200 Mbit/s), over each of busyEnterTicks intervals in a row
 	busyEnterTicks = 4
-	busyLeave      = 0.10 // of one CPU, over every interval of busyLeaveAfter
+	busyLeave      = 2.5e6 // bytes a second, over every interval of busyLeaveAfter
 	busyInterval   = 250 * time.Millisecond
 	busyLeaveAfter = 30 * time.Second
 )
 
-// busyWatch turns readings of cumulative CPU time into busy spells, with
-// hysteresis between busyEnter and busyLeave and in time (busyLeaveAfter).
-// It is not safe for concurrent use.
+// busyWatch turns readings of the tunnel's cumulative byte count into busy
+// spells, with hysteresis between busyEnter and busyLeave and in time
+// (busyLeaveAfter). It is not safe for concurrent use.
 type busyWatch struct {
 	seen  bool
 	at    time.Time
-	cpu   time.Duration
+	bytes uint64
 	busy  bool
 	hot   int       // at rest: intervals in a row at busyEnter or more
-	quiet time.Time // while busy: since when the share has been below busyLeave; zero if it is not
+	quiet time.Time // while busy: since when the rate has been below busyLeave; zero if it is not
 }
 
-// observe takes the process's cumulative CPU time read at now and reports
+// observe takes the tunnel's cumulative byte count read at now and reports
 // whether the agent is busy and whether that changed with this reading.
-func (w *busyWatch) observe(now time.Time, cpu time.Duration) (busy, changed bool) {
-	if !w.seen || !now.After(w.at) || cpu < w.cpu {
-		w.seen, w.at, w.cpu = true, now, cpu
+func (w *busyWatch) observe(now time.Time, bytes uint64) (busy, changed bool) {
+	if !w.seen || !now.After(w.at) || bytes < w.bytes {
+		w.seen, w.at, w.bytes = true, now, bytes
 		return w.busy, false
 	}
-	share := (cpu - w.cpu).Seconds() / now.Sub(w.at).Seconds()
+	rate := float64(bytes-w.bytes) / now.Sub(w.at).Seconds()
 	from := w.at
-	w.at, w.cpu = now, cpu
+	w.at, w.bytes = now, bytes
 	was := w.busy
 	switch {
 	case !w.busy:
-		if share < busyEnter {
+		if rate < busyEnter {
 			w.hot = 0
 			break
 		}
@@ -90,7 +88,7 @@ func (w *busyWatch) observe(now time.Time, cpu time.Duration) (busy, changed boo
 		if w.hot >= busyEnterTicks {
 			w.busy, w.hot = true, 0
 		}
-	case share >= busyLeave:
+	case rate >= busyLeave:
 		w.quiet = time.Time{}
 	case w.quiet.IsZero():
 		w.quiet = from
@@ -151,19 +149,19 @@ func (g *memoryGovernor) setBusy(busy bool) {
 	debug.FreeOSMemory()
 }
 
-// watch reads the process's CPU time every busyInterval until ctx is done
-// and starts and ends busy spells.
-func (g *memoryGovernor) watch(ctx context.Context, log *slog.Logger) {
+// watch reads the tunnel's byte count (read) every busyInterval until ctx
+// is done and starts and ends busy spells.
+func (g *memoryGovernor) watch(ctx context.Context, log *slog.Logger, read func() (uint64, error)) {
 	var w busyWatch
 	t := time.NewTicker(busyInterval)
 	defer t.Stop()
 	for {
-		cpu, err := processCPU()
+		n, err := read()
 		if err != nil {
-			log.Warn("cannot read the agent's CPU time; the memory limit stays in force under load", "err", err)
+			log.Warn("cannot read the tunnel's traffic; the memory limit stays in force under load", "err", err)
 			return
 		}
-		if busy, changed := w.observe(time.Now(), cpu); changed {
+		if busy, changed := w.observe(time.Now(), n); changed {
 			g.setBusy(busy)
 			if busy {
 				log.Info("busy: memory limit lifted while traffic lasts")
@@ -177,13 +175,4 @@ func (g *memoryGovernor) watch(ctx context.Context, log *slog.Logger) {
 		case <-t.C:
 		}
 	}
-}
-
-// processCPU is the user and system CPU time the process has used.
-func processCPU() (time.Duration, error) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }

@@ -168,7 +168,7 @@ func (a *Agent) settleMemory(ctx context.Context) {
 	a.log.Info("Go memory limit", "memoryLimit", m.String(), "limitMiB", l>>20)
 	if m.Auto() && os.Getenv("GOMEMLIMIT") == "" {
 		afterEachGC(ctx, g.afterGC)
-		go g.watch(ctx, a.log)
+		go g.watch(ctx, a.log, newNetDevCounter("/proc/self/net/dev", a.cfg.Tunnel.Interface).read)
 	}
 }
 
