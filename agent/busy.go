@@ -44,7 +44,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
-
 )
 
 const (
