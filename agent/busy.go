@@ -152,13 +152,22 @@ func (g *memoryGovernor) setBusy(busy bool) {
 // is done and starts and ends busy spells.
 func (g *memoryGovernor) watch(ctx context.Context, log *slog.Logger, read func() (uint64, error)) {
 	var w busyWatch
+	var failing bool
 	t := time.NewTicker(busyInterval)
 	defer t.Stop()
 	for {
+		// A reading that fails (the interface gone for a moment) counts
+		// as no traffic: a spell can end, none starts.
 		n, err := read()
-		if err != nil {
-			log.Warn("cannot read the tunnel's traffic; the memory limit stays in force under load", "err", err)
-			return
+		switch {
+		case err != nil && !failing:
+			log.Warn("cannot read the tunnel's traffic; counting none until it can be read", "err", err)
+			n, failing = w.bytes, true
+		case err != nil:
+			n = w.bytes
+		case failing:
+			log.Info("the tunnel's traffic can be read again")
+			failing = false
 		}
 		if busy, changed := w.observe(time.Now(), n); changed {
 			g.setBusy(busy)
