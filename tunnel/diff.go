@@ -51,22 +51,28 @@ func macKey(m net.HardwareAddr) [6]byte {
 }
 
 func diffExact[T any, K comparable](desired, actual []T, key func(T) K) (add, del []T) {
-	want := make(map[K]bool, len(desired))
+	// One map, from each desired key to whether actual has it yet: a
+	// resync diffs a thousand routes every interval, and this is garbage.
+	const (
+		missing = 1 // desired, not (yet) in actual
+		present = 2 // desired, and in actual once already
+	)
+	state := make(map[K]uint8, len(desired))
 	for _, d := range desired {
-		want[key(d)] = true
+		state[key(d)] = missing
 	}
-	have := make(map[K]bool, len(actual))
 	for _, a := range actual {
 		k := key(a)
-		if !want[k] || have[k] {
+		if state[k] != missing {
 			del = append(del, a) // unwanted, or a duplicate of a wanted one
+			continue
 		}
-		have[k] = true
+		state[k] = present
 	}
 	for _, d := range desired {
-		if !have[key(d)] {
+		if k := key(d); state[k] == missing {
 			add = append(add, d)
-			have[key(d)] = true
+			state[k] = present
 		}
 	}
 	return add, del
@@ -82,15 +88,18 @@ func diffExact[T any, K comparable](desired, actual []T, key func(T) K) (add, de
 // publishes differs from the one set at the last Apply (lastSet, keyed by
 // public key; nil after a restart, which resets every endpoint once).
 func DiffWGPeers(desired, actual []WGPeer, lastSet map[wgtypes.Key]netip.AddrPort) []wgtypes.PeerConfig {
-	have := make(map[wgtypes.Key]WGPeer, len(actual))
-	for _, a := range actual {
-		have[a.PublicKey] = a
+	have := make(map[wgtypes.Key]int, len(actual)) // index in actual
+	for i, a := range actual {
+		have[a.PublicKey] = i
 	}
-	want := make(map[wgtypes.Key]bool, len(desired))
+	wanted := make([]bool, len(actual))
 	var out []wgtypes.PeerConfig
 	for _, d := range desired {
-		want[d.PublicKey] = true
-		a, ok := have[d.PublicKey]
+		var a WGPeer
+		i, ok := have[d.PublicKey]
+		if ok {
+			a, wanted[i] = actual[i], true
+		}
 		pc := wgtypes.PeerConfig{PublicKey: d.PublicKey}
 		changed := false
 		prev, known := lastSet[d.PublicKey]
@@ -116,8 +125,8 @@ func DiffWGPeers(desired, actual []WGPeer, lastSet map[wgtypes.Key]netip.AddrPor
 			out = append(out, pc)
 		}
 	}
-	for _, a := range actual {
-		if !want[a.PublicKey] {
+	for i, a := range actual {
+		if !wanted[i] {
 			out = append(out, wgtypes.PeerConfig{PublicKey: a.PublicKey, Remove: true})
 		}
 	}
@@ -125,6 +134,9 @@ func DiffWGPeers(desired, actual []WGPeer, lastSet map[wgtypes.Key]netip.AddrPor
 }
 
 func samePrefixes(a, b []netip.Prefix) bool {
+	if len(a) == len(b) && slices.EqualFunc(a, b, func(x, y netip.Prefix) bool { return x.Masked() == y.Masked() }) {
+		return true // the usual case, and no garbage
+	}
 	norm := func(ps []netip.Prefix) []netip.Prefix {
 		out := make([]netip.Prefix, len(ps))
 		for i, p := range ps {

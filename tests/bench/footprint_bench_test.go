@@ -43,6 +43,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -79,6 +80,7 @@ type footprintResult struct {
 	Cold         time.Duration
 	Resync       time.Duration   // median
 	Resyncs      []time.Duration // every run
+	ResyncAlloc  uint64          // bytes allocated on the heap per resync (mean): the agent's garbage every resyncInterval
 	RSSBaseKiB   int             // before Setup
 	RSSKiB       int             // at rest after programming, after GC
 	RSSNoGCKiB   int             // right after the last Apply, before GC
@@ -172,6 +174,7 @@ func BenchmarkTunnelFootprint(b *testing.B) {
 		ms(res.Cold), refMs(rr.Cold), ratio(ms(res.Cold), ms(rr.Cold)), verdict(res.Cold < time.Second))
 	fmt.Printf("%-40s %8.1fms %10s %7s  (weft runs: %s)\n", "resync Apply, nothing changed (median)",
 		ms(res.Resync), refMs(rr.Resync), ratio(ms(res.Resync), ms(rr.Resync)), fmtDurations(res.Resyncs))
+	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "resync Apply, heap allocated (mean)", float64(res.ResyncAlloc)/(1<<20), "-", "-")
 	fmt.Printf("%-40s %7.1fMiB %10s %7s  < 50MiB %s\n", "RSS at rest after programming", mib(res.RSSKiB),
 		refMiB(rr.RSSKiB), ratio(mib(res.RSSKiB), mib(rr.RSSKiB)), verdict(res.RSSKiB < 50*1024))
 	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "RSS after programming, before a GC", mib(res.RSSNoGCKiB), "-", "-")
@@ -186,6 +189,7 @@ func BenchmarkTunnelFootprint(b *testing.B) {
 	fmt.Println()
 	b.ReportMetric(ms(res.Cold), "cold-apply-ms")
 	b.ReportMetric(ms(res.Resync), "resync-apply-ms")
+	b.ReportMetric(float64(res.ResyncAlloc)/(1<<20), "resync-alloc-MiB")
 	b.ReportMetric(mib(res.RSSKiB), "rss-MiB")
 	if ref != nil {
 		b.ReportMetric(ms(rr.Cold), "ref-cold-ms")
@@ -499,6 +503,7 @@ func measureFootprint(prm footprintParams, res *footprintResult) error {
 		return fmt.Errorf("cold Apply: %w", err)
 	}
 	res.Cold = time.Since(start)
+	alloc0 := heapAllocBytes()
 	for range prm.Resyncs {
 		start = time.Now()
 		if err := be.Apply(ctx, peers); err != nil {
@@ -507,6 +512,9 @@ func measureFootprint(prm footprintParams, res *footprintResult) error {
 		res.Resyncs = append(res.Resyncs, time.Since(start))
 	}
 	pprof.StopCPUProfile() // a no-op without a profile
+	if prm.Resyncs > 0 {
+		res.ResyncAlloc = (heapAllocBytes() - alloc0) / uint64(prm.Resyncs)
+	}
 	s := slices.Clone(res.Resyncs)
 	slices.Sort(s)
 	res.Resync = s[len(s)/2]
@@ -587,4 +595,15 @@ func statusKiB(path, field string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in %s", field, path)
+}
+
+// heapAllocBytes is how much this process has allocated on the heap so
+// far (runtime/metrics /gc/heap/allocs:bytes, cumulative).
+func heapAllocBytes() uint64 {
+	s := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	rtmetrics.Read(s)
+	if s[0].Value.Kind() != rtmetrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }

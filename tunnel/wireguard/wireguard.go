@@ -322,22 +322,27 @@ func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) err
 		}
 		names[p.PublicKey] = p.Name
 	}
-	wgPeers := plan.WGPeers[:0:0]
-	dropped := map[netip.Prefix]bool{}
-	for _, p := range plan.WGPeers {
-		if _, ok := names[p.PublicKey]; ok {
-			wgPeers = append(wgPeers, p)
-			continue
+	// A peer publishing our own key is left out, with its routes; the
+	// plan is used as it is otherwise (this runs every resync).
+	wgPeers, routes := plan.WGPeers, plan.Routes
+	if len(names) < len(plan.WGPeers) {
+		wgPeers = make([]tunnel.WGPeer, 0, len(names))
+		dropped := map[netip.Prefix]bool{}
+		for _, p := range plan.WGPeers {
+			if _, ok := names[p.PublicKey]; ok {
+				wgPeers = append(wgPeers, p)
+				continue
+			}
+			b.log.Warn("not routing to peer", "peer", p.Name, "reason", "publishes this node's public key")
+			for _, a := range p.AllowedIPs {
+				dropped[a] = true
+			}
 		}
-		b.log.Warn("not routing to peer", "peer", p.Name, "reason", "publishes this node's public key")
-		for _, a := range p.AllowedIPs {
-			dropped[a] = true
-		}
-	}
-	routes := plan.Routes[:0:0]
-	for _, r := range plan.Routes {
-		if !dropped[r.Dst] {
-			routes = append(routes, r)
+		routes = make([]tunnel.Route, 0, len(plan.Routes))
+		for _, r := range plan.Routes {
+			if !dropped[r.Dst] {
+				routes = append(routes, r)
+			}
 		}
 	}
 	b.names = names

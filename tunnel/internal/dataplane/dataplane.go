@@ -144,9 +144,12 @@ func SyncWGPeersOf(wg WireGuard, dev *wgtypes.Device, desired []tunnel.WGPeer, l
 		actual = append(actual, PeerFromWG(p))
 	}
 	changes := tunnel.DiffWGPeers(desired, actual, lastSet)
-	next := make(map[wgtypes.Key]netip.AddrPort, len(desired))
-	for _, d := range desired {
-		next[d.PublicKey] = d.Endpoint
+	next := lastSet // never mutated, so shared while nothing changes
+	if !endpointsAre(lastSet, desired) {
+		next = make(map[wgtypes.Key]netip.AddrPort, len(desired))
+		for _, d := range desired {
+			next[d.PublicKey] = d.Endpoint
+		}
 	}
 	if len(changes) == 0 {
 		return next, nil
@@ -155,6 +158,19 @@ func SyncWGPeersOf(wg WireGuard, dev *wgtypes.Device, desired []tunnel.WGPeer, l
 		return lastSet, fmt.Errorf("failed to configure peers of WireGuard device %s: %w", name, err)
 	}
 	return next, nil
+}
+
+// endpointsAre reports whether set holds exactly desired's endpoints.
+func endpointsAre(set map[wgtypes.Key]netip.AddrPort, desired []tunnel.WGPeer) bool {
+	if set == nil || len(set) != len(desired) {
+		return false
+	}
+	for _, d := range desired {
+		if e, ok := set[d.PublicKey]; !ok || e != d.Endpoint {
+			return false
+		}
+	}
+	return true
 }
 
 // PeersToWarm are the peers of desired that dev (as read before the sync
