@@ -167,7 +167,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := applySysctls("/proc/sys", requiredSysctls); err != nil {
 		return err
 	}
-	a.metrics.gossipCounters = func() map[string]uint64 { return gossipCounters(g.Stats()) }
+	a.metrics.gossipStats = g.Stats
 
 	errc := make(chan error, 2)
 	go func() { errc <- serveStatus(ctx, cfg.StatusSocket, a.liveStatus, a.requestLeave) }()

@@ -12,20 +12,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/weftnet/weft/gossip"
 )
 
 // metrics are the agent's Prometheus series, on a registry of its own.
 type metrics struct {
-	reg            *prometheus.Registry
-	reconcileRuns  prometheus.Counter
-	reconcileErrs  prometheus.Counter
-	reconcileTime  prometheus.Histogram
-	leaseChanges   prometheus.Counter
-	snapshot       func() Status
-	gossipCounters func() map[string]uint64
+	reg           *prometheus.Registry
+	reconcileRuns prometheus.Counter
+	reconcileErrs prometheus.Counter
+	reconcileTime prometheus.Histogram
+	leaseChanges  prometheus.Counter
+	snapshot      func() Status
+	gossipStats   func() gossip.Stats
 }
 
-func newMetrics(snapshot func() Status, gossipCounters func() map[string]uint64) *metrics {
+func newMetrics(snapshot func() Status, gossipStats func() gossip.Stats) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		reconcileRuns: prometheus.NewCounter(prometheus.CounterOpts{
@@ -41,8 +42,8 @@ func newMetrics(snapshot func() Status, gossipCounters func() map[string]uint64)
 		leaseChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_lease_changes_total", Help: "Times this node's pod CIDR lease was obtained or changed.",
 		}),
-		snapshot:       snapshot,
-		gossipCounters: gossipCounters,
+		snapshot:    snapshot,
+		gossipStats: gossipStats,
 	}
 	m.reg.MustRegister(m.reconcileRuns, m.reconcileErrs, m.reconcileTime, m.leaseChanges, m,
 		// The agent's own footprint: Go heap, goroutines, GC (go_*),
@@ -70,12 +71,14 @@ var (
 	descRemoteTx  = prometheus.NewDesc("weft_peering_remote_tx_bytes", "Bytes sent to the remote cluster's chosen gateway (active gateway only).", []string{"cluster", "gateway"}, nil)
 	descExported  = prometheus.NewDesc("weft_clusterset_exported_services", "Services this cluster exports to its peers (active gateway only).", nil, nil)
 	descImported  = prometheus.NewDesc("weft_clusterset_imported_services", "A peer's exported Services imported here (active gateway only).", []string{"cluster"}, nil)
+	descGossipTx  = prometheus.NewDesc("weft_gossip_sent_bytes_total", "Gossip payload bytes sent: udp (probes, acks, gossip), tcp (push/pull state exchanges).", []string{"transport"}, nil)
+	descGossipRx  = prometheus.NewDesc("weft_gossip_received_bytes_total", "Gossip payload bytes received: udp (probes, acks, gossip), tcp (push/pull state exchanges).", []string{"transport"}, nil)
 	descGossip    = prometheus.NewDesc("weft_gossip_events_total", "Gossip events by kind (rejected packets, malformed metadata, lease conflicts).", []string{"kind"}, nil)
 )
 
 // Describe implements prometheus.Collector for the snapshot-derived series.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMembers, descLease, descPeers, descSkipped, descHandshake, descRx, descTx, descReady, descGossip, descPeerGW, descRemoteUp, descRemoteHS, descRemoteRx, descRemoteTx, descExported, descImported} {
+	for _, d := range []*prometheus.Desc{descMembers, descLease, descPeers, descSkipped, descHandshake, descRx, descTx, descReady, descGossip, descGossipTx, descGossipRx, descPeerGW, descRemoteUp, descRemoteHS, descRemoteRx, descRemoteTx, descExported, descImported} {
 		ch <- d
 	}
 }
@@ -105,9 +108,21 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if p := st.Peering; p != nil {
 		collectPeering(ch, st.Node, p, now)
 	}
-	if m.gossipCounters != nil {
-		for k, v := range m.gossipCounters() {
+	if m.gossipStats != nil {
+		gs := m.gossipStats()
+		for k, v := range gossipCounters(gs) {
 			ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(v), k)
+		}
+		tr := gs.Traffic
+		for _, c := range []struct {
+			desc  *prometheus.Desc
+			bytes uint64
+			proto string
+		}{
+			{descGossipTx, tr.PacketBytesSent, "udp"}, {descGossipRx, tr.PacketBytesReceived, "udp"},
+			{descGossipTx, tr.StreamBytesSent, "tcp"}, {descGossipRx, tr.StreamBytesReceived, "tcp"},
+		} {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(c.bytes), c.proto)
 		}
 	}
 }

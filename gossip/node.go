@@ -46,6 +46,8 @@ type Node struct {
 	stop    chan struct{} // closed by Leave/Shutdown
 	loops   sync.WaitGroup
 
+	own *transport // weft's transport; nil with Config.Transport
+
 	mu             sync.Mutex // guards the fields below
 	self           Meta
 	selfAddr       string               // our memberlist host:port
@@ -59,14 +61,16 @@ type Node struct {
 	peersOK        bool                 // cleared by every change of members or self
 }
 
-// Stats counts what this node dropped or fixed.
+// Stats counts what this node dropped or fixed, and what its transport
+// carried.
 type Stats struct {
-	MalformedMeta   uint64 // peer meta that failed to decode; the peer is ignored
-	ForeignMeta     uint64 // peer meta carrying another ClusterID; the peer is ignored
-	MalformedState  uint64 // push/pull lease tables that failed to decode
-	DecryptFailures uint64 // packets or streams that could not be decrypted (peer with another key or none)
-	ConflictsLost   uint64 // times our lease lost a conflict to another node's
-	Reclaims        uint64 // times we claimed a new block because ours was lost or taken
+	MalformedMeta   uint64  // peer meta that failed to decode; the peer is ignored
+	ForeignMeta     uint64  // peer meta carrying another ClusterID; the peer is ignored
+	MalformedState  uint64  // push/pull lease tables that failed to decode
+	DecryptFailures uint64  // packets or streams that could not be decrypted (peer with another key or none)
+	ConflictsLost   uint64  // times our lease lost a conflict to another node's
+	Reclaims        uint64  // times we claimed a new block because ours was lost or taken
+	Traffic         Traffic // zero with Config.Transport
 }
 
 type counters struct {
@@ -135,6 +139,7 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("gossip transport: %w", err)
 		}
 		mc.Transport = own
+		n.own = own
 	}
 	DefaultTuning(mc)
 	if cfg.Tune != nil {
@@ -215,7 +220,12 @@ func (n *Node) Members() int { return n.ml.NumMembers() }
 
 // Stats returns a snapshot of the counters.
 func (n *Node) Stats() Stats {
+	var tr Traffic
+	if n.own != nil {
+		tr = n.own.traffic.snapshot()
+	}
 	return Stats{
+		Traffic:         tr,
 		MalformedMeta:   n.stats.malformedMeta.Load(),
 		ForeignMeta:     n.stats.foreignMeta.Load(),
 		MalformedState:  n.stats.malformedState.Load(),

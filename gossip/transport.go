@@ -40,6 +40,45 @@ type transport struct {
 	streamCh chan net.Conn
 	shut     atomic.Bool
 	wg       sync.WaitGroup
+	traffic  traffic
+}
+
+// traffic counts the bytes the transport carries, as memberlist hands them
+// over (encrypted, compressed), without IP and UDP or TCP headers.
+type traffic struct {
+	packetsOut, packetsIn atomic.Uint64 // UDP: probes, acks, gossip
+	streamsOut, streamsIn atomic.Uint64 // TCP: push/pull, fallback probes
+}
+
+// Traffic is what a node's gossip transport has carried since it started.
+type Traffic struct {
+	PacketBytesSent, PacketBytesReceived uint64 // UDP payloads
+	StreamBytesSent, StreamBytesReceived uint64 // TCP payloads
+}
+
+func (t *traffic) snapshot() Traffic {
+	return Traffic{
+		PacketBytesSent: t.packetsOut.Load(), PacketBytesReceived: t.packetsIn.Load(),
+		StreamBytesSent: t.streamsOut.Load(), StreamBytesReceived: t.streamsIn.Load(),
+	}
+}
+
+// countedConn counts a stream's bytes into the transport's traffic.
+type countedConn struct {
+	net.Conn
+	t *traffic
+}
+
+func (c countedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.t.streamsIn.Add(uint64(n))
+	return n, err
+}
+
+func (c countedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.t.streamsOut.Add(uint64(n))
+	return n, err
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
@@ -131,11 +170,18 @@ func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
 
 // WriteToAddress sends b to a over UDP.
 func (t *transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	ua, err := net.ResolveUDPAddr("udp", a.Addr)
+	// memberlist addresses members as "ip:port"; parsing that does not
+	// allocate, where resolving it did, for every packet.
+	ap, err := netip.ParseAddrPort(a.Addr)
 	if err != nil {
-		return time.Time{}, err
+		ua, rerr := net.ResolveUDPAddr("udp", a.Addr)
+		if rerr != nil {
+			return time.Time{}, rerr
+		}
+		ap = ua.AddrPort()
 	}
-	_, err = t.udp.WriteTo(b, ua)
+	n, err := t.udp.WriteToUDPAddrPort(b, ap)
+	t.traffic.packetsOut.Add(uint64(n))
 	return time.Now(), err
 }
 
@@ -150,7 +196,11 @@ func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 // DialAddressTimeout opens a stream to a.
 func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
-	return d.Dial("tcp", a.Addr)
+	c, err := d.Dial("tcp", a.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return countedConn{c, &t.traffic}, nil
 }
 
 // StreamCh delivers the streams accepted.
@@ -184,6 +234,7 @@ func (t *transport) readPackets() {
 			t.logger.Printf("[ERR] memberlist: UDP packet too short (%d bytes) from %s", n, from)
 			continue
 		}
+		t.traffic.packetsIn.Add(uint64(n))
 		t.packetCh <- &memberlist.Packet{
 			Buf:       append([]byte(nil), buf[:n]...),
 			From:      net.UDPAddrFromAddrPort(from),
@@ -210,6 +261,6 @@ func (t *transport) acceptStreams() {
 			continue
 		}
 		delay = 0
-		t.streamCh <- c
+		t.streamCh <- countedConn{c, &t.traffic}
 	}
 }

@@ -62,6 +62,19 @@ func TestTransportPackets(t *testing.T) {
 	if _, err := a.WriteToAddress([]byte("x"), memberlist.Address{Addr: "not an address"}); err == nil {
 		t.Error("writing to an unparsable address did not fail")
 	}
+	// A name still resolves, as memberlist's own transport allows.
+	if _, err := a.WriteToAddress([]byte("by name"), memberlist.Address{Addr: net.JoinHostPort("localhost", strconv.Itoa(b.port()))}); err != nil {
+		t.Errorf("writing to localhost: %v", err)
+	} else if p := recvPacket(t, b); string(p.Buf) != "by name" {
+		t.Errorf("got %q by name", p.Buf)
+	}
+	// The traffic counters see exactly the payloads.
+	if got, want := a.traffic.snapshot(), (Traffic{PacketBytesSent: 1400 + 4 + 7}); got != want {
+		t.Errorf("sender traffic %+v, want %+v", got, want)
+	}
+	if got, want := b.traffic.snapshot(), (Traffic{PacketBytesReceived: 1400 + 4 + 7}); got != want {
+		t.Errorf("receiver traffic %+v, want %+v", got, want)
+	}
 }
 
 // Streams are accepted and carry bytes both ways.
@@ -85,6 +98,19 @@ func TestTransportStreams(t *testing.T) {
 	got := make([]byte, 9)
 	if _, err := io.ReadFull(s, got); err != nil || string(got) != "push-pull" {
 		t.Fatalf("read %q, %v", got, err)
+	}
+	if _, err := s.Write([]byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, got[:5]); err != nil {
+		t.Fatal(err)
+	}
+	// Both ends count their streams, dialled and accepted.
+	if got, want := a.traffic.snapshot(), (Traffic{StreamBytesSent: 9, StreamBytesReceived: 5}); got != want {
+		t.Errorf("dialler traffic %+v, want %+v", got, want)
+	}
+	if got, want := b.traffic.snapshot(), (Traffic{StreamBytesSent: 5, StreamBytesReceived: 9}); got != want {
+		t.Errorf("acceptor traffic %+v, want %+v", got, want)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -470,6 +471,19 @@ func checkMetrics(t *testing.T, c *cluster, node, backend string) {
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics on %s lacks %q", node, want)
+		}
+	}
+	// Three members probe each other: the gossip transport has sent and
+	// received packets, and counted them.
+	for _, series := range []string{`weft_gossip_sent_bytes_total{transport="udp"} `, `weft_gossip_received_bytes_total{transport="udp"} `} {
+		i := strings.Index(m, "\n"+series)
+		if i < 0 {
+			t.Errorf("/metrics on %s lacks %q", node, series)
+			continue
+		}
+		v, _, _ := strings.Cut(m[i+1+len(series):], "\n")
+		if f, err := strconv.ParseFloat(v, 64); err != nil || f <= 0 {
+			t.Errorf("/metrics on %s: %s%s, want a positive count", node, series, v)
 		}
 	}
 	if backend == "wireguard" && !strings.Contains(m, `weft_tunnel_peer_handshake_age_seconds{peer="n2"}`) {
