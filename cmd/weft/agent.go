@@ -27,6 +27,7 @@ tunnels to every other node, and publish the node state for weft-cni.
 Flags override the config file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			heapProfileRate := agent.SetHeapProfiling(os.Getenv("GODEBUG"))
 			var cfg agent.Config
 			if configPath != "" {
 				c, err := agent.LoadConfig(configPath)
@@ -74,7 +75,8 @@ Flags override the config file.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			log.Info("weft agent starting", "version", version, "node", cfg.NodeName, "backend", cfg.Tunnel.Backend)
+			log.Info("weft agent starting", "version", version, "node", cfg.NodeName, "backend", cfg.Tunnel.Backend,
+				"heapProfileRate", heapProfileRate)
 			return a.Run(ctx)
 		},
 	}
