@@ -1,6 +1,7 @@
 package wireguard
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,9 @@ type embedded struct {
 	dev  *device.Device
 	uapi net.Listener
 	wg   sync.WaitGroup
+
+	readMu sync.Mutex   // guards text
+	text   bytes.Buffer // the last read's UAPI text, kept for the next (uapi.go)
 }
 
 func startEmbedded(name string, mtu int, log *slog.Logger) (*embedded, error) {

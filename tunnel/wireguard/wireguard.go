@@ -145,6 +145,9 @@ func (b *Backend) Setup(ctx context.Context, local tunnel.Local) (tunnel.Info, e
 			return tunnel.Info{}, fmt.Errorf("failed to open wgctrl client: %w", err)
 		}
 		b.wg = wg
+		if b.emb != nil {
+			b.wg = embeddedClient{WireGuard: wg, name: b.name, e: b.emb}
+		}
 	}
 	port := b.port
 	if err := b.wg.ConfigureDevice(b.name, wgtypes.Config{PrivateKey: &key, ListenPort: &port}); err != nil {
