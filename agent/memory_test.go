@@ -5,6 +5,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,42 @@ func TestMemoryLimitApply(t *testing.T) {
 	if after := (MemoryLimit{}).apply(&gcPacer{}); after > got-24<<20 {
 		t.Errorf("auto did not follow the live heap down: %d MiB, was %d MiB", after>>20, got>>20)
 	}
+}
+
+// The limit gives the heap the room asked for: the runtime's heap goal
+// under it is live data plus room, not less (the runtime keeps a reserve
+// below the limit, which limitFor adds back).
+func TestLimitForHeapGoal(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // the limit alone sets the goal
+	ballast := make([]*[1 << 20]byte, 64)            // a live heap the size of the agent's at 1,000 peers
+	for i := range ballast {
+		ballast[i] = new([1 << 20]byte)
+	}
+	for _, room := range []int64{2 << 20, 8 << 20, 16 << 20} {
+		runGC()
+		live := liveRuntimeBytes()
+		debug.SetMemoryLimit(limitFor(live, room))
+		marked := readUint64Metric(t, "/gc/heap/live:bytes")
+		goal := readUint64Metric(t, "/gc/heap/goal:bytes")
+		got := int64(goal) - int64(marked)
+		t.Logf("room %d KiB: heap goal %d KiB above the live heap", room>>10, got>>10)
+		if got < room-room/8 || got > room+1<<20 {
+			t.Errorf("room %d KiB: heap goal %d KiB above the live heap", room>>10, got>>10)
+		}
+	}
+	runtime.KeepAlive(ballast)
+}
+
+func readUint64Metric(t *testing.T, name string) uint64 {
+	t.Helper()
+	s := []rtmetrics.Sample{{Name: name}}
+	rtmetrics.Read(s)
+	if s[0].Value.Kind() != rtmetrics.KindUint64 {
+		t.Fatalf("runtime metric %s unavailable", name)
+	}
+	return s[0].Value.Uint64()
 }
 
 func runGC() { debug.FreeOSMemory() } // a full collection, so the live figure is fresh
