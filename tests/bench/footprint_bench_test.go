@@ -175,8 +175,10 @@ func BenchmarkTunnelFootprint(b *testing.B) {
 	fmt.Printf("%-40s %8.1fms %10s %7s  (weft runs: %s)\n", "resync Apply, nothing changed (median)",
 		ms(res.Resync), refMs(rr.Resync), ratio(ms(res.Resync), ms(rr.Resync)), fmtDurations(res.Resyncs))
 	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "resync Apply, heap allocated (mean)", float64(res.ResyncAlloc)/(1<<20), "-", "-")
-	fmt.Printf("%-40s %7.1fMiB %10s %7s  < 50MiB %s\n", "RSS at rest after programming", mib(res.RSSKiB),
-		refMiB(rr.RSSKiB), ratio(mib(res.RSSKiB), mib(rr.RSSKiB)), verdict(res.RSSKiB < 50*1024))
+	// No verdict here: this process is the bench binary, 25 MiB before
+	// Setup; the 50 MiB target is judged on the agent (AgentFootprint).
+	fmt.Printf("%-40s %7.1fMiB %10s %7s  (the bench process; the target is the agent's)\n", "RSS at rest after programming", mib(res.RSSKiB),
+		refMiB(rr.RSSKiB), ratio(mib(res.RSSKiB), mib(rr.RSSKiB)))
 	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "RSS after programming, before a GC", mib(res.RSSNoGCKiB), "-", "-")
 	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "RSS peak (VmHWM)", mib(res.HWMKiB), refMiB(rr.HWMKiB), ratio(mib(res.HWMKiB), mib(rr.HWMKiB)))
 	fmt.Printf("%-40s %7.1fMiB %10s %7s\n", "RSS before Setup (same process)", mib(res.RSSBaseKiB), "-", "-")
