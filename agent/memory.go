@@ -131,8 +131,10 @@ func (m MemoryLimit) apply(p *gcPacer) int64 {
 // and the collector then ran back to back at rest, up to 8 times a second.
 func limitFor(live, room int64) int64 {
 	heap := live + room
-	// heap = L - max(1 MiB, L/100*3) for the limit L we return; the +1
-	// covers the runtime rounding L/100 down.
+	// The runtime takes max(1 MiB, 3%) of what the limit leaves after
+	// non-heap memory; reckoned here on live+room, which includes the
+	// non-heap part, it comes out a little larger (about 0.2 MiB with a
+	// 64 MiB heap), so the heap gets at least the room asked for.
 	reserve := max(1<<20, (heap*3+96)/97+1)
 	return heap + reserve
 }
