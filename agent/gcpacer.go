@@ -19,8 +19,8 @@ package agent
 // and 4 MiB before limitFor added back the runtime's own reserve below the
 // limit; until then the room the pacer asked for was partly eaten by that
 // reserve, and at the floor entirely, so the collector ran back to back.
-// With the reserve counted, 1,000 peers at rest cost 3.4-4.0% of a CPU and
-// 58-75 collections in 120 s, docs/benchmarks.md.)
+// With the reserve counted, 1,000 peers at rest cost 2.1-4.0% of a CPU and
+// 49-75 collections in 120 s, docs/benchmarks.md.)
 
 import (
 	rtmetrics "runtime/metrics"
