@@ -16,7 +16,8 @@ package agent
 // data (the heap marked live, stacks, runtime metadata) plus room for
 // garbage that the pacer (gcpacer.go) sizes to the allocation rate, so that
 // collecting costs about 2% of a CPU: 2 MiB at rest, up to a quarter of the
-// live data (at least 16 MiB) when the rate is high. While the agent is busy
+// live data (at least 16 MiB) when the rate is high; plus the reserve the
+// runtime keeps below any limit (limitFor). While the agent is busy
 // (busy.go) the limit is lifted and GOGC alone paces the collector, as in a
 // standalone wireguard-go, and when the spell ends it comes back and the
 // garbage is returned to the OS. Re-deriving it at every cycle,

@@ -29,6 +29,7 @@
 #   WEFT_BENCH_MEMBERS      gossip members of the agent footprint run (default 1000)
 #   WEFT_BENCH_REST         seconds of its window at rest: CPU, and RSS sampled each second (default 120)
 #   WEFT_BENCH_CPUPROFILE   FILE: CPU (and FILE.heap) profile of the tunnel child
+#   WEFT_BENCH_HEAPPROFILE  FILE: heap profile of the agent at rest (turns its heap profiling on: +1.5 MB)
 #   BENCH_ONLY              a -bench regexp: PodSetup, TunnelFootprint or AgentFootprint
 #
 # A missed target is reported, not fatal (exit 0); a failed measurement
