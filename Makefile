@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-dns bench-peering bench-policy bench-throughput bench-scale pgo-profile clean lab-down
+.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-dns bench-peering bench-policy bench-throughput bench-pgo bench-scale pgo-profile clean lab-down
 
 all: build
 
@@ -55,7 +55,8 @@ demo: deps build
 
 # Every figure in docs/benchmarks.md, each beside its reference: pod-to-pod
 # throughput (weft WireGuard and VXLAN against standalone wireguard-go, kernel
-# VXLAN and the underlay), pod setup latency (against bridge + host-local),
+# VXLAN and the underlay), the profile-guided build against a plain one on
+# wireguard-go's device code, pod setup latency (against bridge + host-local),
 # the 1,000-peer tunnel and agent footprint (against wireguard-go + wg + ip),
 # gossip at 100 and 1,000 members (simulated clock, 20 minutes), and NetworkPolicy at 1,000 policies over 5,000 pods
 # (compile, apply, label change to enforced, throughput against no policy),
@@ -65,6 +66,7 @@ demo: deps build
 # an hour.
 bench: deps build
 	@scripts/bench.sh
+	@scripts/bench-pgo.sh
 	@scripts/bench-scale.sh
 	@scripts/bench-dns.sh
 	$(GO) test -count=1 -timeout 60m -run GossipScaleSimulated -v ./gossip/ -args -sim.members 100,1000 -sim.rest 400s
@@ -88,6 +90,11 @@ bench-dns: deps build controlplane
 
 bench-throughput: deps build
 	@scripts/bench.sh
+
+# The profile-guided build against a plain one, on wireguard-go's device code
+# alone: the same module built both ways, side by side in one lab.
+bench-pgo: deps build
+	@scripts/bench-pgo.sh
 
 bench-scale: deps
 	@scripts/bench-scale.sh
