@@ -17,6 +17,8 @@
 # Node-to-node paths through each tunnel are measured too. The paths are
 # measured in turn, round after round, so that load from elsewhere on the
 # machine falls on all of them alike; each figure is the median of the rounds.
+# Odd rounds take the paths in one order and even rounds in the reverse, so
+# no path always runs right after another.
 #
 # Targets: weft WireGuard pod->pod >= 1.0x wireguard-go pod->pod, and
 # weft VXLAN pod->pod >= 0.9x kernel VXLAN pod->pod.
@@ -26,6 +28,10 @@
 #   BENCH_RUNS     rounds; the table shows the median and the range (default 3)
 #   BENCH_STREAMS  parallel TCP streams, a list: "1 2" measures every path with
 #                  1 and with 2 streams (default "1 2")
+#   BENCH_PATHS    the paths to measure, a list of ids (default all): underlay,
+#                  wggo, weftwgn, wggop, weftwg, kvx, weftvxn, kvxp, weftvx. A
+#                  path's reference is measured with it. "wggop weftwg" is the
+#                  WireGuard target alone, for long runs.
 #
 # A missed target is reported, not fatal: the exit status is 0 then. It is
 # non-zero when the setup or any measurement fails. Everything the script
@@ -39,6 +45,8 @@ go=${GO:-go}
 secs=${BENCH_SECONDS:-5}
 runs=${BENCH_RUNS:-3}
 streams_list=${BENCH_STREAMS:-1 2}
+all_paths="underlay wggo weftwgn wggop weftwg kvx weftvxn kvxp weftvx"
+only_paths=${BENCH_PATHS:-$all_paths}
 port=5201
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -49,6 +57,9 @@ die() { echo "bench: $*" >&2; exit 1; }
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$runs'"
 for s in $streams_list; do
   [[ $s =~ ^[1-9][0-9]*$ ]] || die "BENCH_STREAMS must list positive integers, not '$streams_list'"
+done
+for p in $only_paths; do
+  [[ " $all_paths " == *" $p "* ]] || die "BENCH_PATHS names '$p', not one of: $all_paths"
 done
 for cmd in ip wg iperf3 ss; do
   command -v "$cmd" >/dev/null || die "$cmd is missing: make deps"
@@ -233,6 +244,22 @@ paths=(
   "kvxp|kernel VXLAN, pod -> pod|$vlab-n2-p2|$vlab-n1-p2|$(ipof "$vlab" n2 p2)|"
   "weftvx|weft VXLAN, pod -> pod|$vlab-n2-p1|$vlab-n1-p1|$(ipof "$vlab" n2 p1)|kvxp"
 )
+# Keep the paths BENCH_PATHS names and their references.
+declare -A want
+for id in $only_paths; do want[$id]=1; done
+for p in "${paths[@]}"; do
+  IFS='|' read -r id _ _ _ _ r <<<"$p"
+  [ -n "${want[$id]:-}" ] && [ -n "$r" ] && want[$r]=1
+done
+kept=()
+for p in "${paths[@]}"; do
+  IFS='|' read -r id _ <<<"$p"
+  [ -n "${want[$id]:-}" ] && kept+=("$p")
+done
+paths=("${kept[@]}")
+reversed=()
+for ((i = ${#paths[@]} - 1; i >= 0; i--)); do reversed+=("${paths[i]}"); done
+
 declare -A label result cpu
 for p in "${paths[@]}"; do
   IFS='|' read -r id lbl sns cns dst r <<<"$p"
@@ -289,12 +316,14 @@ echo
 echo "weft $(git describe --always --dirty 2>/dev/null || echo dev), wireguard-go $wgver, $(iperf3 --version | head -1 | cut -d' ' -f1-2)"
 echo "machine: $machine"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "rounds: $runs, ${secs}s per path and stream count, paths interleaved within a round"
+echo "rounds: $runs, ${secs}s per path and stream count, paths interleaved within a round (order reversed in even rounds)"
 echo
 
 for round in $(seq 1 "$runs"); do
+  order=("${paths[@]}")
+  [ $((round % 2)) -eq 0 ] && order=("${reversed[@]}")
   for n in $streams_list; do
-    for p in "${paths[@]}"; do
+    for p in "${order[@]}"; do
       IFS='|' read -r id lbl sns cns dst r <<<"$p"
       # shellcheck disable=SC2086 # a list of pids
       [ -z "${procs[$id]:-}" ] || c0=$(cputicks ${procs[$id]})
@@ -343,21 +372,33 @@ for n in $streams_list; do
     read -r m lo hi <<<"$(stats "${result[$id/$n]}")"
     vsref=-
     [ -z "$r" ] || vsref="$(ratio "$m" "${med[$r/$n]}")x ${label[$r]%%,*}"
-    printf '%-34s %7.2f  %-13s  %-18s  %sx\n' "$lbl" "$m" "$lo-$hi" "$vsref" "$(ratio "$m" "${med[underlay/$n]}")"
+    vsu=-
+    [ -z "${med[underlay/$n]:-}" ] || vsu="$(ratio "$m" "${med[underlay/$n]}")x"
+    printf '%-34s %7.2f  %-13s  %-18s  %s\n' "$lbl" "$m" "$lo-$hi" "$vsref" "$vsu"
   done
-  echo "CPU of both tunnel processes per GB received (median of $runs runs; weft: the agents, wireguard-go: its processes):"
+  [ -n "${cpu[weftwgn/$n]:-}${cpu[weftwg/$n]:-}" ] &&
+    echo "CPU of both tunnel processes per GB received (median of $runs runs; weft: the agents, wireguard-go: its processes):"
   for pr in "weftwgn wggo" "weftwg wggop"; do
     read -r a b <<<"$pr"
+    [ -n "${cpu[$a/$n]:-}" ] || continue
     ca=$(median "${cpu[$a/$n]}")
     cb=$(median "${cpu[$b/$n]}")
     printf '  %-34s %6.2f s/GB   %-26s %6.2f s/GB   weft/wireguard-go %sx\n' "${label[$a]}" "$ca" "${label[$b]}" "$cb" "$(ratio "$ca" "$cb")"
   done
   echo "targets:"
   for t in "weftwg wggop 1.0" "weftvx kvxp 0.9"; do
-    read -r id r want <<<"$t"
+    read -r id r goal <<<"$t"
+    [ -n "${med[$id/$n]:-}" ] || continue
     got=$(ratio "${med[$id/$n]}" "${med[$r/$n]}")
     verdict=MISSED
-    if awk -v g="$got" -v w="$want" 'BEGIN{exit !(g >= w)}'; then verdict=met; fi
-    printf '  %-26s >= %.1fx %-26s %5sx  %s\n' "${label[$id]}" "$want" "${label[$r]}" "$got" "$verdict"
+    if awk -v g="$got" -v w="$goal" 'BEGIN{exit !(g >= w)}'; then verdict=met; fi
+    printf '  %-26s >= %.1fx %-26s %5sx  %s\n' "${label[$id]}" "$goal" "${label[$r]}" "$got" "$verdict"
+    # The same rounds read pair by pair: each round's figure over its
+    # reference's in that round, which shares the machine's state then.
+    paste -d' ' <(tr ' ' '\n' <<<"${result[$id/$n]}" | grep .) <(tr ' ' '\n' <<<"${result[$r/$n]}" | grep .) |
+      awk '{ printf "%.6f\n", $1 / $2 }' | sort -g |
+      awk '{ r[NR] = $1; s += $1; if ($1 > 1) w++ }
+        END { m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+              printf "    round by round: median %.2fx, mean %.2fx, ahead in %d of %d rounds\n", m, s / NR, w, NR }'
   done
 done
