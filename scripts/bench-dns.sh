@@ -64,22 +64,8 @@ fi
 scripts/build-coredns.sh bin
 coredns=$PWD/bin/coredns
 
-lab=dnsbench$$
-tmp=$(mktemp -d /tmp/weft-bench-dns.XXXXXX)
-pids=()
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  set +e
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  "$weft" lab down -q --name "$lab" >/dev/null 2>&1 || echo "bench-dns: failed to remove lab $lab" >&2
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. scripts/lib/benchlab.sh
+benchlab_init dnsbench bench-dns
 
 log "starting --kube lab $lab (1 node)"
 "$weft" lab up -q --name "$lab" --nodes 1 --kube --kube-bin-dir bin --manifests deploy/kubernetes \

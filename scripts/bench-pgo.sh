@@ -38,36 +38,13 @@ for cmd in ip wg iperf3 jq ss awk; do
   command -v "$cmd" >/dev/null || die "$cmd is missing: make deps"
 done
 
-lab=benchpgo$$
-tmp=$(mktemp -d /tmp/weft-bench-pgo.XXXXXX)
-pids=()
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  set +e
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  for p in $(ip netns pids "$lab-n2" 2>/dev/null); do
-    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = iperf3 ] && kill "$p" 2>/dev/null
-  done
-  "$weft" lab down -q --name "$lab" >/dev/null 2>&1 || echo "bench-pgo: failed to remove lab $lab" >&2
-  rm -rf "$tmp"
-  exit "$rc"
-}
-if "$weft" lab status --name "$lab" >/dev/null 2>&1; then
-  die "a lab named $lab exists already; not touching it"
-fi
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. scripts/lib/benchlab.sh
+benchlab_init benchpgo bench-pgo
 
-wgmod=golang.zx2c4.com/wireguard
-wgver=$("$go" list -m -f '{{.Version}}' "$wgmod") || die "failed to read the version of $wgmod from go.mod"
+wgver=$(wireguard_go_version)
 echo "bench-pgo: building wireguard-go $wgver twice: plain, and with $profile"
-for v in plain:off pgo:"$PWD/$profile"; do
-  GOBIN="$tmp/${v%%:*}" GOFLAGS='' CGO_ENABLED=0 "$go" install -pgo="${v#*:}" -trimpath -ldflags '-s -w' \
-    "$wgmod@$wgver" || die "failed to build $wgmod@$wgver (${v%%:*})"
-done
+build_wireguard_go "$wgver" "$tmp/plain" off
+build_wireguard_go "$wgver" "$tmp/pgo" "$PWD/$profile"
 
 echo "bench-pgo: starting lab $lab (wireguard, 2 nodes, no pods)"
 "$weft" lab up -q --name "$lab" --nodes 2 --backend wireguard --mtu 1500 --pods-per-node 0 \
@@ -147,6 +124,6 @@ echo "profile-guided over plain wireguard-go, node -> node:"
 for s in 1 2 all; do
   awk -v s="$s" '
     s == "all" || $1 == s { n++; sa += $2; sb += $3; r = $3 / $2; sr += r; if (r > 1) w++ }
-    END { printf "  %-3s streams  mean of %2d ratios %.3fx  ratio of means %.3fx  profile-guided faster in %d of %d\n",
-          s, n, sr / n, sb / sa, w, n }' "$tmp/pairs"
+    END { printf "  %-10s mean of %2d ratios %.3fx  ratio of means %.3fx  profile-guided faster in %d of %d\n",
+          (s == "all") ? "both" : (s == 1) ? "1 stream" : s " streams", n, sr / n, sb / sa, w, n }' "$tmp/pairs"
 done

@@ -100,11 +100,10 @@ trap 'exit 143' TERM
 
 # ---- standalone wireguard-go, the same module version weft embeds ----------
 
-wgmod=golang.zx2c4.com/wireguard
-wgver=$("$go" list -m -f '{{.Version}}' "$wgmod") || die "failed to read the version of $wgmod from go.mod"
-echo "bench: building standalone wireguard-go $wgver"
-GOBIN="$tmp/bin" GOFLAGS='' CGO_ENABLED=0 "$go" install -trimpath -ldflags '-s -w' "$wgmod@$wgver" ||
-  die "failed to build $wgmod@$wgver"
+. scripts/lib/benchlab.sh
+wgver=$(wireguard_go_version)
+echo "bench: building standalone wireguard-go $wgver (as its module builds: no profile)"
+build_wireguard_go "$wgver" "$tmp/bin" off
 wggo=$tmp/bin/wireguard
 
 # ---- labs -------------------------------------------------------------------

@@ -35,24 +35,8 @@ for cmd in iperf3 jq curl ss; do
   command -v "$cmd" >/dev/null || die "$cmd is missing: make deps"
 done
 
-lab=pgo$$
-tmp=$(mktemp -d /tmp/weft-pgo.XXXXXX)
-client=
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  [ -n "$client" ] && kill "$client" 2>/dev/null && wait "$client" 2>/dev/null
-  "$weft" lab down -q --name "$lab" >/dev/null 2>&1 || echo "pgo-profile: failed to remove lab $lab" >&2
-  rm -rf "$tmp"
-  exit "$rc"
-}
-if "$weft" lab status --name "$lab" >/dev/null 2>&1; then
-  die "a lab named $lab exists already; not touching it"
-fi
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. scripts/lib/benchlab.sh
+benchlab_init pgo pgo-profile
 
 echo "pgo-profile: starting lab $lab (wireguard, 2 nodes, 1 pod each)"
 "$weft" lab up -q --name "$lab" --nodes 2 --backend wireguard --mtu 1500 --pods-per-node 1 \
@@ -76,6 +60,7 @@ for i in $(seq 1 50); do
 done
 ip netns exec "$lab-n1-p1" iperf3 -c "$dst" -p 5202 -t $((secs + 4)) -P "$streams" -J >"$tmp/iperf.json" &
 client=$!
+pids+=("$client")
 sleep 2
 
 echo "pgo-profile: profiling both agents for ${secs}s under pod-to-pod traffic"
@@ -88,11 +73,12 @@ p1=$!
 profile n2 || die "failed to fetch the profile from $lab-n2"
 wait "$p1" || die "failed to fetch the profile from $lab-n1"
 wait "$client" || die "iperf3 failed"
-client=
+pids=()
 gbps=$(jq -r '.end.sum_received.bits_per_second / 1e9 * 100 | round / 100' "$tmp/iperf.json")
 
 "$go" tool pprof -proto "$tmp/n1.pprof" "$tmp/n2.pprof" >"$tmp/merged.pgo" 2>"$tmp/pprof.log" ||
   { cat "$tmp/pprof.log" >&2; die "failed to merge the profiles"; }
 mv "$tmp/merged.pgo" "$out"
 echo "pgo-profile: wrote $out ($(wc -c <"$out") bytes; ${gbps} Gbit/s during the window)"
-echo "pgo-profile: make build now optimises bin/weft with it"
+[ "$out" = cmd/weft/default.pgo ] && echo "pgo-profile: make build now optimises bin/weft with it"
+exit 0
