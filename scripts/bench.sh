@@ -32,6 +32,10 @@
 #                  wggo, weftwgn, wggop, weftwg, kvx, weftvxn, kvxp, weftvx. A
 #                  path's reference is measured with it. "wggop weftwg" is the
 #                  WireGuard target alone, for long runs.
+#   BENCH_REFERENCE_PGO  a profile to build the standalone wireguard-go with
+#                  (default off, as its module builds). With
+#                  cmd/weft/default.pgo both sides run the same code built
+#                  alike, which compares weft's agent with its device alone.
 #
 # A missed target is reported, not fatal: the exit status is 0 then. It is
 # non-zero when the setup or any measurement fails. Everything the script
@@ -47,6 +51,7 @@ runs=${BENCH_RUNS:-3}
 streams_list=${BENCH_STREAMS:-1 2}
 all_paths="underlay wggo weftwgn wggop weftwg kvx weftvxn kvxp weftvx"
 only_paths=${BENCH_PATHS:-$all_paths}
+ref_pgo=${BENCH_REFERENCE_PGO:-off}
 port=5201
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -61,6 +66,10 @@ done
 for p in $only_paths; do
   [[ " $all_paths " == *" $p "* ]] || die "BENCH_PATHS names '$p', not one of: $all_paths"
 done
+if [ "$ref_pgo" != off ]; then
+  [ -f "$ref_pgo" ] || die "BENCH_REFERENCE_PGO names '$ref_pgo', which is not a file"
+  ref_pgo=$(realpath "$ref_pgo")
+fi
 for cmd in ip wg iperf3 ss; do
   command -v "$cmd" >/dev/null || die "$cmd is missing: make deps"
 done
@@ -102,8 +111,12 @@ trap 'exit 143' TERM
 
 . scripts/lib/benchlab.sh
 wgver=$(wireguard_go_version)
-echo "bench: building standalone wireguard-go $wgver (as its module builds: no profile)"
-build_wireguard_go "$wgver" "$tmp/bin" off
+if [ "$ref_pgo" = off ]; then
+  echo "bench: building standalone wireguard-go $wgver (as its module builds: no profile)"
+else
+  echo "bench: building standalone wireguard-go $wgver with the profile $ref_pgo (BENCH_REFERENCE_PGO)"
+fi
+build_wireguard_go "$wgver" "$tmp/bin" "$ref_pgo"
 wggo=$tmp/bin/wireguard
 
 # ---- labs -------------------------------------------------------------------
@@ -312,7 +325,7 @@ iperf_once() {
 
 machine="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 echo
-echo "weft $(git describe --always --dirty 2>/dev/null || echo dev), wireguard-go $wgver, $(iperf3 --version | head -1 | cut -d' ' -f1-2)"
+echo "weft $(git describe --always --dirty 2>/dev/null || echo dev), wireguard-go $wgver (profile: $ref_pgo), $(iperf3 --version | head -1 | cut -d' ' -f1-2)"
 echo "machine: $machine"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "rounds: $runs, ${secs}s per path and stream count, paths interleaved within a round (order reversed in even rounds)"
