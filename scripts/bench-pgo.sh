@@ -105,6 +105,7 @@ measure() { # DST STREAMS -> Gbit/s
 }
 
 echo "bench-pgo: $runs rounds of ${secs}s per device and stream count; the first device alternates"
+echo "weft $(git describe --always --dirty 2>/dev/null || echo dev), wireguard-go $wgver, $(nproc) CPUs, kernel $(uname -r)"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$tmp/pairs"
 for r in $(seq 1 "$runs"); do
