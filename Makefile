@@ -17,6 +17,7 @@ deps:
 # bin/weft is built with profile-guided optimisation from cmd/weft/default.pgo
 # (`go build -pgo=auto`, the default, made explicit): a CPU profile of agents
 # carrying pod traffic over WireGuard, recorded by `make pgo-profile`.
+# `make test` fails when bin/weft was built without it.
 build:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -pgo=auto -trimpath -ldflags '$(LDFLAGS)' -o bin/weft ./cmd/weft
@@ -31,6 +32,8 @@ controlplane: deps
 # Everything: unit tests, namespace tests and end-to-end lab tests.
 # Namespace and end-to-end tests need root; without it they skip, saying why.
 test: deps build controlplane lint
+	@$(GO) version -m bin/weft | grep -q -- '-pgo=.*default.pgo' || \
+		{ echo "bin/weft was built without cmd/weft/default.pgo (make pgo-profile records it)"; exit 1; }
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) fuzz
 
