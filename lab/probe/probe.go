@@ -101,7 +101,7 @@ func (s *Server) serveTCP() {
 		go func() {
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "seen %s\n", c.RemoteAddr())
+			fmt.Fprintf(c, "seen %s at %s\n", c.RemoteAddr(), c.LocalAddr())
 		}()
 	}
 }
@@ -114,7 +114,7 @@ func (s *Server) serveUDP() {
 		if err != nil {
 			return
 		}
-		_, _ = s.udp.WriteTo([]byte("seen "+from.String()+"\n"), from)
+		_, _ = s.udp.WriteTo([]byte("seen "+from.String()+" at "+s.udp.LocalAddr().String()+"\n"), from)
 	}
 }
 
@@ -130,6 +130,18 @@ func (s *Server) Close() {
 // TCP connects from the namespace at nsPath to target and returns the
 // source address the server saw.
 func TCP(ctx context.Context, nsPath string, target netip.AddrPort) (netip.AddrPort, error) {
+	a, err := TCPAnswer(ctx, nsPath, target)
+	return a.Seen, err
+}
+
+// Answer is what a probe server says: the source address it saw, and the
+// address it was reached at (behind a Service address, which endpoint).
+type Answer struct {
+	Seen, Server netip.AddrPort
+}
+
+// TCPAnswer is TCP with the whole answer.
+func TCPAnswer(ctx context.Context, nsPath string, target netip.AddrPort) (Answer, error) {
 	var conn net.Conn
 	err := InNetns(nsPath, func() error {
 		var d net.Dialer
@@ -138,7 +150,7 @@ func TCP(ctx context.Context, nsPath string, target netip.AddrPort) (netip.AddrP
 		return err
 	})
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("tcp to %s: %w", target, err)
+		return Answer{}, fmt.Errorf("tcp to %s: %w", target, err)
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -146,15 +158,21 @@ func TCP(ctx context.Context, nsPath string, target netip.AddrPort) (netip.AddrP
 	}
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("tcp to %s: reading answer: %w", target, err)
+		return Answer{}, fmt.Errorf("tcp to %s: reading answer: %w", target, err)
 	}
-	return parseSeen(line)
+	return parseAnswer(line)
 }
 
 // UDP sends a datagram from the namespace at nsPath to target, retrying
 // every 200ms until an answer arrives or ctx ends, and returns the source
 // address the server saw.
 func UDP(ctx context.Context, nsPath string, target netip.AddrPort) (netip.AddrPort, error) {
+	a, err := UDPAnswer(ctx, nsPath, target)
+	return a.Seen, err
+}
+
+// UDPAnswer is UDP with the whole answer.
+func UDPAnswer(ctx context.Context, nsPath string, target netip.AddrPort) (Answer, error) {
 	var conn net.Conn
 	err := InNetns(nsPath, func() error {
 		var d net.Dialer
@@ -163,42 +181,57 @@ func UDP(ctx context.Context, nsPath string, target netip.AddrPort) (netip.AddrP
 		return err
 	})
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("udp to %s: %w", target, err)
+		return Answer{}, fmt.Errorf("udp to %s: %w", target, err)
 	}
 	defer conn.Close()
 	buf := make([]byte, 256)
 	for {
 		if _, err := conn.Write([]byte("probe")); err != nil && ctx.Err() != nil {
-			return netip.AddrPort{}, fmt.Errorf("udp to %s: %w", target, err)
+			return Answer{}, fmt.Errorf("udp to %s: %w", target, err)
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		n, err := conn.Read(buf)
 		if err == nil {
-			return parseSeen(string(buf[:n]))
+			return parseAnswer(string(buf[:n]))
 		}
 		if ctx.Err() != nil {
-			return netip.AddrPort{}, fmt.Errorf("udp to %s: no answer: %w", target, ctx.Err())
+			return Answer{}, fmt.Errorf("udp to %s: no answer: %w", target, ctx.Err())
 		}
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			// ICMP unreachable arrives as ECONNREFUSED; keep trying until ctx ends.
 			select {
 			case <-ctx.Done():
-				return netip.AddrPort{}, fmt.Errorf("udp to %s: %w", target, err)
+				return Answer{}, fmt.Errorf("udp to %s: %w", target, err)
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
 	}
 }
 
-func parseSeen(line string) (netip.AddrPort, error) {
+func parseAnswer(line string) (Answer, error) {
 	s, ok := strings.CutPrefix(strings.TrimSpace(line), "seen ")
 	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("unexpected probe answer %q", line)
+		return Answer{}, fmt.Errorf("unexpected probe answer %q", line)
 	}
+	seen, server, _ := strings.Cut(s, " at ")
+	var a Answer
+	var err error
+	if a.Seen, err = parseAddrPort(seen); err != nil {
+		return Answer{}, fmt.Errorf("unexpected probe answer %q: %w", line, err)
+	}
+	if server != "" {
+		if a.Server, err = parseAddrPort(server); err != nil {
+			return Answer{}, fmt.Errorf("unexpected probe answer %q: %w", line, err)
+		}
+	}
+	return a, nil
+}
+
+func parseAddrPort(s string) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("unexpected probe answer %q: %w", line, err)
+		return netip.AddrPort{}, err
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }

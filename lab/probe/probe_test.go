@@ -36,11 +36,16 @@ func TestUDPNoAnswerTimesOut(t *testing.T) {
 	}
 }
 
-func TestParseSeen(t *testing.T) {
-	for in, ok := range map[string]bool{"seen 10.0.0.1:5\n": true, "seen [::ffff:10.0.0.1]:5": true, "hello": false, "seen x": false} {
-		_, err := parseSeen(in)
+func TestParseAnswer(t *testing.T) {
+	for in, ok := range map[string]bool{"seen 10.0.0.1:5\n": true, "seen [::ffff:10.0.0.1]:5": true, "seen 10.0.0.1:5 at 10.0.0.2:80\n": true,
+		"seen 10.0.0.1:5 at x": false, "hello": false, "seen x": false} {
+		_, err := parseAnswer(in)
 		if (err == nil) != ok {
-			t.Errorf("parseSeen(%q): err %v", in, err)
+			t.Errorf("parseAnswer(%q): err %v", in, err)
 		}
+	}
+	a, _ := parseAnswer("seen [::ffff:10.0.0.1]:5 at 10.0.0.2:80")
+	if a.Seen != netip.MustParseAddrPort("10.0.0.1:5") || a.Server != netip.MustParseAddrPort("10.0.0.2:80") {
+		t.Errorf("parsed %+v", a)
 	}
 }
