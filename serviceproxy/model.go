@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"golang.org/x/sys/unix"
 )
 
 // Protocol is an IP protocol number (TCP, UDP or SCTP).
