@@ -28,6 +28,7 @@ type addon interface {
 var addonConstructors = []func(a *Agent) (addon, error){
 	newDNSAddon,
 	newPolicyAddon,
+	newServicesAddon,
 }
 
 // startAddons builds and starts every enabled addon on shared informers.

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftnet/weft/nodestate"
+	"github.com/weftnet/weft/serviceproxy"
 )
 
 // Config is the agent's configuration file (YAML). Every field is optional
@@ -38,6 +39,8 @@ type Config struct {
 	DNS        DNSConfig        `yaml:"dns"`
 	Policy     PolicyConfig     `yaml:"policy"`
 	Peering    PeeringConfig    `yaml:"peering"`
+	// Services configures the Service proxy (serviceproxy.Config).
+	Services serviceproxy.Config `yaml:"services"`
 
 	// ResyncInterval is how often the data plane is re-read and repaired
 	// even when nothing changed. Default 10s.
@@ -285,6 +288,9 @@ func (c *Config) Complete() error {
 		return err
 	}
 	if err := c.Peering.complete(c); err != nil {
+		return err
+	}
+	if err := c.Services.Complete(); err != nil {
 		return err
 	}
 	return c.Policy.complete()

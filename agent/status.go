@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"github.com/weftnet/weft/serviceproxy"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,23 +17,24 @@ import (
 // Status is the node's view, served on the status socket and printed by
 // `weft status`.
 type Status struct {
-	Node          string         `json:"node"`
-	ClusterID     string         `json:"clusterID"`
-	Backend       string         `json:"backend"`
-	Interface     string         `json:"interface"`
-	UnderlayIP    string         `json:"underlayIP"`
-	PodCIDR       string         `json:"podCIDR"`
-	MTU           int            `json:"mtu"`
-	Ready         bool           `json:"ready"`
-	Members       int            `json:"members"`
-	Kubernetes    string         `json:"kubernetes,omitempty"`
-	DNS           *DNSStatus     `json:"dns,omitempty"`
-	Policy        *PolicyStatus  `json:"policy,omitempty"`
-	Peering       *PeeringStatus `json:"peering,omitempty"`
-	Peers         []PeerStatus   `json:"peers"`
-	Skipped       []SkippedPeer  `json:"skipped,omitempty"`
-	LastReconcile time.Time      `json:"lastReconcile"`
-	LastError     string         `json:"lastError,omitempty"`
+	Node          string               `json:"node"`
+	ClusterID     string               `json:"clusterID"`
+	Backend       string               `json:"backend"`
+	Interface     string               `json:"interface"`
+	UnderlayIP    string               `json:"underlayIP"`
+	PodCIDR       string               `json:"podCIDR"`
+	MTU           int                  `json:"mtu"`
+	Ready         bool                 `json:"ready"`
+	Members       int                  `json:"members"`
+	Kubernetes    string               `json:"kubernetes,omitempty"`
+	DNS           *DNSStatus           `json:"dns,omitempty"`
+	Policy        *PolicyStatus        `json:"policy,omitempty"`
+	Services      *serviceproxy.Status `json:"services,omitempty"`
+	Peering       *PeeringStatus       `json:"peering,omitempty"`
+	Peers         []PeerStatus         `json:"peers"`
+	Skipped       []SkippedPeer        `json:"skipped,omitempty"`
+	LastReconcile time.Time            `json:"lastReconcile"`
+	LastError     string               `json:"lastError,omitempty"`
 }
 
 // PeerStatus is one remote node as this node sees it.
