@@ -25,16 +25,16 @@ import (
 // failed apply keeps the previous table in force and is retried on the
 // next change or resync.
 type Controller struct {
-	cfg      ControllerConfig
-	log      *slog.Logger
+	cfg ControllerConfig
+	log *slog.Logger
 
 	svcInf, sliceInf cache.SharedIndexInformer // set by Start
-	kick     chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-	closeOne sync.Once
-	health   *healthChecks
-	metrics  *metrics
+	kick             chan struct{}
+	stop             chan struct{}
+	done             chan struct{}
+	closeOne         sync.Once
+	health           *healthChecks
+	metrics          *metrics
 
 	mu       sync.Mutex // guards the fields below
 	services map[string]Service
