@@ -14,6 +14,7 @@ declare -A want=(
   [unshare]=util-linux
   [setsid]=util-linux
   [jq]=jq
+  [curl]=curl
 )
 
 missing=()

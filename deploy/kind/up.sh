@@ -59,6 +59,12 @@ else
 	head -c 32 /dev/urandom | base64 >"$keydir/key"
 	"${kubectl[@]}" -n weft-system create secret generic weft-gossip-key --from-file=key="$keydir/key"
 fi
+# No kube-proxy: the agents reach the API server directly until they serve
+# the kubernetes Service themselves (docs/services.md).
+"${kubectl[@]}" -n weft-system create configmap weft-apiserver \
+	--from-literal=KUBERNETES_SERVICE_HOST="$cluster-control-plane" \
+	--from-literal=KUBERNETES_SERVICE_PORT=6443 \
+	--dry-run=client -o yaml | "${kubectl[@]}" apply -f -
 "${kubectl[@]}" apply -k "$root/deploy/kubernetes"
 if [[ $image != weft:dev ]]; then
 	# The manifests name weft:dev; point both containers at $image.

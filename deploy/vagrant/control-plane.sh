@@ -12,10 +12,12 @@ export KUBECONFIG=/etc/kubernetes/admin.conf
 
 if [[ ! -f $KUBECONFIG ]]; then
 	# --pod-network-cidr makes the controller manager give every node a /24
-	# of it (spec.podCIDR), which weft takes as the node's lease.
+	# of it (spec.podCIDR), which weft takes as the node's lease. No
+	# kube-proxy: weft serves Services.
 	kubeadm init \
 		--apiserver-advertise-address="$node_ip" \
-		--pod-network-cidr="$pod_cidr"
+		--pod-network-cidr="$pod_cidr" \
+		--skip-phases=addon/kube-proxy
 fi
 
 install -d -o vagrant -g vagrant /home/vagrant/.kube
@@ -34,6 +36,12 @@ if ! kubectl -n weft-system get secret weft-gossip-key >/dev/null 2>&1; then
 	kubectl -n weft-system create secret generic weft-gossip-key --from-file=key="$keydir/key"
 	rm -rf "$keydir"
 fi
+# Without kube-proxy the agents reach the API server directly until they
+# serve the kubernetes Service themselves (docs/services.md).
+kubectl -n weft-system create configmap weft-apiserver \
+	--from-literal=KUBERNETES_SERVICE_HOST="$node_ip" \
+	--from-literal=KUBERNETES_SERVICE_PORT=6443 \
+	--dry-run=client -o yaml | kubectl apply -f -
 kubectl apply -k /weft/deploy/kubernetes
 kubectl -n weft-system rollout status daemonset/weft --timeout=5m
 kubectl get nodes -o wide
