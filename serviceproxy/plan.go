@@ -36,6 +36,9 @@ type ServicePlan struct {
 	// ClusterIPs are refused on ports the Service does not have.
 	ClusterIPs  []netip.Addr
 	HealthCheck *HealthCheck
+	// Announce are the Service's load-balancer addresses, for the node
+	// that answers for them on the underlay.
+	Announce []Announce
 	// Endpoints counts the endpoints in use, for status.
 	Endpoints int
 }
@@ -161,6 +164,15 @@ func (r Rule) String() string {
 type AffinitySet struct {
 	Name    string
 	Timeout time.Duration
+}
+
+// Announce is a load-balancer address and the nodes that may announce it:
+// with externalTrafficPolicy Local only those with a usable endpoint
+// (Nodes, sorted; empty means none can), otherwise any (Any).
+type Announce struct {
+	Addr  netip.Addr
+	Any   bool
+	Nodes []string
 }
 
 // HealthCheck is a healthCheckNodePort this node answers.
@@ -315,10 +327,38 @@ func PlanService(ctx Context, s Service, sl []Slice) *ServicePlan {
 		}
 		sp.Endpoints += len(eps)
 	}
+	sp.Announce = announce(s, sl)
 	if s.ExternalLocal && s.HealthCheckNodePort != 0 {
 		sp.HealthCheck = &HealthCheck{Port: s.HealthCheckNodePort, Service: s.Key(), LocalEndpoints: localTotal}
 	}
 	return sp
+}
+
+// announce lists s's load-balancer addresses with the nodes that may
+// answer for them.
+func announce(s Service, sl []Slice) []Announce {
+	lbs := only4(slices.Clone(s.LoadBalancerIPs))
+	if len(lbs) == 0 {
+		return nil
+	}
+	var nodes []string
+	if s.ExternalLocal {
+		seen := map[string]bool{}
+		for _, p := range s.Ports {
+			for _, e := range endpointsFor(p, sl) {
+				if e.node != "" && !seen[e.node] && (e.ready || (e.serving && e.terminating)) {
+					seen[e.node] = true
+					nodes = append(nodes, e.node)
+				}
+			}
+		}
+		slices.Sort(nodes)
+	}
+	out := make([]Announce, len(lbs))
+	for i, a := range lbs {
+		out[i] = Announce{Addr: a, Any: !s.ExternalLocal, Nodes: nodes}
+	}
+	return out
 }
 
 // spread sends traffic to one of eps at random, remembered clients first.

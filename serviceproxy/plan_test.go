@@ -318,3 +318,19 @@ func TestSliceFromAPI(t *testing.T) {
 		t.Error("a slice of no Service (a peered cluster's import) is read")
 	}
 }
+
+func TestPlanAnnounce(t *testing.T) {
+	s := webService()
+	sl := []Slice{slice(ready(ep2, "n2"), Endpoint{Addr: ep1, Node: "n1"})}
+	if got := PlanService(testCtx, s, sl).Announce; len(got) != 1 || got[0].Addr != lbIP || !got[0].Any {
+		t.Errorf("externalTrafficPolicy Cluster: %+v, want %s by any node", got, lbIP)
+	}
+	s.ExternalLocal = true
+	if got := PlanService(testCtx, s, sl).Announce; len(got) != 1 || got[0].Any || !slices.Equal(got[0].Nodes, []string{"n2"}) {
+		t.Errorf("externalTrafficPolicy Local: %+v, want %s by n2 only (n1's endpoint is not ready)", got, lbIP)
+	}
+	s.LoadBalancerIPs = nil
+	if got := PlanService(testCtx, s, sl).Announce; got != nil {
+		t.Errorf("no load-balancer address: %+v", got)
+	}
+}
