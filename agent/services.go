@@ -46,7 +46,8 @@ func newServicesAddon(a *Agent) (addon, error) {
 		Publish: func(st serviceproxy.Status) {
 			a.setStatus(func(s *Status) { s.Services = &st })
 		},
-		Registerer: a.metrics.reg,
+		Registerer:  a.metrics.reg,
+		DeleteFlows: serviceproxy.DeleteUDPFlows,
 	})}, nil
 }
 

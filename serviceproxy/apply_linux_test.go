@@ -3,6 +3,7 @@ package serviceproxy
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -74,6 +75,7 @@ func newTestNode(t *testing.T) *testNode {
 	run(t, "ip", "-n", names[3], "addr", "add", clientAddr.String()+"/24", "dev", "eth0")
 	run(t, "ip", "-n", names[3], "link", "set", "eth0", "up")
 	run(t, "ip", "-n", names[3], "route", "add", lbIP.String()+"/32", "via", nodeAddr.String())
+	run(t, "ip", "-n", names[3], "route", "add", "10.96.0.0/16", "via", nodeAddr.String())
 	// Service addresses are routed nowhere in particular, as on a real node:
 	// the default route takes them until DNAT says otherwise.
 	run(t, "ip", "-n", names[0], "route", "add", "default", "via", clientAddr.String())
@@ -303,6 +305,60 @@ func TestServiceTableInNetns(t *testing.T) {
 		}
 		if _, err := tcp(tn.clnt, netip.AddrPortFrom(lbIP, 80)); err != nil {
 			t.Errorf("after replace: %v", err)
+		}
+	})
+	t.Run("UDP flows to a gone endpoint are cut, so they move to another", func(t *testing.T) {
+		dns := Service{Namespace: "default", Name: "dns", ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.53")},
+			Ports: []ServicePort{{Name: "dns", Protocol: UDP, Port: 53}}}
+		sl := func(eps ...netip.Addr) []Slice {
+			s := webSlice(eps...)
+			s.Service, s.Ports = "dns", []SlicePort{{Name: "dns", Protocol: UDP, Port: 8080}}
+			return []Slice{s}
+		}
+		before := PlanService(ctx, dns, sl(pod1Addr, pod2Addr))
+		apply(Incremental, svc{dns, sl(pod1Addr, pod2Addr)})
+		var conn net.Conn
+		if err := probe.InNetns(tn.clnt, func() error {
+			var err error
+			conn, err = net.Dial("udp", "10.96.0.53:53")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ask := func() (netip.Addr, error) {
+			buf := make([]byte, 200)
+			for range 10 {
+				conn.Write([]byte("probe"))
+				conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				if n, err := conn.Read(buf); err == nil {
+					_, at, _ := strings.Cut(strings.TrimSpace(string(buf[:n])), " at ")
+					ap, err := netip.ParseAddrPort(at)
+					return ap.Addr(), err
+				}
+			}
+			return netip.Addr{}, fmt.Errorf("no answer")
+		}
+		first, err := ask()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, tn.nftList())
+		}
+		other := pod1Addr
+		if first == pod1Addr {
+			other = pod2Addr
+		}
+		after := PlanService(ctx, dns, sl(other))
+		apply(Incremental, svc{dns, sl(other)})
+		var n uint
+		if err := probe.InNetns(tn.node, func() error {
+			var err error
+			n, err = DeleteUDPFlows(goneUDP(before, after))
+			return err
+		}); err != nil || n == 0 {
+			t.Fatalf("deleted %d flows: %v", n, err)
+		}
+		if got, err := ask(); err != nil || got != other {
+			t.Errorf("the flow went on to %s (%v), want %s once %s left", got, err, other, first)
 		}
 	})
 	if err := Remove(tn.conn); err != nil {

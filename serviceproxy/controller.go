@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -70,6 +71,9 @@ type ControllerConfig struct {
 	// Publish receives the status after every sync.
 	Publish    func(Status)
 	Registerer prometheus.Registerer
+	// DeleteFlows deletes the conntrack entries of UDP flows sent to gone
+	// endpoints (DeleteUDPFlows; nil in tests that run no kernel).
+	DeleteFlows func([]netip.AddrPort) (uint, error)
 	// OnPlan, when set, is called from the loop with every plan applied
 	// (the load-balancer announcer reads it).
 	OnPlan func(*Plan)
@@ -341,13 +345,16 @@ func (c *Controller) sync() {
 	dirty := c.dirty
 	c.dirty = map[string]time.Time{}
 	var oldest time.Time
+	var goneEPs []netip.AddrPort
 	for key, at := range dirty {
+		old := c.plans[key]
 		if oldest.IsZero() || at.Before(oldest) {
 			oldest = at
 		}
 		svc, ok := c.services[key]
 		if !ok {
 			delete(c.plans, key)
+			goneEPs = append(goneEPs, goneUDP(old, nil)...)
 			continue
 		}
 		var sl []Slice
@@ -355,6 +362,7 @@ func (c *Controller) sync() {
 			sl = append(sl, c.slices[key][name])
 		}
 		c.plans[key] = PlanService(c.cfg.Context, svc, sl)
+		goneEPs = append(goneEPs, goneUDP(old, c.plans[key])...)
 	}
 	var problems []string
 	for _, key := range sortedKeys(c.services) {
@@ -391,6 +399,13 @@ func (c *Controller) sync() {
 		c.metrics.changeToApplied.Observe(time.Since(oldest).Seconds())
 	}
 	c.status.LastError = ""
+	if c.cfg.DeleteFlows != nil {
+		if n, err := c.cfg.DeleteFlows(goneEPs); err != nil {
+			c.log.Warn("failed to delete the conntrack entries of UDP flows to gone endpoints", "err", err)
+		} else if n > 0 {
+			c.log.Debug("deleted conntrack entries of UDP flows to gone endpoints", "entries", n)
+		}
+	}
 	if st.Outcome != Unchanged {
 		c.status.LastApply, c.status.LastOutcome = time.Now(), string(st.Outcome)
 	}

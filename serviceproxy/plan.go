@@ -41,6 +41,9 @@ type ServicePlan struct {
 	Announce []Announce
 	// Endpoints counts the endpoints in use, for status.
 	Endpoints int
+	// UDPEndpoints are the UDP endpoints in use: conntrack entries to one
+	// that goes away are deleted, or its flows would keep going there.
+	UDPEndpoints []netip.AddrPort
 }
 
 // IPEntry is one element of the address maps.
@@ -326,6 +329,9 @@ func PlanService(ctx Context, s Service, sl []Slice) *ServicePlan {
 			sp.Chains = append(sp.Chains, Chain{Name: name, Rules: rules})
 		}
 		sp.Endpoints += len(eps)
+		if p.Protocol == UDP {
+			sp.UDPEndpoints = append(sp.UDPEndpoints, eps...)
+		}
 	}
 	sp.Announce = announce(s, sl)
 	if s.ExternalLocal && s.HealthCheckNodePort != 0 {
