@@ -13,8 +13,8 @@ import (
 
 // BenchmarkServePacket measures the UDP fast path for one query, from the
 // datagram to the packed reply, through the chain the agent builds (zone
-// cache → cluster zone → clusterset zone → cache → forward, with metrics): a cluster name
-// and a cached forwarded name, each without and with EDNS. The first
+// cache → cluster zone → clusterset zone → cache → forward, with metrics): a cluster name,
+// a headless one and a cached forwarded name, each without and with EDNS. The first
 // answer of each is the zone's or the upstream's; every timed one is a
 // cache hit, as in dnsperf's runs.
 func BenchmarkServePacket(b *testing.B) {
@@ -33,7 +33,8 @@ func BenchmarkServePacket(b *testing.B) {
 	wq := new(wireQuery)
 	ctx := context.WithValue(context.Background(), deferralKey{}, d)
 	w := &udpWriter{pc: discardConn{}, ap: netip.MustParseAddrPort("10.244.1.2:4000"), buf: make([]byte, 0, 2048)}
-	for _, name := range []string{"web.default.svc.cluster.local.", "www.example.org."} {
+	// hl is headless: every hit shuffles its two addresses.
+	for _, name := range []string{"web.default.svc.cluster.local.", "hl.default.svc.cluster.local.", "www.example.org."} {
 		for _, edns := range []bool{false, true} {
 			q := new(dns.Msg)
 			q.SetQuestion(name, dns.TypeA)

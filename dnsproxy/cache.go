@@ -36,7 +36,9 @@ type CacheConfig struct {
 	// stores only authoritative answers (the zone's own), passes every
 	// other query through, never leaves the UDP fast path on a miss (the
 	// zone answers without waiting), and counts nothing in the metrics
-	// (the forwarder's cache does).
+	// (the forwarder's cache does). It also shuffles the address records
+	// of every answer it serves, as the zones do (shuffle.go), so a
+	// cached answer does not freeze one order.
 	AuthoritativeOnly bool
 }
 
@@ -56,6 +58,7 @@ type cacheEntry struct {
 	msg     *dns.Msg // without OPT; owner names as first asked
 	stored  time.Time
 	expires time.Time
+	shuffle bool // each hit shuffles the answer's address run (AuthoritativeOnly)
 
 	wire     *wireAnswer  // msg for the wire path (cachewire.go); nil: slow path only
 	promoted atomic.Int64 // when last moved to the LRU's front (UnixNano)
@@ -235,6 +238,7 @@ func (c *Cache) promote(el *list.Element, e *cacheEntry, now time.Time) {
 }
 
 func (c *Cache) put(e *cacheEntry) {
+	e.shuffle = c.cfg.AuthoritativeOnly
 	e.wire = e.packWire()
 	e.promoted.Store(e.stored.UnixNano())
 	c.mu.Lock()
@@ -266,6 +270,9 @@ func (c *Cache) Len() int {
 // client's case), TTLs less the time held, or fixed (stale answers).
 func (e *cacheEntry) answer(r *dns.Msg, now time.Time, fixedTTL uint32) *dns.Msg {
 	m := e.msg.Copy()
+	if e.shuffle {
+		shuffleAddrs(m.Answer)
+	}
 	m.Id = r.Id
 	m.Question = []dns.Question{r.Question[0]}
 	age := uint32(now.Sub(e.stored) / time.Second)

@@ -17,7 +17,9 @@ import (
 // less the time held, and an OPT record if it sent one. That is the
 // reply the slow path packs for a hit (answer, then out) when it fits
 // the client's size: uncompressed. One that does not fit goes the slow
-// way, which compresses and, if it must, truncates.
+// way, which compresses and, if it must, truncates. The zone cache's
+// entries also keep where their address run lies, and a hit shuffles
+// it in the copy (shuffle.go).
 
 // wireAnswer is an answer packed for the wire path. Never changed once
 // made.
@@ -26,6 +28,7 @@ type wireAnswer struct {
 	qend  int      // offset where the question's name ends
 	ttls  []uint16 // offsets of the records' TTL fields
 	names []uint16 // offsets of owner names spelled as the question's
+	run   wireRun  // the address run a hit shuffles; none unless e.shuffle
 }
 
 // packWire packs e.msg for the wire path. An answer that does not pack,
@@ -48,12 +51,12 @@ func (e *cacheEntry) packWire() *wireAnswer {
 	if err != nil || len(b) > 0xFFFF {
 		return nil
 	}
-	return walkAnswer(b)
+	return walkAnswer(b, e.shuffle)
 }
 
 // walkAnswer finds the offsets a hit patches in b, an uncompressed
-// message of one question.
-func walkAnswer(b []byte) *wireAnswer {
+// message of one question, and with shuffle, its address run.
+func walkAnswer(b []byte, shuffle bool) *wireAnswer {
 	if len(b) < 12 || binary.BigEndian.Uint16(b[4:]) != 1 {
 		return nil
 	}
@@ -66,8 +69,10 @@ func walkAnswer(b []byte) *wireAnswer {
 	qname := b[12:a.qend]
 	off += 4
 	n := int(binary.BigEndian.Uint16(b[6:])) + int(binary.BigEndian.Uint16(b[8:])) + int(binary.BigEndian.Uint16(b[10:]))
+	ancount := int(binary.BigEndian.Uint16(b[6:]))
+	var recs []wireRecord // the answer section's, when shuffling
 	a.ttls = make([]uint16, 0, n)
-	for range n {
+	for i := range n {
 		end, ok := skipName(b, off)
 		if !ok || end+10 > len(b) {
 			return nil
@@ -76,10 +81,17 @@ func walkAnswer(b []byte) *wireAnswer {
 			a.names = append(a.names, uint16(off))
 		}
 		a.ttls = append(a.ttls, uint16(end+4))
-		off = end + 10 + int(binary.BigEndian.Uint16(b[end+8:]))
+		next := end + 10 + int(binary.BigEndian.Uint16(b[end+8:]))
+		if shuffle && i < ancount {
+			recs = append(recs, wireRecord{off: off, nameEnd: end, end: next})
+		}
+		off = next
 	}
 	if off != len(b) {
 		return nil
+	}
+	if shuffle {
+		a.run = findWireRun(b, recs)
 	}
 	return a
 }
@@ -156,6 +168,7 @@ func (c *Cache) serveWire(q *wireQuery, dst []byte) ([]byte, bool) {
 		}
 		binary.BigEndian.PutUint32(b[o:], ttl)
 	}
+	a.run.shuffle(b) // after the patches, which it carries along
 	if q.edns {
 		var do byte
 		if q.do {

@@ -157,6 +157,7 @@ func (c *Cluster) write(w dns.ResponseWriter, r *dns.Msg, a answer) {
 	m.Authoritative = true
 	m.RecursionAvailable = true
 	m.Rcode = a.rcode
+	shuffleAddrs(a.answer) // a headless Service's endpoints, in a fresh order
 	m.Answer = a.answer
 	m.Extra = a.extra
 	if a.rcode == dns.RcodeNameError || (a.rcode == dns.RcodeSuccess && len(a.answer) == 0) {

@@ -174,6 +174,24 @@ func TestDNS(t *testing.T) {
 	}
 	t.Logf("%d queries from 2 pods on 2 nodes over UDP and TCP", asked)
 
+	t.Run("a headless Service's addresses come in a shuffled order", func(t *testing.T) {
+		first := map[string]int{}
+		for range 30 {
+			m, err := askFrom(asker[0].NSPath(), "udp", proxyAddr, "hl.default.svc"+z, dns.TypeA, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Answer) != 2 {
+				t.Fatalf("answer %q, want both endpoints", records(m.Answer))
+			}
+			first[m.Answer[0].(*dns.A).A.String()]++
+		}
+		if len(first) < 2 {
+			t.Errorf("30 answers all had the same first address: %v", first)
+		}
+		t.Logf("first addresses over 30 queries: %v", first)
+	})
+
 	t.Run("a large answer is truncated over UDP and whole over TCP", func(t *testing.T) {
 		checkTruncation(t, ctx, c, cs, asker[0])
 	})
