@@ -49,6 +49,7 @@ type Speaker struct {
 	out  Setter
 
 	mu    sync.Mutex // guards the fields below
+	known bool       // SetLive was called: until then nothing is announced
 	live  []string
 	cands []Candidates
 	owned []netip.Addr
@@ -56,7 +57,7 @@ type Speaker struct {
 
 // NewSpeaker returns a Speaker for node self driving out.
 func NewSpeaker(self string, out Setter) *Speaker {
-	return &Speaker{self: self, out: out, live: []string{self}}
+	return &Speaker{self: self, out: out}
 }
 
 // SetLive reports the live nodes (self is always one).
@@ -66,7 +67,7 @@ func (s *Speaker) SetLive(nodes []string) {
 	live = slices.Compact(live)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.live = live
+	s.live, s.known = live, true
 	s.updateLocked()
 }
 
@@ -86,6 +87,9 @@ func (s *Speaker) Owned() []netip.Addr {
 }
 
 func (s *Speaker) updateLocked() {
+	if !s.known {
+		return // alone as far as it knows: it would announce everything
+	}
 	owned := Owned(s.self, s.live, s.cands)
 	if slices.Equal(owned, s.owned) && s.owned != nil {
 		return

@@ -67,3 +67,12 @@ func TestSpeakerFailover(t *testing.T) {
 		t.Errorf("announcer set %d times (%v), want 3: none, the address, none", n, rec.sets)
 	}
 }
+
+func TestSpeakerWaitsForLiveNodes(t *testing.T) {
+	rec := &setRecorder{}
+	s := NewSpeaker("n1", rec)
+	s.SetCandidates([]Candidates{{Addr: netip.MustParseAddr("192.168.77.200"), Any: true}})
+	if len(rec.sets) != 0 {
+		t.Errorf("announced %v before knowing the live nodes", rec.sets)
+	}
+}
