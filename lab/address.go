@@ -17,6 +17,11 @@ var (
 	CPAddr = netip.MustParseAddr("192.168.77.2")
 )
 
+// LBPool is the load-balancer address pool of a --kube lab's agents
+// (services.loadBalancer.pools), on the underlay's link as seen from the
+// internet namespace.
+var LBPool = netip.MustParsePrefix("192.168.78.0/26")
+
 // WANSubnet is the segment `weft lab peer` joins two labs' gateways on.
 // The first lab of a pair (by name) has its gateway of node index i at
 // .(10+i), the second at .(130+i).

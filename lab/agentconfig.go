@@ -27,20 +27,29 @@ const (
 // the agent package so that the lab builds on its own; agentconfig_test.go
 // proves every file it writes parses and completes with agent.ParseConfig.
 type AgentConfigFile struct {
-	NodeName       string        `yaml:"nodeName"`
-	ClusterID      string        `yaml:"clusterID"`
-	ClusterCIDR    string        `yaml:"clusterCIDR"`
-	Underlay       agentUnderlay `yaml:"underlay"`
-	Gossip         agentGossip   `yaml:"gossip"`
-	Tunnel         agentTunnel   `yaml:"tunnel"`
-	ResyncInterval string        `yaml:"resyncInterval"`
-	StateFile      string        `yaml:"stateFile"`
-	StatusSocket   string        `yaml:"statusSocket"`
-	MetricsAddress string        `yaml:"metricsAddress"`
-	LogLevel       string        `yaml:"logLevel,omitempty"`
-	Kubernetes     *agentKube    `yaml:"kubernetes,omitempty"`
-	DNS            *agentDNS     `yaml:"dns,omitempty"`
-	Peering        *agentPeering `yaml:"peering,omitempty"`
+	NodeName       string         `yaml:"nodeName"`
+	ClusterID      string         `yaml:"clusterID"`
+	ClusterCIDR    string         `yaml:"clusterCIDR"`
+	Underlay       agentUnderlay  `yaml:"underlay"`
+	Gossip         agentGossip    `yaml:"gossip"`
+	Tunnel         agentTunnel    `yaml:"tunnel"`
+	ResyncInterval string         `yaml:"resyncInterval"`
+	StateFile      string         `yaml:"stateFile"`
+	StatusSocket   string         `yaml:"statusSocket"`
+	MetricsAddress string         `yaml:"metricsAddress"`
+	LogLevel       string         `yaml:"logLevel,omitempty"`
+	Kubernetes     *agentKube     `yaml:"kubernetes,omitempty"`
+	DNS            *agentDNS      `yaml:"dns,omitempty"`
+	Peering        *agentPeering  `yaml:"peering,omitempty"`
+	Services       *agentServices `yaml:"services,omitempty"`
+}
+
+type agentServices struct {
+	LoadBalancer agentLB `yaml:"loadBalancer"`
+}
+
+type agentLB struct {
+	Pools []string `yaml:"pools"`
 }
 
 type agentPeering struct {
@@ -111,6 +120,7 @@ func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFi
 		if s.DNSUpstream != "" {
 			c.DNS = &agentDNS{Upstreams: []string{s.DNSUpstream}}
 		}
+		c.Services = &agentServices{LoadBalancer: agentLB{Pools: []string{LBPool.String()}}}
 	}
 	if s.Gateways > 0 {
 		c.Peering = &agentPeering{

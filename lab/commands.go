@@ -45,6 +45,9 @@ func UnderlayCmds(l Layout, mtu int) []Cmd {
 		// The outside world lives on the internet's loopback (a dummy
 		// device needs a kernel module that is not everywhere).
 		ipn(in, "addr", "add", WorldAddr.String()+"/32", "dev", "lo"),
+		// The load-balancer pool is on the underlay's link: the internet
+		// asks by ARP who has an address, and the announcing node answers.
+		ipn(in, "route", "add", LBPool.String(), "dev", nodeIf, "scope", "link"),
 	)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/weftnet/weft/loadbalancer"
 	"github.com/weftnet/weft/yamlfield"
 )
 
@@ -22,6 +23,9 @@ type Config struct {
 	// what was applied, and rewritten when it drifted. Default 60s; at
 	// least 1s.
 	ResyncInterval yamlfield.Duration `yaml:"resyncInterval"`
+	// LoadBalancer gives LoadBalancer Services addresses from pools and
+	// announces them (docs/loadbalancer.md). No pools: off.
+	LoadBalancer loadbalancer.Config `yaml:"loadBalancer"`
 }
 
 // Proxy settings.
@@ -57,7 +61,7 @@ func (c *Config) Complete() error {
 	if c.ResyncInterval.Duration < time.Second {
 		return fmt.Errorf("services.resyncInterval: %s is shorter than 1s", c.ResyncInterval)
 	}
-	return nil
+	return c.LoadBalancer.Complete("services.loadBalancer")
 }
 
 // Enabled reports whether the agent serves Services.

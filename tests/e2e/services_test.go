@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -295,6 +296,68 @@ spec:
 		})
 	})
 
+	t.Run("LoadBalancer: an address from the pool, announced by one node, failing over when its agent dies", func(t *testing.T) {
+		c.applyYAML(t, `apiVersion: v1
+kind: Service
+metadata: {name: lb-service, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: backend}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cloud-owned, namespace: default}
+spec:
+  type: LoadBalancer
+  loadBalancerClass: example.com/cloud
+  selector: {app: backend}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+`)
+		var lbIP netip.Addr
+		took := eventually(t, 30*time.Second, "lb-service gets an address from the pool", func() error {
+			svc, err := cs.CoreV1().Services("default").Get(ctx, "lb-service", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(svc.Status.LoadBalancer.Ingress) != 1 {
+				return fmt.Errorf("ingress %+v", svc.Status.LoadBalancer.Ingress)
+			}
+			lbIP = netip.MustParseAddr(svc.Status.LoadBalancer.Ingress[0].IP)
+			if !lab.LBPool.Contains(lbIP) {
+				return fmt.Errorf("%s is outside the pool %s", lbIP, lab.LBPool)
+			}
+			return nil
+		})
+		t.Logf("address %s assigned %s after the Service was applied", lbIP, took.Round(time.Millisecond))
+		to := netip.AddrPortFrom(lbIP, 80)
+		eventually(t, 20*time.Second, "the internet reaches the address", func() error { _, err := answer(inet, to); return err })
+		if seen := spread(t, inet, to, 40); len(seen) != 3 {
+			t.Errorf("the load-balancer address reached %v, want all three backends", seen)
+		}
+		if svc, err := cs.CoreV1().Services("default").Get(ctx, "cloud-owned", metav1.GetOptions{}); err != nil || len(svc.Status.LoadBalancer.Ingress) != 0 {
+			t.Errorf("a Service of another loadBalancerClass got %+v (%v), want nothing from weft", svc.Status.LoadBalancer.Ingress, err)
+		}
+
+		owner := announcer(t, c, nodes, lbIP)
+		start := time.Now()
+		c.mustWeft("lab", "node", "stop", owner, "--name", c.name)
+		var next string
+		took = eventually(t, 30*time.Second, "another node announces "+lbIP.String(), func() error {
+			next = announcer(t, c, nodes, lbIP)
+			if next == owner || next == "" {
+				return fmt.Errorf("still %q", next)
+			}
+			return nil
+		})
+		t.Logf("agent on %s killed; %s announced by %s after %s", owner, lbIP, next, time.Since(start).Round(time.Millisecond))
+		_ = took
+		if _, err := answer(inet, to); err != nil {
+			t.Errorf("through %s: %v", next, err)
+		}
+		c.mustWeft("lab", "node", "start", owner, "--name", c.name)
+	})
+
 	t.Run("status and metrics", func(t *testing.T) {
 		st, err := c.agentStatus("n1")
 		if err != nil {
@@ -313,6 +376,31 @@ spec:
 			}
 		}
 	})
+}
+
+// announcer is the node whose MAC the internet holds for addr: it
+// connects once (resolving addr by ARP if it has no entry), then reads its
+// neighbour entry.
+func announcer(t *testing.T, c *cluster, nodes []string, addr netip.Addr) string {
+	t.Helper()
+	inet := c.layout.InetNS()
+	_, _ = answerWithin(lab.NetNSPath(inet), netip.AddrPortFrom(addr, 80), 500*time.Millisecond)
+	out, err := exec.Command("ip", "-n", inet, "neigh", "show", addr.String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip neigh: %v %s", err, out)
+	}
+	f := strings.Fields(string(out))
+	i := slices.Index(f, "lladdr")
+	if i < 0 || i+1 >= len(f) {
+		return ""
+	}
+	for _, n := range nodes {
+		link, err := exec.Command("ip", "-n", c.layout.NodeNS(n), "-o", "link", "show", "eth0").CombinedOutput()
+		if err == nil && strings.Contains(string(link), "link/ether "+f[i+1]+" ") {
+			return n
+		}
+	}
+	return ""
 }
 
 // applyYAML applies a manifest to the lab's API server.
