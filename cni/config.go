@@ -51,9 +51,12 @@ var knownFields = map[string]bool{
 
 // ParseConfig decodes and validates the plugin's stdin. Errors are
 // *types.Error with the spec's codes: 6 when stdin is not a JSON object,
-// 2 for an unknown field, 7 for a field with a bad value. Every message
-// names the field.
+// 2 for an unknown field, 7 for a field with a bad value or for input
+// over MaxConfigSize. Every message names the field (or the limit).
 func ParseConfig(stdin []byte) (*NetConf, error) {
+	if len(stdin) > MaxConfigSize {
+		return nil, tooLarge()
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(stdin, &raw); err != nil {
 		return nil, types.NewError(types.ErrDecodingFailure, "failed to decode network configuration", err.Error())

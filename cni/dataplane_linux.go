@@ -103,6 +103,13 @@ func (d linuxDataplane) Add(netnsPath string, p Plan) (host, cont *current.Inter
 	} else if !isNotFound(lerr) {
 		return nil, nil, fmt.Errorf("failed to look up %q in the pod: %w", p.Att.IfName, lerr)
 	}
+	// One weft interface per pod: a second would need a second default
+	// route. Refuse it by name rather than fail later on EEXIST.
+	if name, lerr := weftInterface(podH, p.Gateway); lerr != nil {
+		return nil, nil, lerr
+	} else if name != "" {
+		return nil, nil, secondInterface(name, p.Att.IfName)
+	}
 	// A host veth of our name without its pod end is a leftover of this
 	// same attachment (the name is derived from it): replace it.
 	if err = deleteLinkWith(hostH, p.HostVeth); err != nil {
@@ -139,6 +146,40 @@ func (d linuxDataplane) Add(netnsPath string, p Plan) (host, cont *current.Inter
 	return host, cont, nil
 }
 
+// weftInterface returns the name of the pod's interface that routes to
+// gateway (a weft interface of an earlier ADD), or "" if none does. h is
+// a socket in the pod's netns.
+func weftInterface(h *netlink.Handle, gateway netip.Addr) (string, error) {
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return "", fmt.Errorf("failed to list the pod's routes: %w", err)
+	}
+	gw := net.IP(gateway.AsSlice())
+	for _, r := range routes {
+		isDefault := r.Dst == nil || (r.Dst.IP.IsUnspecified() && isZeroMask(r.Dst.Mask))
+		isGW := r.Dst != nil && r.Dst.IP.Equal(gw) && isHostMask(r.Dst.Mask)
+		if !(isDefault && r.Gw.Equal(gw)) && !isGW {
+			continue
+		}
+		link, err := h.LinkByIndex(r.LinkIndex)
+		if err != nil {
+			return "", fmt.Errorf("failed to look up the pod's interface %d: %w", r.LinkIndex, err)
+		}
+		return link.Attrs().Name, nil
+	}
+	return "", nil
+}
+
+func isZeroMask(m net.IPMask) bool {
+	ones, _ := m.Size()
+	return ones == 0
+}
+
+func isHostMask(m net.IPMask) bool {
+	ones, bits := m.Size()
+	return ones == bits && bits > 0
+}
+
 // randomMAC returns a random locally administered unicast MAC, as the
 // kernel picks for a veth.
 func randomMAC() (net.HardwareAddr, error) {
@@ -171,6 +212,11 @@ func configurePod(h *netlink.Handle, p Plan) (netlink.Link, error) {
 		{LinkIndex: idx, Dst: &def, Gw: net.IP(p.Gateway.AsSlice())},
 	} {
 		if err := h.RouteAdd(r); err != nil {
+			if r.Gw != nil && errors.Is(err, unix.EEXIST) {
+				return nil, types.NewError(CodeSecondInterface,
+					"the pod's network namespace already has a default route: weft-cni's interface must hold it",
+					fmt.Sprintf("adding default via %v dev %s: %v", p.Gateway, p.Att.IfName, err))
+			}
 			return nil, fmt.Errorf("failed to add route %v in the pod: %w", r, err)
 		}
 	}

@@ -19,8 +19,10 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
@@ -121,7 +123,10 @@ func newTestNode(t *testing.T, withState bool) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.cni = libcni.NewCNIConfigWithCacheDir([]string{n.binDir}, filepath.Join(n.dir, "cache"), nil)
+	// An explicit exec: libcni makes its default lazily, unguarded, which
+	// races when ADDs run concurrently.
+	ex := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
+	n.cni = libcni.NewCNIConfigWithCacheDir([]string{n.binDir}, filepath.Join(n.dir, "cache"), ex)
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := os.ReadFile(filepath.Join(n.dir, "weft-cni.log")); err == nil {
@@ -615,5 +620,39 @@ func TestNetnsFailedAddLeavesNoReservation(t *testing.T) {
 	// The address a failed ADD took is usable by the next pod.
 	if r := n.mustAdd("next", newNS(t)); podIP(t, r).String() != "10.244.7.3" && podIP(t, r).String() != "10.244.7.2" {
 		t.Fatalf("next pod got %v", podIP(t, r))
+	}
+
+	// A second weft interface in one netns: refused by name with
+	// CodeSecondInterface, by the IPAM check (same container, eth1) and
+	// by the data path's (another container ID, same netns); neither
+	// reserves an address or disturbs the first interface.
+	one := newNS(t)
+	first := n.mustAdd("one", one)
+	second := rt("one", one.Path())
+	second.IfName = "eth1"
+	err = n.inNode(func() error {
+		_, err := n.cni.AddNetworkList(context.Background(), n.list, second)
+		return err
+	})
+	if cniCode(err) != CodeSecondInterface || !strings.Contains(err.Error(), `"eth0" exists`) {
+		t.Fatalf("ADD of eth1 beside eth0 = %v, want code %d naming eth0", err, CodeSecondInterface)
+	}
+	other := rt("other", one.Path())
+	other.IfName = "net1"
+	err = n.inNode(func() error {
+		_, err := n.cni.AddNetworkList(context.Background(), n.list, other)
+		return err
+	})
+	if cniCode(err) != CodeSecondInterface || !strings.Contains(err.Error(), `"eth0" exists`) {
+		t.Fatalf("ADD of another container into a netns with a weft interface = %v, want code %d", err, CodeSecondInterface)
+	}
+	if a := n.allocations(); len(a) != 2 || a["one"] != podIP(t, first) {
+		t.Fatalf("after refused second interfaces: %v", a)
+	}
+	if err := n.check("one", one.Path()); err != nil {
+		t.Fatalf("the first interface after refused second ones: %v", err)
+	}
+	if err := n.del("one", one.Path()); err != nil {
+		t.Fatal(err)
 	}
 }

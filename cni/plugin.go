@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"runtime"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -42,6 +43,11 @@ const About = "weft-cni: the weft pod network CNI plugin"
 // CodeCheckFailed is the plugin-specific error code CHECK returns when the
 // attachment no longer looks the way ADD left it.
 const CodeCheckFailed uint = 100
+
+// CodeSecondInterface is the plugin-specific error code ADD returns for a
+// second weft interface in one pod (one network namespace): a pod has one
+// weft interface, which holds its default route.
+const CodeSecondInterface uint = 101
 
 // Dataplane does the kernel work. The Linux implementation uses netlink;
 // tests substitute a fake.
@@ -70,7 +76,15 @@ type Plugin struct {
 }
 
 // Main runs the plugin on the real kernel: the whole of cmd/weft-cni.
+// Stdin is read here first, bounded and screened (stdin.go).
 func Main() {
+	if err := screenStdin(); err != nil {
+		var e *types.Error
+		if errors.As(err, &e) {
+			_ = e.Print()
+		}
+		os.Exit(1)
+	}
 	p := &Plugin{DP: newLinuxDataplane(), ReadState: nodestate.Read}
 	skel.PluginMainFuncs(p.Funcs(), SupportedVersions, About)
 }
@@ -177,6 +191,9 @@ func (p *Plugin) add(log *slog.Logger, args *skel.CmdArgs, conf *NetConf) (err e
 		return err
 	}
 	att := ipam.Attachment{ContainerID: args.ContainerID, IfName: args.IfName}
+	if err = refuseSecondInterface(store, att, conf.Name); err != nil {
+		return err
+	}
 	podIP, fresh, err := store.Allocate(st.PodCIDR, st.Gateway, att, conf.Name)
 	if err != nil {
 		return ipamError("failed to allocate a pod address", err)
@@ -210,6 +227,28 @@ func (p *Plugin) add(log *slog.Logger, args *skel.CmdArgs, conf *NetConf) (err e
 		return types.NewError(types.ErrIOFailure, "failed to print the result", err.Error())
 	}
 	return nil
+}
+
+// refuseSecondInterface fails, before anything is allocated, when the
+// container already has a weft interface of this network under another
+// name. (The data path checks the pod's namespace itself as well.)
+func refuseSecondInterface(store *ipam.Store, att ipam.Attachment, network string) error {
+	all, err := store.List()
+	if err != nil {
+		return ipamError("failed to read the IPAM store", err)
+	}
+	for _, al := range all {
+		if al.ContainerID == att.ContainerID && al.IfName != att.IfName && al.Network == network {
+			return secondInterface(al.IfName, att.IfName)
+		}
+	}
+	return nil
+}
+
+func secondInterface(existing, asked string) error {
+	return types.NewError(CodeSecondInterface,
+		fmt.Sprintf("weft-cni allows one interface per pod network namespace: %q exists, so %q cannot be added", existing, asked),
+		"DEL the existing attachment first, or give the second interface to another plugin")
 }
 
 // del removes the host veth and releases the address. It needs neither

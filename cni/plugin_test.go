@@ -343,11 +343,44 @@ func TestGCReleasesUnlisted(t *testing.T) {
 }
 
 // Malformed input must never panic and never allocate.
+// TestSecondInterfaceRefused: a second weft interface for one container
+// fails with CodeSecondInterface naming both interfaces, and reserves
+// nothing; the first attachment is untouched.
+func TestSecondInterfaceRefused(t *testing.T) {
+	h := newHarness(t, "10.244.7.0/24")
+	if _, err := h.add("c1"); err != nil {
+		t.Fatal(err)
+	}
+	a := h.args("c1")
+	a.IfName = "eth1"
+	var err error
+	captureStdout(t, func() { err = h.p.Funcs().Add(a) })
+	wantCode(t, err, CodeSecondInterface)
+	if !strings.Contains(err.Error(), `"eth0" exists`) || !strings.Contains(err.Error(), `"eth1"`) {
+		t.Fatalf("error %q does not name both interfaces", err)
+	}
+	if l := h.allocations(); len(l) != 1 || l[0].IfName != "eth0" {
+		t.Fatalf("allocations after the refused ADD: %v", l)
+	}
+	if len(h.dp.links) != 1 {
+		t.Fatalf("links after the refused ADD: %v", h.dp.links)
+	}
+	// The data path's own refusal (another container ID in the same
+	// netns) releases the address it was given.
+	h.dp.addErr = secondInterface("eth0", "eth0")
+	_, err = h.add("c2")
+	wantCode(t, err, CodeSecondInterface)
+	if l := h.allocations(); len(l) != 1 {
+		t.Fatalf("a refused ADD leaked an address: %v", l)
+	}
+}
+
 func TestMalformedInput(t *testing.T) {
 	h := newHarness(t, "10.244.7.0/24")
 	inputs := []string{"", "null", "{", `{"name":1}`, `[]`, `{"cniVersion":"1.1.0","name":"weft","prevResult":"x"}`,
 		`{"cniVersion":"1.1.0","name":"weft","prevResult":{"cniVersion":"1.1.0","ips":[{"address":"nope"}]}}`,
-		`{"cniVersion":"1.1.0","name":"weft","dataDir":"rel"}`}
+		`{"cniVersion":"1.1.0","name":"weft","dataDir":"rel"}`,
+		`{"cniVersion":"1.1.0","name":"weft","cni.dev/pad":"` + strings.Repeat("x", MaxConfigSize) + `"}`}
 	f := h.p.Funcs()
 	for _, in := range inputs {
 		for name, cmd := range map[string]func(*skel.CmdArgs) error{"ADD": f.Add, "DEL": f.Del, "CHECK": f.Check, "STATUS": f.Status, "GC": f.GC} {
