@@ -31,6 +31,7 @@ import (
 
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/cni"
+	"github.com/weftnet/weft/loadbalancer"
 	"github.com/weftnet/weft/peering"
 )
 
@@ -131,7 +132,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.obj.GetObjectKind().GroupVersionKind().Kind]++
 	}
-	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Secret", "DaemonSet"} {
+	for _, k := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Secret", "DaemonSet"} {
 		if kinds[k] != 1 {
 			t.Errorf("want one %s, found %d", k, kinds[k])
 		}
@@ -215,12 +216,50 @@ var allowedRules = map[string][]string{
 	"/pods":                                {"get", "list", "watch"},
 	"/namespaces":                          {"get", "list", "watch"},
 	"/services":                            {"get", "list", "watch"},
+	"/services/status":                     {"update"},                                             // load-balancer addresses
 	"discovery.k8s.io/endpointslices":      {"get", "list", "watch", "create", "update", "delete"}, // imports of peered clusters' services
 	"networking.k8s.io/networkpolicies":    {"get", "list", "watch"},
 	"/events":                              {"create", "patch"},
 	"events.k8s.io/events":                 {"create", "patch"},
 	"multicluster.x-k8s.io/serviceexports": {"get", "list", "watch"},
 	"apiextensions.k8s.io/customresourcedefinitions": {"get", "list", "watch"}, // the ServiceExport CRD, by name
+}
+
+// checkLeaseRole: the namespaced Role grants the load-balancer Lease and
+// nothing else (create by namespace, get and update by name), bound to the
+// agent's service account only.
+func checkLeaseRole(t *testing.T, objs []object, sa *corev1.ServiceAccount) {
+	t.Helper()
+	role := only[*rbacv1.Role](t, objs)
+	var create, byName bool
+	for i, r := range role.Rules {
+		if !slices.Equal(r.APIGroups, []string{"coordination.k8s.io"}) || !slices.Equal(r.Resources, []string{"leases"}) {
+			t.Errorf("Role rule %d grants %v %v; the Role is for the load-balancer Lease only", i, r.APIGroups, r.Resources)
+			continue
+		}
+		switch {
+		case len(r.ResourceNames) == 0 && slices.Equal(r.Verbs, []string{"create"}):
+			create = true
+		case slices.Equal(r.ResourceNames, []string{loadbalancer.LeaseName}) && slices.Equal(r.Verbs, []string{"get", "update"}):
+			byName = true
+		default:
+			t.Errorf("Role rule %d grants %v on leases %v; want create, or get and update on %s", i, r.Verbs, r.ResourceNames, loadbalancer.LeaseName)
+		}
+	}
+	if !create || !byName {
+		t.Errorf("Role does not grant what leader election needs (create: %v, get/update %s: %v)", create, loadbalancer.LeaseName, byName)
+	}
+	if role.Namespace != loadbalancer.DefaultLeaseNamespace {
+		t.Errorf("Role is in %q, the Lease in %q", role.Namespace, loadbalancer.DefaultLeaseNamespace)
+	}
+	rb := only[*rbacv1.RoleBinding](t, objs)
+	if rb.RoleRef.Kind != "Role" || rb.RoleRef.Name != role.Name || rb.RoleRef.APIGroup != rbacv1.GroupName {
+		t.Errorf("RoleBinding refers to %+v, want Role %s", rb.RoleRef, role.Name)
+	}
+	if len(rb.Subjects) != 1 || rb.Subjects[0].Kind != "ServiceAccount" ||
+		rb.Subjects[0].Name != sa.Name || rb.Subjects[0].Namespace != sa.Namespace {
+		t.Errorf("RoleBinding subjects = %+v, want only ServiceAccount %s/%s", rb.Subjects, sa.Namespace, sa.Name)
+	}
 }
 
 // namedRules are the rules that must name their objects: the agent reads
@@ -287,6 +326,7 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 	}
 
 	sa := only[*corev1.ServiceAccount](t, objs)
+	checkLeaseRole(t, objs, sa)
 	binding := only[*rbacv1.ClusterRoleBinding](t, objs)
 	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name || binding.RoleRef.APIGroup != rbacv1.GroupName {
 		t.Errorf("binding refers to %+v, want ClusterRole %s", binding.RoleRef, role.Name)
