@@ -6,97 +6,115 @@ import (
 	"sync"
 )
 
-// Candidates says which nodes may announce a load-balancer address: any
-// live node, or (externalTrafficPolicy Local) only those of Nodes.
+// Candidates is a load-balancer address and the nodes that may announce
+// it: any live node (Any, externalTrafficPolicy Cluster), or only Nodes
+// (Local: those with a usable endpoint; none means no one announces).
 type Candidates struct {
 	Addr  netip.Addr
 	Any   bool
 	Nodes []string
 }
 
-// Owned returns the addresses self announces: for each, Elect over the
-// live nodes that may announce it. It is pure.
-func Owned(self string, live []string, cs []Candidates) []netip.Addr {
+// Speak returns the addresses node announces, sorted: for each address in
+// the pools (any address when pools is empty), the node Elect picks among
+// its candidates that are live. node itself always counts as live. Every
+// node computes the same from the same view, so each address has one
+// announcer.
+func Speak(node string, live []string, cs []Candidates, pools []Pool) []netip.Addr {
+	alive := map[string]bool{node: true}
+	for _, n := range live {
+		alive[n] = true
+	}
+	everyone := make([]string, 0, len(alive))
+	for n := range alive {
+		everyone = append(everyone, n)
+	}
 	var out []netip.Addr
+	seen := map[netip.Addr]bool{}
 	for _, c := range cs {
-		cands := live
-		if !c.Any {
-			cands = nil
-			for _, n := range c.Nodes {
-				if slices.Contains(live, n) {
-					cands = append(cands, n)
-				}
-			}
+		a := c.Addr.Unmap()
+		if seen[a] || (len(pools) > 0 && !inAny(pools, a)) {
+			continue
 		}
-		if Elect(c.Addr, cands) == self && !slices.Contains(out, c.Addr) {
-			out = append(out, c.Addr)
+		seen[a] = true
+		candidates := everyone
+		if !c.Any {
+			candidates = slices.DeleteFunc(slices.Clone(c.Nodes), func(n string) bool { return !alive[n] })
+		}
+		if Elect(a, candidates) == node {
+			out = append(out, a)
 		}
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
 	return out
 }
 
-// Setter is what a Speaker drives: *Announcer.
-type Setter interface{ Set([]netip.Addr) }
+// addrSetter is what a Speaker needs of *Announcer.
+type addrSetter interface {
+	Set([]netip.Addr)
+}
 
-// Speaker keeps an announcer answering for the addresses this node owns as
-// the live nodes and the Services' addresses change. Its methods are safe
-// to call from several goroutines (the agent's loop reports the live
-// nodes, the Service proxy's loop the addresses); they never block on the
-// network.
+var _ addrSetter = (*Announcer)(nil)
+
+// Speaker keeps an announcer's set equal to Speak over the latest live
+// nodes and candidates. Until it is told the live nodes it announces
+// nothing: alone, every node would elect itself.
 type Speaker struct {
-	self string
-	out  Setter
+	node  string
+	pools []Pool
+	ann   addrSetter
 
-	mu    sync.Mutex // guards the fields below
-	known bool       // SetLive was called: until then nothing is announced
-	live  []string
-	cands []Candidates
-	owned []netip.Addr
+	mu        sync.Mutex // guards the fields below and orders calls to ann.Set
+	live      []string
+	liveKnown bool
+	cands     []Candidates
+	current   []netip.Addr
 }
 
-// NewSpeaker returns a Speaker for node self driving out.
-func NewSpeaker(self string, out Setter) *Speaker {
-	return &Speaker{self: self, out: out}
+// NewSpeaker returns a speaker for node driving a. With pools, only
+// addresses in them are announced (a Service may show another
+// controller's address, which weft must not answer for).
+func NewSpeaker(node string, a *Announcer, pools ...Pool) *Speaker {
+	return newSpeaker(node, a, pools)
 }
 
-// SetLive reports the live nodes (self is always one).
+func newSpeaker(node string, a addrSetter, pools []Pool) *Speaker {
+	return &Speaker{node: node, ann: a, pools: slices.Clone(pools)}
+}
+
+// SetLive sets the nodes that are alive (gossip members whose Node was
+// not deleted); this node need not be listed.
 func (s *Speaker) SetLive(nodes []string) {
-	live := append([]string{s.self}, nodes...)
-	slices.Sort(live)
-	live = slices.Compact(live)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.live, s.known = live, true
+	s.live, s.liveKnown = slices.Clone(nodes), true
 	s.updateLocked()
 }
 
-// SetCandidates reports the load-balancer addresses and who may announce them.
+// SetCandidates sets the load-balancer addresses and who may announce
+// each (from the Service proxy's plan).
 func (s *Speaker) SetCandidates(cs []Candidates) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cands = cs
+	s.cands = slices.Clone(cs)
 	s.updateLocked()
 }
 
-// Owned returns the addresses this node announces now.
-func (s *Speaker) Owned() []netip.Addr {
+// Announcing returns the addresses this node announces now.
+func (s *Speaker) Announcing() []netip.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.owned)
+	return slices.Clone(s.current)
 }
 
 func (s *Speaker) updateLocked() {
-	if !s.known {
-		return // alone as far as it knows: it would announce everything
+	var next []netip.Addr
+	if s.liveKnown {
+		next = Speak(s.node, s.live, s.cands, s.pools)
 	}
-	owned := Owned(s.self, s.live, s.cands)
-	if slices.Equal(owned, s.owned) && s.owned != nil {
+	if slices.Equal(next, s.current) {
 		return
 	}
-	s.owned = owned
-	if s.owned == nil {
-		s.owned = []netip.Addr{}
-	}
-	s.out.Set(owned)
+	s.current = next
+	s.ann.Set(slices.Clone(next))
 }
