@@ -23,6 +23,12 @@ type Meta struct {
 	ClaimedAt  time.Time        // when this lease was first claimed (persisted with it)
 	Static     bool             // lease assigned externally; never re-claimed
 
+	// Boot tells one run of the node's agent from the next: chosen at
+	// random when its gossip node is created, so a change means the node
+	// restarted and its tunnel sessions are gone with the old process.
+	// 0: not published (an agent of meta version 1).
+	Boot uint32
+
 	// Multi-cluster peering (peering.ElectGateway reads these).
 	GatewayEligible bool // this node may be its cluster's peering gateway
 	GatewayActive   bool // this node is acting as the active gateway now
@@ -36,7 +42,7 @@ func (m Meta) clone() Meta {
 	return m
 }
 
-// Wire format, version 1 (all lengths are single bytes unless noted):
+// Wire format, version 2 (all lengths are single bytes unless noted):
 //
 //	version(1) flags(1: static, gateway eligible, gateway active)
 //	len clusterID
@@ -46,14 +52,16 @@ func (m Meta) clone() Meta {
 //	len vtepMAC
 //	len(0|4|16) podCIDR.addr [bits(1) if len > 0]
 //	claimedAt (signed varint, Unix nanoseconds; 0 = unset)
+//	boot (4, big endian)             -- version 2 on
 //
 // The node name is not encoded: memberlist already carries it, and taking it
 // from there means a node cannot publish a lease under another node's name.
-// A decoder accepts any version >= 1 and ignores bytes after the version-1
-// fields when the version is higher, so later versions can append fields
-// without breaking a rolling upgrade. Unknown flag bits are ignored.
+// A decoder accepts any version >= 1 and ignores bytes after the fields it
+// knows when the version is higher than its own, so later versions can
+// append fields without breaking a rolling upgrade (a version-1 agent reads
+// a version-2 meta without its boot). Unknown flag bits are ignored.
 const (
-	metaVersion    byte = 1
+	metaVersion    byte = 2
 	flagStatic     byte = 1 << 0
 	flagGatewayOK  byte = 1 << 1 // GatewayEligible
 	flagGatewayOn  byte = 1 << 2 // GatewayActive
@@ -112,6 +120,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 		ns = m.ClaimedAt.UnixNano()
 	}
 	b = binary.AppendVarint(b, ns)
+	b = binary.BigEndian.AppendUint32(b, m.Boot)
 	if len(b) > metaMaxSize {
 		return nil, fmt.Errorf("encoded meta is %d bytes, limit %d", len(b), metaMaxSize)
 	}
@@ -181,7 +190,13 @@ func decodeMeta(b []byte) (Meta, error) {
 	if ns != 0 {
 		m.ClaimedAt = time.Unix(0, ns)
 	}
-	if version == metaVersion && r.off != len(b) {
+	if version >= 2 {
+		m.Boot = r.uint32()
+		if r.err != nil {
+			return Meta{}, fmt.Errorf("malformed meta: %w", r.err)
+		}
+	}
+	if version <= metaVersion && r.off != len(b) {
 		return Meta{}, fmt.Errorf("malformed meta: %d trailing bytes", len(b)-r.off)
 	}
 	return m, nil
@@ -218,6 +233,13 @@ func (r *metaReader) byte() byte {
 func (r *metaReader) uint16() uint16 {
 	if s := r.take(2); s != nil {
 		return binary.BigEndian.Uint16(s)
+	}
+	return 0
+}
+
+func (r *metaReader) uint32() uint32 {
+	if s := r.take(4); s != nil {
+		return binary.BigEndian.Uint32(s)
 	}
 	return 0
 }

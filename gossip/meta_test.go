@@ -19,7 +19,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"wireguard", Meta{
 			ClusterID: "prod-eu", UnderlayIP: netip.MustParseAddr("192.168.1.10"), TunnelPort: 51820,
 			PublicKey: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
-			PodCIDR:   pfx("10.244.7.0/24"), ClaimedAt: time.Unix(1700000000, 123456789),
+			PodCIDR:   pfx("10.244.7.0/24"), ClaimedAt: time.Unix(1700000000, 123456789), Boot: 0x9e3779b9,
 		}},
 		{"vxlan static v6", Meta{
 			ClusterID: "c", UnderlayIP: netip.MustParseAddr("2001:db8::1"), TunnelPort: 4789,
@@ -118,7 +118,9 @@ func TestDecodeMetaBad(t *testing.T) {
 		{"version only", []byte{1}},
 		{"version 0", append([]byte{0}, good[1:]...)},
 		{"truncated", good[:len(good)-1]},
-		{"trailing byte in v1", append(append([]byte{}, good...), 0)},
+		{"no boot in v2", good[:len(good)-4]},
+		{"trailing byte in v2", append(append([]byte{}, good...), 0)},
+		{"trailing byte in v1", append(append([]byte{1}, good[1:len(good)-4]...), 0)},
 		{"string past end", []byte{1, 0, 200, 'a'}},
 		{"bad address length", []byte{1, 0, 0, 5, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0}},
 		{"prefix too long", []byte{1, 0, 0, 0, 0, 0, 0, 0, 4, 10, 0, 0, 0, 33, 0}},
@@ -138,18 +140,37 @@ func TestDecodeMetaBad(t *testing.T) {
 }
 
 func TestDecodeMetaFutureVersion(t *testing.T) {
-	b, err := encodeMeta(Meta{ClusterID: "c", PodCIDR: pfx("10.244.1.0/24"), ClaimedAt: time.Unix(1, 0)})
+	b, err := encodeMeta(Meta{ClusterID: "c", PodCIDR: pfx("10.244.1.0/24"), ClaimedAt: time.Unix(1, 0), Boot: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[0] = 2
+	b[0] = 3
 	b = append(b, 0xde, 0xad) // fields a later version appended
 	m, err := decodeMeta(b)
 	if err != nil {
-		t.Fatalf("version 2 with extra fields: %v", err)
+		t.Fatalf("version 3 with extra fields: %v", err)
 	}
-	if m.ClusterID != "c" || m.PodCIDR != pfx("10.244.1.0/24") {
+	if m.ClusterID != "c" || m.PodCIDR != pfx("10.244.1.0/24") || m.Boot != 7 {
 		t.Fatalf("decoded %+v", m)
+	}
+}
+
+// TestDecodeMetaVersion1: what an agent of version 1 publishes (no Boot)
+// still decodes, with Boot 0.
+func TestDecodeMetaVersion1(t *testing.T) {
+	want := Meta{ClusterID: "c", UnderlayIP: netip.MustParseAddr("10.0.0.1"), TunnelPort: 51820,
+		PublicKey: "k", PodCIDR: pfx("10.244.1.0/24"), ClaimedAt: time.Unix(1, 0)}
+	b, err := encodeMeta(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := append([]byte{1}, b[1:len(b)-4]...) // version 1 ends after claimedAt
+	got, err := decodeMeta(v1)
+	if err != nil {
+		t.Fatalf("version 1: %v", err)
+	}
+	if !metaEqual(got, want) {
+		t.Fatalf("version 1 decoded as %+v, want %+v", got, want)
 	}
 }
 

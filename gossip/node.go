@@ -98,6 +98,9 @@ func New(cfg Config) (*Node, error) {
 		tombs:      make(map[string]tombstone),
 		foreign:    make(map[string]bool),
 	}
+	if n.self.Boot == 0 {
+		n.self.Boot = newBoot()
+	}
 	if cfg.StaticLease.IsValid() {
 		// An externally assigned block is ours before any exchange (static
 		// beats every claim), so publish it from the first alive message:
@@ -237,7 +240,7 @@ func (n *Node) Stats() Stats {
 
 // UpdateMeta changes the endpoint fields (UnderlayIP, TunnelPort,
 // PublicKey, VTEPMAC) and gossips them. f runs on a copy without locks
-// held; changes it makes to Name, ClusterID or the lease are ignored.
+// held; changes it makes to Name, ClusterID, Boot or the lease are ignored.
 func (n *Node) UpdateMeta(f func(*Meta)) error {
 	n.metaMu.Lock()
 	defer n.metaMu.Unlock()
@@ -246,7 +249,7 @@ func (n *Node) UpdateMeta(f func(*Meta)) error {
 	m = m.clone()
 
 	n.mu.Lock()
-	m.Name, m.ClusterID = n.self.Name, n.self.ClusterID
+	m.Name, m.ClusterID, m.Boot = n.self.Name, n.self.ClusterID, n.self.Boot
 	m.PodCIDR, m.ClaimedAt, m.Static = n.self.PodCIDR, n.self.ClaimedAt, n.self.Static
 	err := n.setSelfLocked(m)
 	n.mu.Unlock()
@@ -255,6 +258,15 @@ func (n *Node) UpdateMeta(f func(*Meta)) error {
 	}
 	n.broadcastMeta()
 	return nil
+}
+
+// newBoot returns a random, non-zero Meta.Boot for a new run of the agent.
+func newBoot() uint32 {
+	for {
+		if b := rand.Uint32(); b != 0 {
+			return b
+		}
+	}
 }
 
 // setSelfLocked replaces our Meta and its encoding. Caller holds mu.
