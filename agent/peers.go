@@ -47,6 +47,7 @@ func planPeers(backend string, members []gossip.Meta, deleted func(string) bool)
 			PublicKey:  m.PublicKey,
 			VTEPMAC:    m.VTEPMAC,
 			PodCIDR:    m.PodCIDR,
+			Boot:       m.Boot,
 		})
 	}
 	return peers, skipped

@@ -53,6 +53,11 @@ type Peer struct {
 	PublicKey string           // WireGuard
 	VTEPMAC   net.HardwareAddr // VXLAN
 	PodCIDR   netip.Prefix
+	// Boot identifies the run of the peer's agent (gossip.Meta.Boot; 0
+	// unknown). A change means the peer restarted and lost its tunnel
+	// state: a WireGuard backend starts a new session with it at once
+	// rather than keep sending on keys the peer no longer has.
+	Boot uint32
 	// Extra are networks beyond this node's cluster reached through the
 	// peer (the remote clusters' CIDRs, when the peer is the active
 	// peering gateway): routed to it like PodCIDR and, over WireGuard,

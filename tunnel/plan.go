@@ -67,6 +67,8 @@ type WGPeer struct {
 	AllowedIPs []netip.Prefix
 	// PersistentKeepalive is the keepalive interval; 0 is off.
 	PersistentKeepalive time.Duration
+	// Boot is Peer.Boot, carried for the backend; not device state.
+	Boot uint32
 }
 
 // SkippedPeer is a peer the planner refused to route, with the reason.
@@ -126,6 +128,7 @@ func PlanWireGuard(local Local, peers []Peer, defaultPort int) Plan {
 			PublicKey:  key,
 			Endpoint:   netip.AddrPortFrom(peer.UnderlayIP.Unmap(), uint16(port)),
 			AllowedIPs: allowed,
+			Boot:       peer.Boot,
 		})
 		for _, dst := range allowed {
 			p.Routes = append(p.Routes, Route{Dst: dst, Src: srcFor(local, dst)})

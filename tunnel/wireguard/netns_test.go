@@ -14,6 +14,7 @@ import (
 	"github.com/weftnet/weft/nodestate"
 	"github.com/weftnet/weft/tunnel"
 	"github.com/weftnet/weft/tunnel/internal/nstest"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 type testNode struct {
@@ -27,12 +28,13 @@ type testNode struct {
 	node    *nstest.Node
 	probe   *nstest.Node // helper in the pod namespace, for traffic only
 	info    tunnel.Info
+	boot    uint32 // the Boot it publishes; start changes it, as a new agent's gossip does
 }
 
 func (n *testNode) peer() tunnel.Peer {
 	return tunnel.Peer{
 		Name: n.local.Name, UnderlayIP: n.local.UnderlayIP, Port: n.port,
-		PublicKey: n.info.PublicKey, PodCIDR: n.local.PodCIDR,
+		PublicKey: n.info.PublicKey, PodCIDR: n.local.PodCIDR, Boot: n.boot,
 	}
 }
 
@@ -44,6 +46,7 @@ func (n *testNode) start(t *testing.T) {
 		t.Fatalf("Setup in %s: %v", n.ns, err)
 	}
 	n.info = info
+	n.boot++
 }
 
 func newTestNode(t *testing.T, ns, name string, underlay netip.Addr, cidr string, port int) *testNode {
@@ -185,6 +188,56 @@ func TestTunnelBetweenNamespaces(t *testing.T) {
 	if err := b.node.Close(true); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRestartedPeerGetsNewSession restarts the node whose key sorts last,
+// so that it does not start the handshake itself, and checks that the other
+// node, told of the restart by the peer's new Boot, replaces the session it
+// still holds: traffic from its pod flows again at once, not when
+// WireGuard gives up on the old keys (15 s without an answer).
+func TestRestartedPeerGetsNewSession(t *testing.T) {
+	nstest.RequireRoot(t)
+	pair := nstest.NewPair(t, 1400)
+	a := newTestNode(t, pair.A, "node-a", pair.UnderA, "10.244.1.0/24", 51820)
+	b := newTestNode(t, pair.B, "node-b", pair.UnderB, "10.244.2.0/24", 51821)
+	a.start(t)
+	b.start(t)
+	first, last := a, b
+	if keyBytes(t, a) > keyBytes(t, b) {
+		first, last = b, a
+	}
+	applyPeers(t, first, last)
+	applyPeers(t, last, first)
+	nstest.Eventually(t, 10*time.Second, "traffic before the restart", func() error {
+		return first.probe.Ping(first.pod.String(), last.pod.String())
+	})
+
+	if err := last.node.Close(false); err != nil {
+		t.Fatal(err)
+	}
+	last.start(t)
+	applyPeers(t, last, first)
+	applyPeers(t, first, last) // the new Boot, as gossip brings it
+	start := time.Now()
+	nstest.Eventually(t, 2*time.Second, "traffic to the restarted node", func() error {
+		return first.probe.Ping(first.pod.String(), last.pod.String())
+	})
+	t.Logf("traffic resumed %s after the peer's new Boot was applied", time.Since(start).Round(time.Millisecond))
+	for _, n := range []*testNode{a, b} {
+		if err := n.node.Close(true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// keyBytes is n's public key as the raw bytes WireGuard keys sort by.
+func keyBytes(t *testing.T, n *testNode) string {
+	t.Helper()
+	k, err := wgtypes.ParseKey(n.info.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(k[:])
 }
 
 func applyPeers(t *testing.T, n *testNode, peers ...*testNode) {

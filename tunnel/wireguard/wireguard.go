@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,6 +63,7 @@ type Backend struct {
 	linkIndex int                    // device ifindex, refreshed every Apply
 	names     map[wgtypes.Key]string // peer key → node name, for Stats
 	lastSet   map[wgtypes.Key]netip.AddrPort
+	boots     map[wgtypes.Key]uint32 // peer key → Boot at the last Apply
 }
 
 var _ tunnel.Backend = (*Backend)(nil)
@@ -305,11 +307,14 @@ func (b *Backend) ensureDeviceConfigLocked() (*wgtypes.Device, error) {
 // syncLocked plans and applies peers and routes; it is the part of Apply
 // that unit tests drive with fakes.
 func (b *Backend) syncLocked(peers []tunnel.Peer) error {
-	return b.syncDeviceLocked(peers, nil)
+	dev, err := b.wg.Device(b.name)
+	if err != nil {
+		return fmt.Errorf("failed to read WireGuard device %s: %w", b.name, err)
+	}
+	return b.syncDeviceLocked(peers, dev)
 }
 
-// syncDeviceLocked is syncLocked with the device as just read (nil: read
-// it here).
+// syncDeviceLocked is syncLocked with the device as just read.
 func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) error {
 	plan := tunnel.PlanWireGuard(b.local, peers, b.port)
 	for _, s := range plan.Skipped {
@@ -350,26 +355,38 @@ func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) err
 	}
 	b.names = names
 
+	var errs []error
+	restarted := dataplane.Restarted(self, dev, wgPeers, b.boots)
+	b.boots = dataplane.BootsOf(wgPeers, b.boots)
+	if len(restarted) > 0 {
+		b.log.Info("peers restarted; starting new WireGuard sessions with them", "peers", b.namesOf(restarted))
+		if b.emb == nil {
+			// A kernel device forgets a session only with the peer:
+			// taken out here, the sync below adds it back as new.
+			if err := b.removePeersLocked(restarted); err != nil {
+				errs = append(errs, err)
+				restarted = nil
+			} else {
+				dev = withoutPeers(dev, restarted)
+			}
+		}
+	}
+
 	// Peers first, so a new route never points at a device without the
 	// peer that carries its traffic; stale routes go in the same pass.
-	var errs []error
-	var lastSet map[wgtypes.Key]netip.AddrPort
-	var err error
-	if dev != nil && b.emb != nil {
+	if b.emb != nil {
 		defer bulkAdd(len(wgPeers) - len(dev.Peers))()
 	}
-	if dev != nil {
-		lastSet, err = dataplane.SyncWGPeersOf(b.wg, dev, wgPeers, b.lastSet)
-	} else {
-		lastSet, err = dataplane.SyncWGPeers(b.wg, b.name, wgPeers, b.lastSet)
-	}
+	lastSet, err := dataplane.SyncWGPeersOf(b.wg, dev, wgPeers, b.lastSet)
 	b.lastSet = lastSet
 	if err != nil {
 		errs = append(errs, err)
-	} else if dev != nil {
+	} else {
 		warm := dataplane.PeersToWarm(self, dev, wgPeers)
 		if b.emb != nil {
-			b.emb.initiate(warm)
+			// The embedded device resets a restarted peer's session in
+			// place, with the handshake that replaces it.
+			b.emb.startSessions(append(warm, restarted...))
 		} else if err := dataplane.WarmPeers(b.wg, b.name, warm); err != nil {
 			b.log.Debug("could not start handshakes with new peers; traffic will", "err", err)
 		}
@@ -378,6 +395,36 @@ func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) err
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// removePeersLocked takes keys off the device.
+func (b *Backend) removePeersLocked(keys []wgtypes.Key) error {
+	pcs := make([]wgtypes.PeerConfig, len(keys))
+	for i, k := range keys {
+		pcs[i] = wgtypes.PeerConfig{PublicKey: k, Remove: true}
+	}
+	if err := b.wg.ConfigureDevice(b.name, wgtypes.Config{Peers: pcs}); err != nil {
+		return fmt.Errorf("failed to remove restarted peers from %s: %w", b.name, err)
+	}
+	return nil
+}
+
+// withoutPeers is dev as it reads once keys are removed.
+func withoutPeers(dev *wgtypes.Device, keys []wgtypes.Key) *wgtypes.Device {
+	cp := *dev
+	cp.Peers = slices.DeleteFunc(slices.Clone(dev.Peers), func(p wgtypes.Peer) bool { return slices.Contains(keys, p.PublicKey) })
+	return &cp
+}
+
+// namesOf names keys' peers for a log line.
+func (b *Backend) namesOf(keys []wgtypes.Key) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		if out[i] = b.names[k]; out[i] == "" {
+			out[i] = k.String()
+		}
+	}
+	return out
 }
 
 // Stats reports each peer's endpoint, last handshake and byte counters as

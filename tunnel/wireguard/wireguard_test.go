@@ -118,3 +118,61 @@ func TestSync(t *testing.T) {
 	}
 	check("after departure", 0, 0)
 }
+
+// removals records the peers each ConfigureDevice call removes.
+type removals struct {
+	*dataplane.FakeWireGuard
+	removed []wgtypes.Key
+}
+
+func (r *removals) ConfigureDevice(name string, cfg wgtypes.Config) error {
+	for _, pc := range cfg.Peers {
+		if pc.Remove {
+			r.removed = append(r.removed, pc.PublicKey)
+		}
+	}
+	return r.FakeWireGuard.ConfigureDevice(name, cfg)
+}
+
+// TestSyncRestartedPeer: on a kernel device, a peer that publishes a new
+// Boot is taken out and put back (which drops its session) by the node whose
+// key sorts first, and only then; a first Boot or an unchanged one does
+// nothing.
+func TestSyncRestartedPeer(t *testing.T) {
+	for _, selfFirst := range []bool{true, false} {
+		k1, _ := wgtypes.GeneratePrivateKey()
+		k2, _ := wgtypes.GeneratePrivateKey()
+		self, other := k1, k2
+		pub1, pub2 := k1.PublicKey(), k2.PublicKey()
+		if (string(pub1[:]) < string(pub2[:])) != selfFirst {
+			self, other = k2, k1
+		}
+		wg := &removals{FakeWireGuard: dataplane.NewFakeWireGuard("weft0")}
+		b := &Backend{
+			name: "weft0", port: 51820, log: testLogger(t), routes: &dataplane.FakeRoutes{}, wg: wg, key: self, linkIndex: 7,
+			local: tunnel.Local{
+				Name: "a", UnderlayIP: netip.MustParseAddr("192.168.0.1"),
+				PodCIDR: netip.MustParsePrefix("10.244.1.0/24"), Gateway: netip.MustParseAddr("10.244.1.1"),
+			},
+		}
+		peer := tunnel.Peer{Name: "b", UnderlayIP: netip.MustParseAddr("192.168.0.2"), PublicKey: other.PublicKey().String(),
+			PodCIDR: netip.MustParsePrefix("10.244.2.0/24"), Boot: 1}
+		for _, boot := range []uint32{1, 1, 2} {
+			peer.Boot = boot
+			if err := b.syncLocked([]tunnel.Peer{peer}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := 0
+		if selfFirst {
+			want = 1
+		}
+		if len(wg.removed) != want || want == 1 && wg.removed[0] != other.PublicKey() {
+			t.Errorf("self sorts first %v: removed %v, want %d removal of the restarted peer", selfFirst, wg.removed, want)
+		}
+		dev, _ := wg.Device("weft0")
+		if len(dev.Peers) != 1 || dev.Peers[0].Endpoint == nil || len(dev.Peers[0].AllowedIPs) != 1 {
+			t.Errorf("self sorts first %v: peers after the restart %+v, want the peer back in full", selfFirst, dev.Peers)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/weftnet/weft/tunnel"
@@ -186,6 +187,50 @@ func PeersToWarm(self wgtypes.Key, dev *wgtypes.Device, desired []tunnel.WGPeer)
 		if !have[d.PublicKey] && d.PersistentKeepalive == 0 && bytes.Compare(self[:], d.PublicKey[:]) < 0 {
 			out = append(out, d.PublicKey)
 		}
+	}
+	return out
+}
+
+// Restarted are the peers of desired that dev has and that restarted since
+// the last sync (their Boot changed from one published value to another),
+// and whose public key sorts after self's. Such a peer's new device has
+// none of the session keys dev still holds for it, and drops whatever
+// arrives on them; WireGuard itself would notice only at its next rekey or
+// after 15 s without an answer. Of the two ends, the one whose key sorts
+// first starts the new session, as for a new peer (PeersToWarm); the other
+// keeps its old session until the new one replaces it, so that its own
+// traffic does not start a handshake that crosses the first.
+func Restarted(self wgtypes.Key, dev *wgtypes.Device, desired []tunnel.WGPeer, lastBoot map[wgtypes.Key]uint32) []wgtypes.Key {
+	if len(lastBoot) == 0 {
+		return nil
+	}
+	var out []wgtypes.Key
+	for _, d := range desired {
+		was := lastBoot[d.PublicKey]
+		if was == 0 || d.Boot == 0 || was == d.Boot || bytes.Compare(self[:], d.PublicKey[:]) >= 0 {
+			continue
+		}
+		if slices.ContainsFunc(dev.Peers, func(p wgtypes.Peer) bool { return p.PublicKey == d.PublicKey }) {
+			out = append(out, d.PublicKey)
+		}
+	}
+	return out
+}
+
+// BootsOf returns desired's Boot by key, or last itself when it already
+// holds exactly that (the usual resync, which then allocates nothing).
+func BootsOf(desired []tunnel.WGPeer, last map[wgtypes.Key]uint32) map[wgtypes.Key]uint32 {
+	same := len(last) == len(desired)
+	for i := 0; same && i < len(desired); i++ {
+		b, ok := last[desired[i].PublicKey]
+		same = ok && b == desired[i].Boot
+	}
+	if same {
+		return last
+	}
+	out := make(map[wgtypes.Key]uint32, len(desired))
+	for _, d := range desired {
+		out[d.PublicKey] = d.Boot
 	}
 	return out
 }

@@ -135,6 +135,52 @@ func TestPeersToWarm(t *testing.T) {
 	}
 }
 
+func TestRestarted(t *testing.T) {
+	self := wgtypes.Key{5}
+	up, same, unknown, old, low, gone := wgtypes.Key{9}, wgtypes.Key{8}, wgtypes.Key{7}, wgtypes.Key{6}, wgtypes.Key{1}, wgtypes.Key{10}
+	dev := &wgtypes.Device{Peers: []wgtypes.Peer{{PublicKey: up}, {PublicKey: same}, {PublicKey: unknown}, {PublicKey: old}, {PublicKey: low}}}
+	last := map[wgtypes.Key]uint32{up: 1, same: 1, old: 1, low: 1, gone: 1}
+	desired := []tunnel.WGPeer{
+		{PublicKey: up, Boot: 2},      // restarted
+		{PublicKey: same, Boot: 1},    // did not
+		{PublicKey: unknown, Boot: 3}, // first seen: nothing to compare
+		{PublicKey: old, Boot: 0},     // stopped publishing one (older agent)
+		{PublicKey: low, Boot: 2},     // restarted, but its key sorts first: it starts the session
+		{PublicKey: gone, Boot: 2},    // restarted, not on the device: a new peer (PeersToWarm)
+	}
+	if got := Restarted(self, dev, desired, last); len(got) != 1 || got[0] != up {
+		t.Errorf("restarted %v, want only %v", got, up)
+	}
+	if got := Restarted(self, dev, desired, nil); got != nil {
+		t.Errorf("restarted %v with no earlier boots, want none", got)
+	}
+	// Of two nodes, exactly one starts the session with the other.
+	a, b := Restarted(low, &wgtypes.Device{Peers: []wgtypes.Peer{{PublicKey: up}}}, []tunnel.WGPeer{{PublicKey: up, Boot: 2}}, map[wgtypes.Key]uint32{up: 1}),
+		Restarted(up, &wgtypes.Device{Peers: []wgtypes.Peer{{PublicKey: low}}}, []tunnel.WGPeer{{PublicKey: low, Boot: 2}}, map[wgtypes.Key]uint32{low: 1})
+	if len(a)+len(b) != 1 {
+		t.Errorf("both or neither side restarts the session: %v %v", a, b)
+	}
+}
+
+func TestBootsOf(t *testing.T) {
+	k1, k2 := wgtypes.Key{1}, wgtypes.Key{2}
+	desired := []tunnel.WGPeer{{PublicKey: k1, Boot: 7}, {PublicKey: k2}}
+	m := BootsOf(desired, nil)
+	if len(m) != 2 || m[k1] != 7 || m[k2] != 0 {
+		t.Fatalf("BootsOf = %v", m)
+	}
+	if again := BootsOf(desired, m); reflect.ValueOf(again).Pointer() != reflect.ValueOf(m).Pointer() {
+		t.Error("an unchanged peer set built a new map")
+	}
+	desired[0].Boot = 8
+	if next := BootsOf(desired, m); next[k1] != 8 || m[k1] != 7 {
+		t.Errorf("after a restart: new %v, old %v (must not be changed in place)", next, m)
+	}
+	if next := BootsOf(desired[:1], m); len(next) != 1 {
+		t.Errorf("a departed peer stays: %v", next)
+	}
+}
+
 func TestWarmPeersLeavesKeepaliveOff(t *testing.T) {
 	wg := NewFakeWireGuard("wg0")
 	k := wgtypes.Key{9}
