@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint fuzz demo bench bench-dns bench-peering bench-policy bench-throughput bench-pgo bench-scale pgo-profile clean lab-down
+.PHONY: all build deps controlplane test unit lint fuzz demo demo-services bench bench-dns bench-peering bench-policy bench-throughput bench-pgo bench-scale pgo-profile clean lab-down
 
 all: build
 
@@ -55,6 +55,12 @@ lint:
 # A 3-node WireGuard lab with 2 pods per node, traffic between every pair.
 demo: deps build
 	@scripts/demo.sh
+
+# Services in a 3-node --kube lab without kube-proxy: a pod reaching
+# backend-service by name, the lab's internet reaching its NodePort on
+# every node and its LoadBalancer address, spread over every backend.
+demo-services: deps build controlplane
+	@scripts/demo-services.sh
 
 # Every figure in docs/benchmarks.md, each beside its reference: pod-to-pod
 # throughput (weft WireGuard and VXLAN against standalone wireguard-go, kernel

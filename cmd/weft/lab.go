@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftnet/weft/lab"
+	"github.com/weftnet/weft/lab/probe"
 )
 
 // labFlags are the flags every `weft lab` subcommand shares.
@@ -75,8 +77,35 @@ State lives in /run/weft-lab/<name>/; see docs/lab.md.`,
 		newLabKubeconfigCommand(f),
 		newLabKubeCommand(f),
 		newLabCNIExecCommand(),
+		newLabServeCommand(),
 	)
 	return cmd
+}
+
+// newLabServeCommand serves the lab's probe answer ("seen CLIENT at
+// SERVER") on TCP and UDP until interrupted, in the current netns; run it
+// in a pod with `weft lab exec NODE/POD -- weft lab serve ADDR:PORT`.
+func newLabServeCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve ADDR:PORT",
+		Short: "answer every connection with the address it came from and the address it reached (run it in a pod with exec)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ap, err := netip.ParseAddrPort(args[0])
+			if err != nil {
+				return fmt.Errorf("serve: %q is not ADDR:PORT: %w", args[0], err)
+			}
+			s, err := probe.Serve("", ap)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ctx, cancel := signalContext()
+			defer cancel()
+			<-ctx.Done()
+			return nil
+		},
+	}
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
