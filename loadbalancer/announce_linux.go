@@ -81,7 +81,7 @@ func NewAnnouncer(iface string, log *slog.Logger) (*Announcer, error) {
 	}
 	a := &Announcer{
 		iface: iface, index: ifi.Index, mac: ifi.HardwareAddr,
-		log:  log.With("component", "loadbalancer-announcer", "interface", iface),
+		log:  log.With("interface", iface),
 		file: f, raw: raw, done: make(chan struct{}),
 		addrs: map[netip.Addr]bool{},
 	}
