@@ -191,7 +191,48 @@ func ParseConfig(r io.Reader) (Config, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("invalid config: %s", nameFields(b, err.Error()))
 	}
+	// An unset interval means the default, so Complete cannot tell an
+	// explicit 0s from it: refuse that here, where the document shows it.
+	for _, f := range []struct {
+		path string
+		d    time.Duration
+		def  time.Duration
+	}{
+		{"resyncInterval", c.ResyncInterval.Duration, DefaultResync},
+		{"policy.resyncInterval", c.Policy.ResyncInterval.Duration, DefaultPolicyResync},
+	} {
+		if line := fieldLine(b, f.path); line > 0 && f.d == 0 {
+			return c, fmt.Errorf("invalid config: %s (line %d): 0s is shorter than 1s (leave it out for the default %s)", f.path, line, f.def)
+		}
+	}
 	return c, nil
+}
+
+// fieldLine is the line of the key at path (dotted, through mappings) in
+// the YAML document doc, or 0 if doc does not set it.
+func fieldLine(doc []byte, path string) int {
+	var root yaml.Node
+	if yaml.Unmarshal(doc, &root) != nil || len(root.Content) == 0 {
+		return 0
+	}
+	n := root.Content[0]
+	line := 0
+	for _, key := range strings.Split(path, ".") {
+		if n.Kind != yaml.MappingNode {
+			return 0
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next, line = n.Content[i+1], n.Content[i].Line
+			}
+		}
+		if next == nil {
+			return 0
+		}
+		n = next
+	}
+	return line
 }
 
 var lineRef = regexp.MustCompile(`line (\d+):`)

@@ -77,6 +77,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{base + "tunnel:\n  interface: a-very-long-interface-name\n", "tunnel.interface"},
 		{base + "tunnel:\n  backend: vxlan\n  vni: 16777216\n", "tunnel.vni"},
 		{base + "resyncInterval: 1ms\n", "resyncInterval"},
+		{base + "resyncInterval: 0s\n", "resyncInterval (line 4): 0s"},
+		{base + "resyncInterval: 0\n", "resyncInterval (line 4): 0s"},
+		{base + "policy:\n  resyncInterval: 0s\n", "policy.resyncInterval (line 5): 0s"},
 		{base + "metricsAddress: localhost\n", "metricsAddress"},
 		{base + "logLevel: loud\n", "logLevel"},
 		{"nodeName: \"a b\"\ngossip:\n  keyFile: /k\n", "nodeName"},
@@ -93,6 +96,40 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("config %q: error %q does not name %s", tc.yaml, err, tc.field)
+		}
+	}
+}
+
+// An interval left out takes its default; one written as 0 is refused
+// (ParseConfig sees the document, Complete only the zero value).
+func TestResyncIntervalUnsetOrZero(t *testing.T) {
+	base := "nodeName: n1\ngossip:\n  keyFile: /k\n"
+	tests := []struct {
+		yaml         string
+		want, policy time.Duration // 0: refused
+	}{
+		{base, DefaultResync, DefaultPolicyResync},
+		{base + "resyncInterval: 3s\n", 3 * time.Second, DefaultPolicyResync},
+		{base + "policy:\n  resyncInterval: 2s\n", DefaultResync, 2 * time.Second},
+		{base + "resyncInterval: 0s\n", 0, 0},
+		{base + "resyncInterval: 0ms\n", 0, 0},
+		{base + "policy:\n  resyncInterval: 0s\n", 0, 0},
+		{base + "policy: {}\n", DefaultResync, DefaultPolicyResync},
+	}
+	for _, tc := range tests {
+		c, err := ParseConfig(strings.NewReader(tc.yaml))
+		if err == nil {
+			err = c.Complete()
+		}
+		if tc.want == 0 {
+			if err == nil || !strings.Contains(err.Error(), "resyncInterval") {
+				t.Errorf("config %q: err = %v, want one naming resyncInterval", tc.yaml, err)
+			}
+			continue
+		}
+		if err != nil || c.ResyncInterval.Duration != tc.want || c.Policy.ResyncInterval.Duration != tc.policy {
+			t.Errorf("config %q: resyncInterval %v, policy.resyncInterval %v, %v; want %v, %v",
+				tc.yaml, c.ResyncInterval, c.Policy.ResyncInterval, err, tc.want, tc.policy)
 		}
 	}
 }

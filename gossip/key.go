@@ -5,18 +5,35 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
 
-// keySize is the size of keys written by GenerateKeyFile (AES-256).
+// keySize is the size of a gossip key file's key (AES-256): what
+// GenerateKeyFile writes and LoadKey requires. In-process configurations
+// (Config.Key) may also use memberlist's 16 and 24.
 const keySize = 32
 
 // LoadKey reads a memberlist encryption key from path. The file holds the
-// standard base64 encoding of 16, 24 or 32 bytes (GenerateKeyFile writes 32);
-// surrounding whitespace is ignored.
+// standard base64 encoding of 32 bytes; surrounding whitespace is ignored.
+// A file that other users may read or write (any of mode 0007) is refused,
+// as ssh refuses such a private key: the key is the whole of the cluster's
+// gossip security.
 func LoadKey(path string) ([]byte, error) {
-	raw, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read gossip key file %q: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("failed to stat gossip key file %q: %w", path, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
+		return nil, fmt.Errorf("gossip key file %q has mode %#o: other users may read or change it; chmod 600 (or 400) it, then restart", path, perm)
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return nil, fmt.Errorf("failed to read gossip key file %q: %w", path, err)
 	}
@@ -28,8 +45,9 @@ func LoadKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip key file %q does not hold base64: %w", path, err)
 	}
-	if err := validateKey(key); err != nil {
-		return nil, fmt.Errorf("gossip key file %q: %w", path, err)
+	if len(key) != keySize {
+		return nil, fmt.Errorf("gossip key file %q holds a %d-byte key, want %d bytes (base64 of %d random bytes, as `weft keygen --gossip FILE` writes)",
+			path, len(key), keySize, keySize)
 	}
 	return key, nil
 }

@@ -24,6 +24,7 @@ func TestAgentRejectsBadConfig(t *testing.T) {
 		{"bad cluster CIDR", base + "clusterCIDR: 10.244.0.0/99\n", "clusterCIDR"},
 		{"bad backend", base + "tunnel:\n  backend: gre\n", "tunnel.backend"},
 		{"bad duration", base + "resyncInterval: often\n", "resyncInterval"},
+		{"zero resync interval", base + "resyncInterval: 0s\n", "resyncInterval"},
 		{"wrong type", base + "blockSize: [24]\n", "blockSize"},
 		{"not yaml", "{{{{", "config"},
 	}
@@ -50,12 +51,12 @@ func TestAgentRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// A gossip key file that is not base64 of 32 bytes, or that other users
+// may read, stops the agent before it touches anything, naming the field,
+// the file and what is wrong.
 func TestAgentRejectsBadKeyFile(t *testing.T) {
 	dir := t.TempDir()
 	key := filepath.Join(dir, "gossip.key")
-	if err := os.WriteFile(key, []byte("not base64!\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cfg := filepath.Join(dir, "agent.yaml")
 	yaml := "nodeName: bad\nstateFile: " + filepath.Join(dir, "node.json") +
 		"\nstatusSocket: " + filepath.Join(dir, "weft.sock") +
@@ -63,14 +64,34 @@ func TestAgentRejectsBadKeyFile(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(filepath.Join(binDir, "weft"), "agent", "--config", cfg).CombinedOutput()
-	if err == nil {
-		t.Fatalf("agent started with a bad gossip key:\n%s", out)
-	}
-	if !strings.Contains(string(out), "gossip.keyFile") || !strings.Contains(string(out), key) {
-		t.Errorf("error does not name gossip.keyFile and the path:\n%s", out)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node.json")); err == nil {
-		t.Error("state file written despite the bad key")
+	for _, tc := range []struct {
+		name, content string
+		mode          os.FileMode
+		want          string
+	}{
+		{"not base64", "not base64!\n", 0o600, "base64"},
+		{"16 bytes", "MDEyMzQ1Njc4OWFiY2RlZg==\n", 0o600, "16-byte key, want 32"},
+		{"world-readable", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n", 0o644, "mode 0644"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(key, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(key, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(filepath.Join(binDir, "weft"), "agent", "--config", cfg).CombinedOutput()
+			if err == nil {
+				t.Fatalf("agent started with a bad gossip key:\n%s", out)
+			}
+			for _, w := range []string{"gossip.keyFile", key, tc.want} {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("error does not say %q:\n%s", w, out)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "node.json")); err == nil {
+				t.Error("state file written despite the bad key")
+			}
+		})
 	}
 }
