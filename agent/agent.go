@@ -47,8 +47,9 @@ type Agent struct {
 	peering    *peeringState   // nil when peering is off; owned by Run's loop
 	clusterset *clustersetSync // nil unless peering is on in Kubernetes mode; set before Run's loop
 
-	mu         sync.Mutex // guards the fields below
-	publishErr string     // last error publishing to our Node, logged once
+	mu         sync.Mutex     // guards the fields below
+	liveNodes  func([]string) // told the live peers after every reconcile (load-balancer announcement); nil: none
+	publishErr string         // last error publishing to our Node, logged once
 	status     Status
 	ready      bool
 	lease      netip.Prefix
@@ -319,6 +320,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if a.kube != nil {
 		deleted = a.kube.Deleted
 	}
+	a.tellLiveNodes(members, deleted)
 	peers, skipped := planPeers(a.backend.Name(), members, deleted)
 	gw, activeGW := a.planGateway(members)
 	peers = withGatewayExtra(peers, activeGW, gw.ViaGateway)

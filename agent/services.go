@@ -2,19 +2,30 @@ package agent
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/google/nftables"
 
 	"github.com/weftnet/weft/agent/kube"
+	"github.com/weftnet/weft/gossip"
+	"github.com/weftnet/weft/loadbalancer"
 	"github.com/weftnet/weft/nftable"
 	"github.com/weftnet/weft/serviceproxy"
 )
 
 // servicesAddon runs the Service proxy (package serviceproxy) on the
-// agent's shared informers.
+// agent's shared informers and, with load-balancer pools configured, the
+// address allocator and the ARP announcer (package loadbalancer).
 type servicesAddon struct {
+	a    *Agent
 	ctl  *serviceproxy.Controller
 	conn *nftables.Conn
+
+	// With pools only.
+	announcer *loadbalancer.Announcer
+	speaker   *loadbalancer.Speaker
+	lbMetrics *loadbalancer.Metrics
+	lbDone    chan struct{}
 }
 
 // newServicesAddon builds the Service proxy addon, or nil when
@@ -36,7 +47,24 @@ func newServicesAddon(a *Agent) (addon, error) {
 		_ = conn.CloseLasting()
 		return nil, nil
 	}
-	return &servicesAddon{conn: conn, ctl: serviceproxy.NewController(serviceproxy.ControllerConfig{
+	s := &servicesAddon{a: a, conn: conn}
+	lb := cfg.LoadBalancer
+	if len(lb.ParsedPools()) > 0 {
+		if s.lbMetrics, err = loadbalancer.NewMetrics(a.metrics.reg); err != nil {
+			_ = conn.CloseLasting()
+			return nil, err
+		}
+		if lb.Announcing() {
+			if s.announcer, err = loadbalancer.NewAnnouncer(a.under.Interface, a.base.With("component", "loadbalancer", "node", a.cfg.NodeName)); err != nil {
+				_ = conn.CloseLasting()
+				return nil, fmt.Errorf("services.loadBalancer: %w", err)
+			}
+			s.announcer.Instrument(s.lbMetrics)
+			s.speaker = loadbalancer.NewSpeaker(a.cfg.NodeName, s.announcer, lb.ParsedPools()...)
+			a.setLiveNodes(s.speaker.SetLive)
+		}
+	}
+	s.ctl = serviceproxy.NewController(serviceproxy.ControllerConfig{
 		Log:     a.base.With("component", "services", "node", a.cfg.NodeName),
 		Config:  cfg,
 		Context: serviceproxy.Context{Node: a.cfg.NodeName, ClusterCIDR: a.cfg.ClusterPrefix()},
@@ -48,16 +76,90 @@ func newServicesAddon(a *Agent) (addon, error) {
 		},
 		Registerer:  a.metrics.reg,
 		DeleteFlows: serviceproxy.DeleteUDPFlows,
-	})}, nil
+		OnPlan:      s.planned,
+	})
+	return s, nil
 }
 
 func (s *servicesAddon) Name() string { return "services" }
 
 func (s *servicesAddon) Start(ctx context.Context, inf *kube.Informers) error {
+	if s.lbMetrics != nil {
+		al, err := loadbalancer.NewAllocator(loadbalancer.AllocatorConfig{
+			Client:   s.a.kubeClient,
+			Services: inf.Services(),
+			Config:   s.a.cfg.Services.LoadBalancer,
+			NodeName: s.a.cfg.NodeName,
+			Log:      s.a.base.With("node", s.a.cfg.NodeName),
+			Metrics:  s.lbMetrics,
+		})
+		if err != nil {
+			return err
+		}
+		s.lbDone = make(chan struct{})
+		go func() {
+			defer close(s.lbDone)
+			if err := al.Run(ctx); err != nil && ctx.Err() == nil {
+				s.a.log.Warn("load-balancer allocator stopped", "err", err)
+			}
+		}()
+	}
 	return s.ctl.Start(ctx, inf.Services(), inf.EndpointSlices())
+}
+
+// planned hands the plan's load-balancer addresses to the speaker.
+func (s *servicesAddon) planned(p *serviceproxy.Plan) {
+	if s.speaker == nil {
+		return
+	}
+	var cs []loadbalancer.Candidates
+	for _, sp := range p.Services {
+		for _, a := range sp.Announce {
+			cs = append(cs, loadbalancer.Candidates{Addr: a.Addr, Any: a.Any, Nodes: a.Nodes})
+		}
+	}
+	s.speaker.SetCandidates(cs)
 }
 
 func (s *servicesAddon) Close(leave bool) error {
 	defer s.conn.CloseLasting()
-	return s.ctl.Close(leave)
+	err := s.ctl.Close(leave)
+	if s.announcer != nil {
+		s.a.setLiveNodes(nil)
+		_ = s.announcer.Close()
+	}
+	return err
+}
+
+// setLiveNodes registers f to be told the live peers after every
+// reconcile (nil: no one).
+func (a *Agent) setLiveNodes(f func([]string)) {
+	a.mu.Lock()
+	a.liveNodes = f
+	a.mu.Unlock()
+	if f != nil && a.gossip != nil {
+		var deleted func(string) bool
+		if a.kube != nil {
+			deleted = a.kube.Deleted
+		}
+		a.tellLiveNodes(a.gossip.Peers(), deleted)
+	}
+}
+
+// tellLiveNodes tells the registered listener the gossip members that are
+// alive and whose Node was not deleted.
+func (a *Agent) tellLiveNodes(members []gossip.Meta, deleted func(string) bool) {
+	a.mu.Lock()
+	f := a.liveNodes
+	a.mu.Unlock()
+	if f == nil {
+		return
+	}
+	names := make([]string, 0, len(members))
+	for _, m := range members {
+		if deleted == nil || !deleted(m.Name) {
+			names = append(names, m.Name)
+		}
+	}
+	f(names)
 }
