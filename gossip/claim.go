@@ -131,7 +131,7 @@ func (n *Node) loadPersisted() (leaseRecord, bool) {
 	if n.cfg.LeaseFile == "" {
 		return leaseRecord{}, false
 	}
-	rec, err := readLeaseFile(n.cfg.LeaseFile)
+	rec, err := loadLeaseFile(n.cfg.LeaseFile, n.log)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return leaseRecord{}, false
