@@ -17,10 +17,13 @@ var (
 	CPAddr = netip.MustParseAddr("192.168.77.2")
 )
 
-// LBPool is the load-balancer address pool of a --kube lab's agents
-// (services.loadBalancer.pools), on the underlay's link as seen from the
-// internet namespace.
+// LBPool is where a --kube lab's load-balancer addresses come from, on the
+// underlay's link as seen from the internet namespace; the agents' pool
+// (LBPoolRange) leaves out its first and last address.
 var LBPool = netip.MustParsePrefix("192.168.78.0/26")
+
+// LBPoolRange is the agents' services.loadBalancer.pools entry.
+const LBPoolRange = "192.168.78.1-192.168.78.62"
 
 // WANSubnet is the segment `weft lab peer` joins two labs' gateways on.
 // The first lab of a pair (by name) has its gateway of node index i at

@@ -45,7 +45,8 @@ type AgentConfigFile struct {
 }
 
 type agentServices struct {
-	LoadBalancer agentLB `yaml:"loadBalancer"`
+	ResyncInterval string  `yaml:"resyncInterval"`
+	LoadBalancer   agentLB `yaml:"loadBalancer"`
 }
 
 type agentLB struct {
@@ -120,7 +121,7 @@ func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFi
 		if s.DNSUpstream != "" {
 			c.DNS = &agentDNS{Upstreams: []string{s.DNSUpstream}}
 		}
-		c.Services = &agentServices{LoadBalancer: agentLB{Pools: []string{LBPool.String()}}}
+		c.Services = &agentServices{ResyncInterval: LabResync.String(), LoadBalancer: agentLB{Pools: []string{LBPoolRange}}}
 	}
 	if s.Gateways > 0 {
 		c.Peering = &agentPeering{

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -102,6 +103,14 @@ func (s *Server) serveTCP() {
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 			fmt.Fprintf(c, "seen %s at %s\n", c.RemoteAddr(), c.LocalAddr())
+			// Read what the client sent (an HTTP client sends a request)
+			// until it closes: closing with unread data would reset the
+			// connection before the client read the answer.
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.CloseWrite()
+			}
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			_, _ = io.Copy(io.Discard, c)
 		}()
 	}
 }
