@@ -82,6 +82,7 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./policy/
 	$(GO) test -count=1 -run TestPolicyBench -v ./tests/e2e/ -args -policy.bench
 	$(GO) test -count=1 -run 'TestPeering$$' -v ./tests/e2e/ -args -peering.bench
+	$(GO) test -count=1 -run TestServiceTableScale -v ./serviceproxy/ -args -services.scale
 
 # Peering alone: cross-cluster throughput and gateway failover, two --kube labs.
 bench-peering: deps build controlplane

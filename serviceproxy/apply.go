@@ -74,7 +74,7 @@ type Stats struct {
 func (a *Applier) Apply(p *Plan) (Stats, error) {
 	el := flatten(p)
 	if a.services == nil || !a.current() {
-		st, err := a.replace(p, el)
+		st, err := a.replace(p)
 		if err != nil {
 			a.Forget()
 			return st, err
@@ -105,8 +105,16 @@ func (a *Applier) current() bool {
 	return err == nil && len(rules) > 0 && string(rules[0].UserData) == structureVersion
 }
 
-// replace writes the whole table in one batch.
-func (a *Applier) replace(p *Plan, el *elements) (Stats, error) {
+// replaceBatch bounds the messages of one batch of a replace. The kernel
+// echoes every rule added back to the socket; a batch much larger than
+// this overflows even a large receive buffer.
+const replaceBatch = 4000
+
+// replace writes the whole table anew. A table that fits one batch is
+// replaced atomically; a larger one is written as the skeleton with the
+// first Services, then further Services a batch at a time, each batch whole
+// Services (their chains refer only to each other and to the skeleton).
+func (a *Applier) replace(p *Plan) (Stats, error) {
 	st := Stats{Outcome: Replaced}
 	c, sk := a.conn, a.sk
 	c.AddTable(sk.table)
@@ -118,22 +126,8 @@ func (a *Applier) replace(p *Plan, el *elements) (Stats, error) {
 			return st, fmt.Errorf("failed to add set %s: %w", s.Name, err)
 		}
 	}
-	for _, k := range sortedKeys(p.Services) {
-		for _, as := range p.Services[k].Affinity {
-			if err := c.AddSet(affinityNFTSet(sk.table, as), nil); err != nil {
-				return st, fmt.Errorf("failed to add set %s: %w", as.Name, err)
-			}
-		}
-	}
 	for _, ch := range sk.chains {
 		c.AddChain(ch)
-	}
-	var chains []Chain
-	for _, k := range sortedKeys(p.Services) {
-		for _, ch := range p.Services[k].Chains {
-			c.AddChain(&nftables.Chain{Name: ch.Name, Table: sk.table})
-			chains = append(chains, ch)
-		}
 	}
 	// The skeleton's rules look its sets up by the ids AddSet just gave.
 	ids := map[string]uint32{}
@@ -148,19 +142,57 @@ func (a *Applier) replace(p *Plan, el *elements) (Stats, error) {
 		}
 		c.AddRule(r)
 	}
-	for _, ch := range chains {
-		if err := a.addRules(ch); err != nil {
-			return st, err
+	pending := 8 + len(sk.chains) + len(sk.rules)
+	chunk := &Plan{Services: map[string]*ServicePlan{}}
+	flush := func() error {
+		keys := sortedKeys(chunk.Services)
+		for _, k := range keys {
+			sp := chunk.Services[k]
+			for _, as := range sp.Affinity {
+				if err := c.AddSet(affinityNFTSet(sk.table, as), nil); err != nil {
+					return fmt.Errorf("failed to add set %s: %w", as.Name, err)
+				}
+			}
+			for _, ch := range sp.Chains {
+				c.AddChain(&nftables.Chain{Name: ch.Name, Table: sk.table})
+			}
+		}
+		for _, k := range keys {
+			for _, ch := range chunk.Services[k].Chains {
+				if err := a.addRules(ch); err != nil {
+					return err
+				}
+				st.ChainsAdded++
+			}
+		}
+		added, err := a.writeElements(&elements{}, flatten(chunk))
+		if err != nil {
+			return err
+		}
+		st.ElementsAdded += added
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("failed to apply nftables table %s: %w", TableName, err)
+		}
+		chunk.Services, pending = map[string]*ServicePlan{}, 0
+		return nil
+	}
+	for _, k := range sortedKeys(p.Services) {
+		sp := p.Services[k]
+		chunk.Services[k] = sp
+		pending += len(sp.Affinity) + len(sp.Chains) + 4
+		for _, ch := range sp.Chains {
+			pending += len(ch.Rules)
+		}
+		if pending >= replaceBatch {
+			if err := flush(); err != nil {
+				return st, err
+			}
 		}
 	}
-	st.ChainsAdded = len(chains)
-	added, err := a.writeElements(&elements{}, el)
-	if err != nil {
-		return st, err
-	}
-	st.ElementsAdded = added
-	if err := c.Flush(); err != nil {
-		return st, fmt.Errorf("failed to apply nftables table %s: %w", TableName, err)
+	if len(chunk.Services) > 0 || pending > 0 {
+		if err := flush(); err != nil {
+			return st, err
+		}
 	}
 	return st, nil
 }
