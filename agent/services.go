@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/nftables"
 
@@ -81,6 +82,10 @@ func newServicesAddon(a *Agent) (addon, error) {
 	return s, nil
 }
 
+// allocatorLease is the load-balancer Lease's duration: a new leader
+// takes over within it after the old one dies.
+const allocatorLease = 60 * time.Second
+
 func (s *servicesAddon) Name() string { return "services" }
 
 func (s *servicesAddon) Start(ctx context.Context, inf *kube.Informers) error {
@@ -92,6 +97,12 @@ func (s *servicesAddon) Start(ctx context.Context, inf *kube.Informers) error {
 			NodeName: s.a.cfg.NodeName,
 			Log:      s.a.base.With("node", s.a.cfg.NodeName),
 			Metrics:  s.lbMetrics,
+			// Slow Lease timing: an idle agent should make next to no API
+			// requests, and only assigning a new address waits for a
+			// leader (announcing goes by gossip).
+			LeaseDuration: allocatorLease,
+			RenewDeadline: allocatorLease * 3 / 4,
+			RetryPeriod:   allocatorLease / 4,
 		})
 		if err != nil {
 			return err
