@@ -34,7 +34,7 @@ func TestDNSAddonLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	resolv := dir + "/resolv.conf"
 	os.WriteFile(resolv, []byte("nameserver 127.0.0.1\n"), 0o644)
-	cfg := Config{NodeName: "n1", Gossip: GossipConfig{KeyFile: "/k"}, ResyncInterval: Duration{time.Second},
+	cfg := Config{NodeName: "n1", Gossip: GossipConfig{KeyFile: "/k"}, ResyncInterval: Duration{Duration: time.Second},
 		DNS: DNSConfig{ResolvConf: resolv}}
 	if err := cfg.Complete(); err != nil {
 		t.Fatal(err)

@@ -21,9 +21,9 @@ func TestPolicyConfigDefaultsAndErrors(t *testing.T) {
 		c     PolicyConfig
 		field string
 	}{
-		{PolicyConfig{Debounce: Duration{2 * time.Second}}, "policy.debounce"},
-		{PolicyConfig{Debounce: Duration{-time.Second}}, "policy.debounce"},
-		{PolicyConfig{ResyncInterval: Duration{time.Millisecond}}, "policy.resyncInterval"},
+		{PolicyConfig{Debounce: Duration{Duration: 2 * time.Second}}, "policy.debounce"},
+		{PolicyConfig{Debounce: Duration{Duration: -time.Second}}, "policy.debounce"},
+		{PolicyConfig{ResyncInterval: Duration{Duration: time.Millisecond}}, "policy.resyncInterval"},
 		{PolicyConfig{RulesetFile: "rel/policy.txt"}, "policy.rulesetFile"},
 	} {
 		err := tc.c.complete()
