@@ -26,11 +26,11 @@ say "Starting a 3-node --kube lab (a real kube-apiserver and controller manager;
 
 say "Three backends (one per node) serving on 8080, and a client pod"
 for i in 1 2 3; do
-  "$weft" lab pod add "n$i" "backend$i" --name "$name" --labels app=backend >/dev/null
+  "$weft" lab pod add "n$i" "backend$i" --name "$name" --quiet --labels app=backend >/dev/null
   "$weft" lab exec --name "$name" "n$i/backend$i" -- "$weft" lab serve 0.0.0.0:8080 &
   servers+=($!)
 done
-"$weft" lab pod add n1 frontend --name "$name" >/dev/null
+"$weft" lab pod add n1 frontend --name "$name" --quiet >/dev/null
 "$weft" lab status --name "$name"
 
 say "backend-service: a ClusterIP, NodePort 30080 and the LoadBalancer address $lb"
@@ -75,7 +75,7 @@ done
 ip -n "$name-inet" neigh show "$lb"
 
 say "The Service table on n1"
-"$weft" lab exec --name "$name" n1 -- nft list table ip weft-services | head -40
+"$weft" lab exec --name "$name" n1 -- nft list table ip weft-services | sed -n 1,40p
 echo "  ..."
 
 cat <<EOF3
