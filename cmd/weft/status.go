@@ -81,6 +81,7 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	printPolicyStatus(w, st.Policy)
 	printDNSStatus(w, st.DNS)
+	printServicesStatus(w, st.Services)
 	printPeeringStatus(w, st.Peering)
 	if st.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", st.LastError)
