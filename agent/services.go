@@ -26,7 +26,6 @@ type servicesAddon struct {
 	announcer *loadbalancer.Announcer
 	speaker   *loadbalancer.Speaker
 	lbMetrics *loadbalancer.Metrics
-	lbDone    chan struct{}
 }
 
 // newServicesAddon builds the Service proxy addon, or nil when
@@ -107,9 +106,7 @@ func (s *servicesAddon) Start(ctx context.Context, inf *kube.Informers) error {
 		if err != nil {
 			return err
 		}
-		s.lbDone = make(chan struct{})
-		go func() {
-			defer close(s.lbDone)
+		go func() { // ends with ctx
 			if err := al.Run(ctx); err != nil && ctx.Err() == nil {
 				s.a.log.Warn("load-balancer allocator stopped", "err", err)
 			}

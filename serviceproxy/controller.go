@@ -279,6 +279,7 @@ func (c *Controller) run(ctx context.Context) {
 		return
 	}
 	c.log.Info("informers synced; serving Services")
+	c.checkKubeProxy()
 	c.sync()
 	resync := time.NewTicker(c.cfg.Config.ResyncInterval.Duration)
 	defer resync.Stop()
@@ -296,6 +297,7 @@ func (c *Controller) run(ctx context.Context) {
 			}
 			c.sync()
 		case <-resync.C:
+			c.checkKubeProxy()
 			if c.aside == "" && c.cfg.Lister != nil && c.cfg.Applier.Drifted(c.cfg.Lister) {
 				c.log.Info("the service table drifted from what was applied; rewriting it")
 				c.cfg.Applier.Forget()
@@ -305,16 +307,18 @@ func (c *Controller) run(ctx context.Context) {
 	}
 }
 
-// standAside checks for kube-proxy; while it is on the node weft's table
-// is removed, so the two never both translate the same addresses.
-func (c *Controller) standAside() bool {
+// checkKubeProxy looks for kube-proxy's rules (at start and on every
+// resync, not on every change: it reads the kernel); while they are on the
+// node weft's table is removed, so the two never both translate the same
+// addresses.
+func (c *Controller) checkKubeProxy() {
 	if c.cfg.Lister == nil {
-		return false
+		return
 	}
 	who, err := KubeProxyPresent(c.cfg.Lister)
 	if err != nil {
 		c.log.Warn("cannot tell whether kube-proxy runs", "err", err)
-		return c.aside != ""
+		return
 	}
 	switch {
 	case who != "" && c.aside == "":
@@ -328,13 +332,12 @@ func (c *Controller) standAside() bool {
 		c.log.Info("kube-proxy's rules are gone; weft serves Services again")
 	}
 	c.aside = who
-	return who != ""
 }
 
 // sync replans the dirty Services and applies the whole plan's difference.
 func (c *Controller) sync() {
 	start := time.Now()
-	if c.standAside() {
+	if c.aside != "" {
 		c.status.Proxy = "kube-proxy (" + c.aside + ")"
 		c.status.Synced = false
 		c.cfg.Publish(c.status)

@@ -9,6 +9,7 @@ import (
 type Lister interface {
 	ListTablesOfFamily(nftables.TableFamily) ([]*nftables.Table, error)
 	ListChainsOfTableFamily(nftables.TableFamily) ([]*nftables.Chain, error)
+	ListChain(*nftables.Table, string) (*nftables.Chain, error)
 }
 
 var _ Lister = (*nftables.Conn)(nil)
@@ -19,25 +20,29 @@ var _ Lister = (*nftables.Conn)(nil)
 // visible through nftables; services.proxy: off is the setting for such a
 // node.
 func KubeProxyPresent(l Lister) (string, error) {
+	nat := false
 	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
 		ts, err := l.ListTablesOfFamily(fam)
 		if err != nil {
 			return "", err
 		}
 		for _, t := range ts {
-			if t.Name == "kube-proxy" {
+			switch {
+			case t.Name == "kube-proxy":
 				return "nftables table kube-proxy", nil
+			case t.Name == "nat" && fam == nftables.TableFamilyIPv4:
+				nat = true
 			}
 		}
 	}
-	cs, err := l.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
-	if err != nil {
-		return "", err
+	if !nat {
+		return "", nil
 	}
-	for _, c := range cs {
-		if c.Table != nil && c.Table.Name == "nat" && c.Name == "KUBE-SERVICES" {
-			return "iptables chain KUBE-SERVICES", nil
-		}
+	// One chain looked up, not every chain listed: the service table
+	// alone can hold tens of thousands.
+	t := &nftables.Table{Name: "nat", Family: nftables.TableFamilyIPv4}
+	if c, err := l.ListChain(t, "KUBE-SERVICES"); err == nil && c != nil {
+		return "iptables chain KUBE-SERVICES", nil
 	}
 	return "", nil
 }

@@ -1,6 +1,7 @@
 package serviceproxy
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/google/nftables"
@@ -276,12 +277,8 @@ func ruleExprs(t *nftables.Table, r Rule, add setAdder) ([]expr.Any, error) {
 	case Drop:
 		return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}, nil
 	}
-	return nil, errUnknownRule(r.Kind)
+	return nil, fmt.Errorf("serviceproxy: unknown rule kind %d", r.Kind)
 }
-
-type errUnknownRule RuleKind
-
-func (e errUnknownRule) Error() string { return "serviceproxy: unknown rule kind" }
 
 func prefixMask(p netip.Prefix) []byte {
 	m := make([]byte, 4)

@@ -169,7 +169,7 @@ func TCPAnswer(ctx context.Context, nsPath string, target netip.AddrPort) (Answe
 	if err != nil {
 		return Answer{}, fmt.Errorf("tcp to %s: reading answer: %w", target, err)
 	}
-	return parseAnswer(line)
+	return ParseAnswer(line)
 }
 
 // UDP sends a datagram from the namespace at nsPath to target, retrying
@@ -201,7 +201,7 @@ func UDPAnswer(ctx context.Context, nsPath string, target netip.AddrPort) (Answe
 		_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		n, err := conn.Read(buf)
 		if err == nil {
-			return parseAnswer(string(buf[:n]))
+			return ParseAnswer(string(buf[:n]))
 		}
 		if ctx.Err() != nil {
 			return Answer{}, fmt.Errorf("udp to %s: no answer: %w", target, ctx.Err())
@@ -218,7 +218,8 @@ func UDPAnswer(ctx context.Context, nsPath string, target netip.AddrPort) (Answe
 	}
 }
 
-func parseAnswer(line string) (Answer, error) {
+// ParseAnswer reads a probe server's answer line ("seen A at B").
+func ParseAnswer(line string) (Answer, error) {
 	s, ok := strings.CutPrefix(strings.TrimSpace(line), "seen ")
 	if !ok {
 		return Answer{}, fmt.Errorf("unexpected probe answer %q", line)

@@ -39,12 +39,12 @@ func TestUDPNoAnswerTimesOut(t *testing.T) {
 func TestParseAnswer(t *testing.T) {
 	for in, ok := range map[string]bool{"seen 10.0.0.1:5\n": true, "seen [::ffff:10.0.0.1]:5": true, "seen 10.0.0.1:5 at 10.0.0.2:80\n": true,
 		"seen 10.0.0.1:5 at x": false, "hello": false, "seen x": false} {
-		_, err := parseAnswer(in)
+		_, err := ParseAnswer(in)
 		if (err == nil) != ok {
-			t.Errorf("parseAnswer(%q): err %v", in, err)
+			t.Errorf("ParseAnswer(%q): err %v", in, err)
 		}
 	}
-	a, _ := parseAnswer("seen [::ffff:10.0.0.1]:5 at 10.0.0.2:80")
+	a, _ := ParseAnswer("seen [::ffff:10.0.0.1]:5 at 10.0.0.2:80")
 	if a.Seen != netip.MustParseAddrPort("10.0.0.1:5") || a.Server != netip.MustParseAddrPort("10.0.0.2:80") {
 		t.Errorf("parsed %+v", a)
 	}

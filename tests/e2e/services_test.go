@@ -110,7 +110,7 @@ spec:
 	t.Run("curl backend-service:80 through the search path from every node, spread over every backend", func(t *testing.T) {
 		for _, cl := range []string{"c1", "c2", "c3"} {
 			out := c.mustWeft("lab", "exec", "--name", c.name, byName[cl].Node+"/"+cl, "--", "curl", "-sS", "--max-time", "3", "--http0.9", "http://backend-service:80/")
-			if a, err := parseProbeAnswer(out); err != nil || backendIPs[a.Server.Addr()] == "" || a.Seen.Addr() != byName[cl].Addr() {
+			if a, err := probe.ParseAnswer(out); err != nil || backendIPs[a.Server.Addr()] == "" || a.Seen.Addr() != byName[cl].Addr() {
 				t.Errorf("%s: curl backend-service:80 = %q (%v), want a backend seeing the client's own address", cl, out, err)
 			}
 			seen := spread(t, byName[cl].NSPath(), backend, 40)
@@ -455,19 +455,6 @@ func spreadOver(t *testing.T, ns string, to netip.AddrPort, n int, names map[net
 		got[name]++
 	}
 	return got
-}
-
-func parseProbeAnswer(out string) (probe.Answer, error) {
-	var seen, server string
-	if _, err := fmt.Sscanf(strings.TrimSpace(out), "seen %s at %s", &seen, &server); err != nil {
-		return probe.Answer{}, fmt.Errorf("%q: %w", out, err)
-	}
-	s, err1 := netip.ParseAddrPort(seen)
-	v, err2 := netip.ParseAddrPort(server)
-	if err1 != nil || err2 != nil {
-		return probe.Answer{}, fmt.Errorf("%q is not a probe answer", out)
-	}
-	return probe.Answer{Seen: s, Server: v}, nil
 }
 
 // healthCheck GETs a healthCheckNodePort from the namespace at ns.
