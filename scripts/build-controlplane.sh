@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test-only Kubernetes control plane that lab/kube runs:
-# kube-apiserver and kube-controller-manager from the k8s.io/kubernetes module
-# pinned in tests/controlplane/go.mod, and etcd from the distribution archive.
+# kube-apiserver, kube-controller-manager and kube-scheduler, and for the
+# lab's real nodes kubelet and kube-proxy, from the k8s.io/kubernetes module
+# pinned in tests/controlplane/go.mod; etcd from Debian's etcd-server.
 #
 #   scripts/build-controlplane.sh [BINDIR]     # default: bin/ in the repo
 #
@@ -37,9 +38,11 @@ log "etcd: $(command -v etcd) ($(etcd --version 2>/dev/null | head -n1))"
 
 stamp=$bindir/.controlplane-stamp
 want=$(cat "$mod/go.mod" "$mod/go.sum" "${BASH_SOURCE[0]}" <(go version) | sha256sum | cut -d' ' -f1)
-if [[ -z ${FORCE:-} && -x $bindir/kube-apiserver && -x $bindir/kube-controller-manager &&
-	-f $stamp && $(cat "$stamp") == "$want" ]]; then
-	log "kube-apiserver and kube-controller-manager in $bindir are up to date"
+tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+uptodate=1
+for t in "${tools[@]}"; do [[ -x $bindir/$t ]] || uptodate=; done
+if [[ -z ${FORCE:-} && -n $uptodate && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+	log "${tools[*]} in $bindir are up to date"
 	exit 0
 fi
 
@@ -56,11 +59,9 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 	ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
 
-log "building kube-apiserver and kube-controller-manager $version into $bindir (several minutes when cold)"
+log "building ${tools[*]} $version into $bindir (several minutes when cold)"
 rm -f "$stamp"
 start=$(date +%s)
-CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bindir/" \
-	k8s.io/kubernetes/cmd/kube-apiserver \
-	k8s.io/kubernetes/cmd/kube-controller-manager
+CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bindir/" "${tools[@]/#/k8s.io/kubernetes/cmd/}"
 echo "$want" >"$stamp"
 log "built in $(($(date +%s) - start))s: $("$bindir/kube-apiserver" --version)"
