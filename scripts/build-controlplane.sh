@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test-only Kubernetes control plane that lab/kube runs:
 # kube-apiserver, kube-controller-manager and kube-scheduler, and for the
-# lab's real nodes kubelet and kube-proxy, from the k8s.io/kubernetes module
+# lab's real nodes kubelet, kube-proxy and agnhost (the upstream test
+# suites' image binary), from the k8s.io/kubernetes module
 # pinned in tests/controlplane/go.mod; etcd from Debian's etcd-server.
 #
 #   scripts/build-controlplane.sh [BINDIR]     # default: bin/ in the repo
@@ -38,7 +39,8 @@ log "etcd: $(command -v etcd) ($(etcd --version 2>/dev/null | head -n1))"
 
 stamp=$bindir/.controlplane-stamp
 want=$(cat "$mod/go.mod" "$mod/go.sum" "${BASH_SOURCE[0]}" <(go version) | sha256sum | cut -d' ' -f1)
-tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kube-proxy test/images/agnhost)
+tools=("${pkgs[@]##*/}")
 uptodate=1
 for t in "${tools[@]}"; do [[ -x $bindir/$t ]] || uptodate=; done
 if [[ -z ${FORCE:-} && -n $uptodate && -f $stamp && $(cat "$stamp") == "$want" ]]; then
@@ -62,6 +64,6 @@ done
 log "building ${tools[*]} $version into $bindir (several minutes when cold)"
 rm -f "$stamp"
 start=$(date +%s)
-CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bindir/" "${tools[@]/#/k8s.io/kubernetes/cmd/}"
+CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bindir/" "${pkgs[@]/#/k8s.io/kubernetes/}"
 echo "$want" >"$stamp"
 log "built in $(($(date +%s) - start))s: $("$bindir/kube-apiserver" --version)"

@@ -15,12 +15,19 @@ declare -A want=(
   [setsid]=util-linux
   [jq]=jq
   [curl]=curl
+  [conntrack]=conntrack
+  # the lab's real nodes (--kubelets): container runtime, a static shell
+  # for its app image, and the loopback CNI plugin containerd calls
+  [containerd]=containerd
+  [runc]=runc
+  [busybox]=busybox-static
 )
 
 missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
 done
+[ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
   missing+=(golang-go)
 fi
