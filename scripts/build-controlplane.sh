@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test-only Kubernetes control plane that lab/kube runs:
 # kube-apiserver, kube-controller-manager and kube-scheduler, and for the
-# lab's real nodes kubelet, kube-proxy and agnhost (the upstream test
+# lab's real nodes kubelet, kube-proxy, kubectl and agnhost (the upstream test
 # suites' image binary), from the k8s.io/kubernetes module
 # pinned in tests/controlplane/go.mod; etcd from Debian's etcd-server.
 #
@@ -39,7 +39,7 @@ log "etcd: $(command -v etcd) ($(etcd --version 2>/dev/null | head -n1))"
 
 stamp=$bindir/.controlplane-stamp
 want=$(cat "$mod/go.mod" "$mod/go.sum" "${BASH_SOURCE[0]}" <(go version) | sha256sum | cut -d' ' -f1)
-pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kube-proxy test/images/agnhost)
+pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kube-proxy cmd/kubectl test/images/agnhost)
 tools=("${pkgs[@]##*/}")
 uptodate=1
 for t in "${tools[@]}"; do [[ -x $bindir/$t ]] || uptodate=; done
