@@ -25,10 +25,16 @@ type pluginConfig struct {
 	DataDir   string `json:"dataDir"`
 }
 
+// CRICNIVersion is the version of the conflist containerd reads on a
+// --kubelets node: containerd 1.6's libcni knows versions up to 1.0.0.
+const CRICNIVersion = "1.0.0"
+
 // ConfList is node n's CNI network configuration list.
-func ConfList(n NodePaths) ([]byte, error) {
+func ConfList(n NodePaths) ([]byte, error) { return confList(n, CNIVersion) }
+
+func confList(n NodePaths, version string) ([]byte, error) {
 	b, err := json.MarshalIndent(conflist{
-		CNIVersion: CNIVersion,
+		CNIVersion: version,
 		Name:       CNINetwork,
 		Plugins: []pluginConfig{{
 			Type:      CNIPluginType,

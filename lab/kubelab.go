@@ -51,6 +51,9 @@ const (
 	// podCIDRTimeout bounds the wait for kube-controller-manager to give
 	// a new Node its podCIDR.
 	podCIDRTimeout = 30 * time.Second
+	// kubeletRegisterTimeout bounds the wait for a kubelet to start and
+	// register its Node, and the podCIDR after.
+	kubeletRegisterTimeout = 90 * time.Second
 	// apiProbeTimeout bounds the check that the API server answers.
 	apiProbeTimeout = 3 * time.Second
 	// apiRequestTimeout bounds every request the lab makes.
@@ -93,6 +96,7 @@ func (lb *Lab) kubeConfig(spec Spec) kube.Config {
 		BinDir:           spec.KubeBinDir,
 		ClusterCIDR:      cidr,
 		NodeCIDRMaskSize: 24, // the agents' default blockSize
+		Kubelets:         spec.Kubelets,
 		Logger:           lb.opts.Log.With("component", "kube"),
 	}
 }
@@ -116,6 +120,11 @@ func (lb *Lab) completeKubeSpec(spec *Spec) error {
 	}
 	if spec.Manifests == "" {
 		if spec.Manifests, err = ManifestDirFor(lb.opts.Weft); err != nil {
+			return err
+		}
+	}
+	if spec.Kubelets {
+		if err := checkKubelets(*spec); err != nil {
 			return err
 		}
 	}
@@ -259,10 +268,11 @@ func setNodeCondition(s *corev1.NodeStatus, c corev1.NodeCondition) {
 }
 
 // waitPodCIDR waits until kube-controller-manager has given Node name its
-// podCIDR, and returns it.
-func (a *kubeAPI) waitPodCIDR(ctx context.Context, name string) (string, error) {
+// podCIDR, and returns it. With kubelets the wait includes the kubelet's
+// start and registration.
+func (a *kubeAPI) waitPodCIDR(ctx context.Context, name string, timeout time.Duration) (string, error) {
 	var cidr string
-	err := poll(ctx, podCIDRTimeout, func(ctx context.Context) error {
+	err := poll(ctx, timeout, func(ctx context.Context) error {
 		n, err := a.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -370,7 +380,7 @@ func (lb *Lab) syncLocked(ctx context.Context, st *State, a *kubeAPI) error {
 	l := lb.layout
 	for i := range st.Nodes {
 		n := &st.Nodes[i]
-		if n.Registered {
+		if n.Registered || st.Spec.Kubelets { // a kubelet registers its own Node
 			continue
 		}
 		p, err := l.PlanNode(n.Name, n.Index)

@@ -133,6 +133,11 @@ func (lb *Lab) Up(ctx context.Context, spec Spec) error {
 		if err := lb.startControlPlane(ctx, spec); err != nil {
 			return lb.leftForInspection(err)
 		}
+		if spec.Kubelets {
+			if err := lb.prepareKubelets(spec); err != nil {
+				return lb.leftForInspection(err)
+			}
+		}
 	}
 	plans, err := l.PlanNodes(spec.Nodes)
 	if err != nil {
@@ -196,15 +201,22 @@ func upPodName(spec Spec, node string, k int) string {
 	return fmt.Sprintf("p%d", k)
 }
 
-// registerNodes registers a Node for each of plans and waits until
+// registerNodes registers a Node for each of plans (with kubelets: starts
+// each node's runtime, whose kubelet registers it) and waits until
 // kube-controller-manager has given each its podCIDR.
 func (lb *Lab) registerNodes(ctx context.Context, st *State, plans []NodePlan) error {
 	a, err := lb.api(ctx, st.Spec)
 	if err != nil {
 		return err
 	}
+	timeout := podCIDRTimeout
 	for _, n := range plans {
-		if err := a.registerNode(ctx, lb.layout.Name, n); err != nil {
+		if st.Spec.Kubelets {
+			if err := lb.startNodeRuntime(st.Spec, n); err != nil {
+				return err
+			}
+			timeout = kubeletRegisterTimeout
+		} else if err := a.registerNode(ctx, lb.layout.Name, n); err != nil {
 			return err
 		}
 		rec, _ := st.node(n.Name)
@@ -214,7 +226,7 @@ func (lb *Lab) registerNodes(ctx context.Context, st *State, plans []NodePlan) e
 		return err
 	}
 	for _, n := range plans {
-		cidr, err := a.waitPodCIDR(ctx, n.Name)
+		cidr, err := a.waitPodCIDR(ctx, n.Name, timeout)
 		if err != nil {
 			return err
 		}
@@ -291,6 +303,10 @@ func (lb *Lab) Down(ctx context.Context) error {
 	defer unlock()
 	l := lb.layout
 	var errs []error
+	// Real nodes first: their containers hold the pods' addresses.
+	if err := lb.stopNodeRuntimes(); err != nil {
+		errs = append(errs, err)
+	}
 	recorded := []string{l.InetNS(), l.UnderlayNS()}
 	if st, err := loadState(l); err == nil {
 		recorded = st.namespaces(l)

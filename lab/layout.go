@@ -55,6 +55,12 @@ func (l Layout) AdminKubeconfig() string { return filepath.Join(l.KubeDir(), "ad
 // TokenRequest token of the weft ServiceAccount.
 func (l Layout) AgentKubeconfig() string { return filepath.Join(l.Dir(), "agent.kubeconfig") }
 
+// ImagesFile is the OCI archive of the images every --kubelets node
+// imports; CNIBinDir holds the plugins containerd calls (links to weft-cni
+// and the loopback plugin).
+func (l Layout) ImagesFile() string { return filepath.Join(l.Dir(), "images.tar") }
+func (l Layout) CNIBinDir() string  { return filepath.Join(l.Dir(), "cni-bin") }
+
 // PeeringFile is the peering file every agent of the lab reads (Spec.Gateways).
 func (l Layout) PeeringFile() string { return filepath.Join(l.Dir(), "peering.yaml") }
 
@@ -84,6 +90,10 @@ type NodePaths struct {
 	CNIDataDir   string // weft-cni's IPAM store
 	CNICacheDir  string // libcni's result cache
 	CNIConfList  string // the conflist handed to libcni
+	// --kubelets only:
+	RuntimeDir        string // lab/kubelet's directory: containerd, kubelet
+	CRIConfDir        string // the CNI configuration directory containerd reads
+	KubeletKubeconfig string // the kubelet's system:node:<name> credentials
 }
 
 // Node returns the paths of one node.
@@ -102,5 +112,9 @@ func (l Layout) Node(node string) NodePaths {
 		CNIDataDir:   filepath.Join(d, "cni"),
 		CNICacheDir:  filepath.Join(d, "cni-cache"),
 		CNIConfList:  filepath.Join(d, "weft.conflist"),
+
+		RuntimeDir:        filepath.Join(d, "runtime"),
+		CRIConfDir:        filepath.Join(d, "net.d"),
+		KubeletKubeconfig: filepath.Join(d, "kubelet.kubeconfig"),
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/weftnet/weft/lab/kubelet"
 )
 
 // openState takes the lab's lock and loads its state. The caller runs the
@@ -105,11 +107,24 @@ func (lb *Lab) AddNode(ctx context.Context, name string) (string, error) {
 	if err := lb.createNode(ctx, st, n, seeds); err != nil {
 		return "", err
 	}
+	timeout := podCIDRTimeout
+	if st.Spec.Kubelets {
+		// The kubelet registers the Node, now or once the API is back.
+		if err := lb.startNodeRuntime(st.Spec, n); err != nil {
+			return "", err
+		}
+		rec, _ := st.node(n.Name)
+		rec.Registered = true
+		if err := saveState(lb.layout, st); err != nil {
+			return "", err
+		}
+		timeout = kubeletRegisterTimeout
+	}
 	if api != nil {
 		if err := lb.syncLocked(ctx, st, api); err != nil {
 			return "", err
 		}
-		cidr, err := api.waitPodCIDR(ctx, n.Name)
+		cidr, err := api.waitPodCIDR(ctx, n.Name, timeout)
 		if err != nil {
 			return "", err
 		}
@@ -206,6 +221,12 @@ func (lb *Lab) DeleteNode(ctx context.Context, name string) error {
 		}
 		if err != nil {
 			lb.opts.Log.Warn("the Node object stays (`weft lab kube sync` removes it later)", "node", name, "err", err)
+		}
+	}
+	if st.Spec.Kubelets {
+		c := lb.runtimeConfig(st.Spec, n)
+		if err := kubelet.Stop(c.Dir, c.CgroupName()); err != nil {
+			return fmt.Errorf("node %s: %w", name, err)
 		}
 	}
 	if err := killAgent(rec.PID, n.Paths.Config); err != nil {

@@ -27,6 +27,10 @@ type Spec struct {
 	// kube-apiserver, kube-controller-manager in namespace <name>-cp),
 	// registers a Node per node and runs the agents in Kubernetes mode.
 	Kube bool `json:"kube,omitempty"`
+	// Kubelets runs a real node of Kubernetes beside every agent (Kube
+	// only): containerd and a kubelet, which registers the Node; the
+	// control plane runs kube-scheduler too. Pods are real Pods.
+	Kubelets bool `json:"kubelets,omitempty"`
 	// KubeBinDir holds kube-apiserver and kube-controller-manager (Kube
 	// only). Default: the lab's BinDir. Stored absolute.
 	KubeBinDir string `json:"kubeBinDir,omitempty"`
@@ -130,6 +134,9 @@ func (s *Spec) Complete() error {
 				return fmt.Errorf("dns-upstream: %q is not ip or ip:port", u)
 			}
 		}
+	}
+	if s.Kubelets && !s.Kube {
+		return fmt.Errorf("kubelets: needs --kube")
 	}
 	if s.DNSUpstream != "" && !s.Kube {
 		return fmt.Errorf("dns-upstream: the DNS proxy runs in --kube labs only")

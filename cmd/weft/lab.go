@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftnet/weft/lab"
+	"github.com/weftnet/weft/lab/kubelet"
 	"github.com/weftnet/weft/lab/probe"
 )
 
@@ -77,6 +78,7 @@ State lives in /run/weft-lab/<name>/; see docs/lab.md.`,
 		newLabKubeconfigCommand(f),
 		newLabKubeCommand(f),
 		newLabCNIExecCommand(),
+		newLabNodeRuntimeCommand(),
 		newLabServeCommand(),
 	)
 	return cmd
@@ -152,6 +154,7 @@ func newLabUpCommand(f *labFlags) *cobra.Command {
 	fl.StringVar(&spec.ServiceCIDR, "service-cidr", lab.DefaultServiceCIDR, "service network (the API server's ClusterIP range with --kube; declared to peered labs)")
 	fl.IntVar(&spec.Gateways, "gateways", 0, "make the first N nodes gateway-eligible and turn multi-cluster peering on (see `weft lab peer`)")
 	fl.BoolVar(&spec.Kube, "kube", false, "run a real Kubernetes control plane in <name>-cp and the agents in Kubernetes mode")
+	fl.BoolVar(&spec.Kubelets, "kubelets", false, "with --kube: run containerd and a real kubelet on every node, and kube-scheduler (see docs/lab.md)")
 	fl.StringVar(&spec.KubeBinDir, "kube-bin-dir", "", "directory holding kube-apiserver and kube-controller-manager (default: --bin-dir)")
 	fl.StringVar(&spec.DNSUpstream, "dns-upstream", "", "resolver (ip or ip:port) the agents' DNS proxies forward other names to (--kube; default: the host's resolv.conf)")
 	fl.StringVar(&spec.Manifests, "manifests", "", "deploy/kubernetes, whose RBAC --kube applies (default: found from the working directory or this binary)")
@@ -487,6 +490,35 @@ func newLabCheckCommand(f *labFlags) *cobra.Command {
 			return nil
 		}),
 	}
+}
+
+// newLabNodeRuntimeCommand is the supervisor of a --kubelets node's
+// containerd and kubelet (lab/kubelet.Run); `weft lab up` starts it inside
+// the node's netns and a mount namespace of its own.
+func newLabNodeRuntimeCommand() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:    "node-runtime",
+		Short:  "internal: supervise a lab node's containerd and kubelet",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			var c kubelet.Config
+			if err := json.Unmarshal(b, &c); err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)).With("node", c.Node)
+			return kubelet.Run(ctx, c, log)
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "", "the node runtime's runtime.json")
+	return cmd
 }
 
 // newLabCNIExecCommand is the helper `weft lab pod` runs under

@@ -14,15 +14,24 @@ const (
 	Etcd              = "etcd"
 	APIServer         = "kube-apiserver"
 	ControllerManager = "kube-controller-manager"
+	Scheduler         = "kube-scheduler"
 )
 
-// components in start order; Stop goes the other way.
-var components = []string{Etcd, APIServer, ControllerManager}
+// components are every component in start order; Stop goes the other way.
+var components = []string{Etcd, APIServer, ControllerManager, Scheduler}
+
+// components are those c runs: kube-scheduler only with kubelets.
+func (c Config) components() []string {
+	if c.Kubelets {
+		return components
+	}
+	return components[:3]
+}
 
 // nodeLifecycleController is kube-controller-manager's name (1.34) for the
 // controller that marks Nodes NotReady when their kubelet stops posting
-// status, then taints them and evicts their pods. The lab has no kubelets,
-// so it would do exactly that to every Node the lab creates: it is off.
+// status, then taints them and evicts their pods. Without kubelets it
+// would do exactly that to every Node the lab creates: it is off then.
 const nodeLifecycleController = "node-lifecycle-controller"
 
 // command is one process to start: its binary and arguments.
@@ -74,6 +83,12 @@ func commands(c Config) []command {
 		"--service-cluster-ip-range=" + c.ServiceCIDR.Masked().String(),
 		// CNI and agent DaemonSets run privileged.
 		"--allow-privileged=true",
+		// exec, logs and port-forward: the kubelets are reached on their
+		// Nodes' InternalIP (lab names do not resolve) and authenticate
+		// the API server by this certificate.
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--kubelet-client-certificate=" + p.kubeletClientCert,
+		"--kubelet-client-key=" + p.kubeletClientKey,
 		"--profiling=false",
 		"--v=1",
 	}}
@@ -105,11 +120,35 @@ func commands(c Config) []command {
 		"--cluster-signing-cert-file=" + p.caCert,
 		"--cluster-signing-key-file=" + p.caKey,
 		"--leader-elect=false",
-		"--controllers=*,-" + nodeLifecycleController,
+		"--controllers=" + controllers(c),
 		"--profiling=false",
 		"--v=1",
 	}}
-	return []command{etcd, api, kcm}
+	if !c.Kubelets {
+		return []command{etcd, api, kcm}
+	}
+	sched := command{Name: Scheduler, Bin: filepath.Join(c.BinDir, Scheduler), Args: []string{
+		"--kubeconfig=" + p.schedKubeconfig,
+		"--authentication-kubeconfig=" + p.schedKubeconfig,
+		"--authorization-kubeconfig=" + p.schedKubeconfig,
+		"--client-ca-file=" + p.caCert,
+		"--authentication-skip-lookup=true",
+		"--bind-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", schedulerPort),
+		"--cert-dir=" + p.schedCertDir,
+		"--leader-elect=false",
+		"--profiling=false",
+		"--v=1",
+	}}
+	return []command{etcd, api, kcm, sched}
+}
+
+// controllers is kube-controller-manager's --controllers.
+func controllers(c Config) string {
+	if c.Kubelets {
+		return "*"
+	}
+	return "*,-" + nodeLifecycleController
 }
 
 // argv is the full command line, entering NetNS first. nsenter execs the

@@ -55,6 +55,7 @@ func StartComponent(ctx context.Context, cfg Config, name string) error {
 		Etcd:              cp.etcdHealthy,
 		APIServer:         func(ctx context.Context) error { return apiServerReady(ctx, client) },
 		ControllerManager: func(ctx context.Context) error { return controllersWorking(ctx, client) },
+		Scheduler:         func(ctx context.Context) error { return cp.healthz(ctx, schedulerPort) },
 	}[name]
 	cmd := commands(cp.cfg)[i]
 	p, err := startDetached(cmd, cp.cfg.netnsPath(), cp.cfg.Dir, cp.paths.logFile(name), cp.paths.pidFile(name))

@@ -41,6 +41,11 @@ type Config struct {
 	// service-account issuer. Default: cluster.local.
 	ClusterDomain string
 
+	// Kubelets says real kubelets run on the Nodes: kube-scheduler runs
+	// too, and the node lifecycle controller is on (without kubelets it
+	// would mark every Node NotReady and evict its pods).
+	Kubelets bool
+
 	// StartTimeout bounds how long Start waits for readiness.
 	// Default: 2 minutes.
 	StartTimeout time.Duration
@@ -54,6 +59,7 @@ const (
 	etcdClientPort        = 2379
 	etcdPeerPort          = 2380
 	controllerManagerPort = 10257
+	schedulerPort         = 10259
 )
 
 // withDefaults returns c with every unset optional field set.
@@ -152,9 +158,13 @@ type paths struct {
 	servingCert, servingKey        string
 	adminCert, adminKey            string
 	kcmCert, kcmKey                string
+	schedCert, schedKey            string
+	kubeletClientCert              string
+	kubeletClientKey               string
 	saKey, saPub                   string
 	adminKubeconfig, kcmKubeconfig string
-	kcmCertDir                     string
+	schedKubeconfig                string
+	kcmCertDir, schedCertDir       string
 }
 
 // logFile and pidFile are a component's log and pid file.
@@ -166,21 +176,27 @@ func pathsOf(dir string) paths {
 	pki := filepath.Join(dir, "pki")
 	j := func(base, name string) string { return filepath.Join(base, name) }
 	return paths{
-		dir:             dir,
-		pki:             pki,
-		etcdData:        j(dir, "etcd"),
-		caCert:          j(pki, "ca.crt"),
-		caKey:           j(pki, "ca.key"),
-		servingCert:     j(pki, "apiserver.crt"),
-		servingKey:      j(pki, "apiserver.key"),
-		adminCert:       j(pki, "admin.crt"),
-		adminKey:        j(pki, "admin.key"),
-		kcmCert:         j(pki, "controller-manager.crt"),
-		kcmKey:          j(pki, "controller-manager.key"),
-		saKey:           j(pki, "sa.key"),
-		saPub:           j(pki, "sa.pub"),
-		adminKubeconfig: j(dir, "admin.kubeconfig"),
-		kcmKubeconfig:   j(dir, "controller-manager.kubeconfig"),
-		kcmCertDir:      j(dir, "controller-manager-serving"),
+		dir:               dir,
+		pki:               pki,
+		etcdData:          j(dir, "etcd"),
+		caCert:            j(pki, "ca.crt"),
+		caKey:             j(pki, "ca.key"),
+		servingCert:       j(pki, "apiserver.crt"),
+		servingKey:        j(pki, "apiserver.key"),
+		adminCert:         j(pki, "admin.crt"),
+		adminKey:          j(pki, "admin.key"),
+		kcmCert:           j(pki, "controller-manager.crt"),
+		kcmKey:            j(pki, "controller-manager.key"),
+		schedCert:         j(pki, "scheduler.crt"),
+		schedKey:          j(pki, "scheduler.key"),
+		kubeletClientCert: j(pki, "apiserver-kubelet-client.crt"),
+		kubeletClientKey:  j(pki, "apiserver-kubelet-client.key"),
+		saKey:             j(pki, "sa.key"),
+		saPub:             j(pki, "sa.pub"),
+		adminKubeconfig:   j(dir, "admin.kubeconfig"),
+		kcmKubeconfig:     j(dir, "controller-manager.kubeconfig"),
+		kcmCertDir:        j(dir, "controller-manager-serving"),
+		schedKubeconfig:   j(dir, "scheduler.kubeconfig"),
+		schedCertDir:      j(dir, "scheduler-serving"),
 	}
 }

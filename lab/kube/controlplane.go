@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -55,7 +56,7 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	if err := ns.IsNSorErr(cfg.netnsPath()); err != nil {
 		return nil, fmt.Errorf("NetNS: %w", err)
 	}
-	for _, name := range components {
+	for _, name := range cfg.components() {
 		if pid := readPid(cp.paths.pidFile(name)); running(pid, name, cfg.Dir) {
 			return nil, fmt.Errorf("%s of %s already runs (pid %d): stop it first", name, cfg.Dir, pid)
 		}
@@ -75,6 +76,7 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	}{
 		{keys.Admin, "admin", cp.paths.adminKubeconfig},
 		{keys.ControllerManager, "kube-controller-manager", cp.paths.kcmKubeconfig},
+		{keys.Scheduler, "kube-scheduler", cp.paths.schedKubeconfig},
 	} {
 		k, err := certKubeconfig(cfg.apiServerURL(), keys.CA, kc.kp, kc.user)
 		if err != nil {
@@ -100,6 +102,7 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 		Etcd:              func(ctx context.Context) error { return cp.etcdHealthy(ctx) },
 		APIServer:         func(ctx context.Context) error { return apiServerReady(ctx, client) },
 		ControllerManager: func(ctx context.Context) error { return controllersWorking(ctx, client) },
+		Scheduler:         func(ctx context.Context) error { return cp.healthz(ctx, schedulerPort) },
 	}
 	for _, cmd := range commands(cfg) {
 		t := time.Now()
@@ -127,7 +130,7 @@ func Load(cfg Config) (*ControlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range components {
+	for _, name := range cp.cfg.components() {
 		pid := readPid(cp.paths.pidFile(name))
 		if !running(pid, name, cp.cfg.Dir) {
 			return nil, fmt.Errorf("%s of %s: %w", name, cp.cfg.Dir, ErrNotRunning)
@@ -155,7 +158,7 @@ func newControlPlane(cfg Config) (*ControlPlane, error) {
 // checkBinaries checks that every binary exists and returns the path of
 // cfg.Etcd.
 func checkBinaries(cfg Config) (etcd string, err error) {
-	for _, name := range []string{APIServer, ControllerManager} {
+	for _, name := range cfg.components()[1:] {
 		bin := filepath.Join(cfg.BinDir, name)
 		if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 			return "", fmt.Errorf("%s: %w", bin, ErrNotBuilt)
@@ -213,6 +216,29 @@ func (cp *ControlPlane) etcdHealthy(ctx context.Context) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"true"`) {
 		return fmt.Errorf("etcd /health: %s %s", resp.Status, body)
+	}
+	return nil
+}
+
+// healthz asks a component's /healthz on its secure port inside NetNS. It
+// serves a self-signed certificate and /healthz to anyone, so the
+// certificate is not checked: the answer only says the process is up.
+func (cp *ControlPlane) healthz(ctx context.Context, port int) error {
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext:     dialer(cp.cfg.netnsPath()),
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // liveness only, see above
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/healthz", port), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/healthz: %s", resp.Status)
 	}
 	return nil
 }
@@ -279,6 +305,25 @@ func (cp *ControlPlane) AdminRESTConfig() *rest.Config {
 	}
 }
 
+// NodeKubeconfig writes to out a kubeconfig for the kubelet of node: a
+// client certificate for system:node:<node>, issued by the cluster CA, so
+// the Node authorizer and NodeRestriction hold it to its own Node and pods.
+func (cp *ControlPlane) NodeKubeconfig(node, out string) error {
+	ca, err := readKeyPair(cp.paths.caCert, cp.paths.caKey)
+	if err != nil {
+		return fmt.Errorf("failed to load CA: %w", err)
+	}
+	kp, err := issue(ca, nodeSpec(node), time.Now())
+	if err != nil {
+		return err
+	}
+	k, err := certKubeconfig(cp.cfg.apiServerURL(), ca, kp, "system:node:"+node)
+	if err != nil {
+		return err
+	}
+	return writeKubeconfig(k, out)
+}
+
 // Pids returns each running component's pid by name.
 func (cp *ControlPlane) Pids() map[string]int {
 	cp.mu.Lock()
@@ -292,7 +337,7 @@ func (cp *ControlPlane) Pids() map[string]int {
 	return out
 }
 
-// Stop stops all three components (controller manager, apiserver, etcd),
+// Stop stops every component (scheduler, controller manager, apiserver, etcd),
 // waiting until each has exited, and removes their pid files. It keeps
 // Dir's data and is idempotent.
 func (cp *ControlPlane) Stop() error {

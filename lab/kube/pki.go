@@ -70,6 +70,25 @@ func controllerManagerSpec() leafSpec {
 	return leafSpec{CommonName: "system:kube-controller-manager"}
 }
 
+// schedulerSpec is kube-scheduler's client certificate; like the
+// controller manager's, its user has a bootstrap RBAC role.
+func schedulerSpec() leafSpec {
+	return leafSpec{CommonName: "system:kube-scheduler"}
+}
+
+// kubeletClientSpec is the certificate kube-apiserver presents to kubelets
+// (exec, logs, port-forward). The kubelets authorize it by asking the API
+// server (Webhook), which lets system:masters do anything.
+func kubeletClientSpec() leafSpec {
+	return leafSpec{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}}
+}
+
+// nodeSpec is a kubelet's client certificate: the identity the Node
+// authorizer and the NodeRestriction admission plugin know.
+func nodeSpec(node string) leafSpec {
+	return leafSpec{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}
+}
+
 // newCA makes a self-signed CA.
 func newCA(name string, now time.Time) (keyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -213,6 +232,7 @@ func readECKey(b []byte) (*ecdsa.PrivateKey, error) {
 // pki is every certificate and key a control plane needs.
 type pki struct {
 	CA, Serving, Admin, ControllerManager keyPair
+	Scheduler, KubeletClient              keyPair
 	SAKey                                 *ecdsa.PrivateKey
 }
 
@@ -272,6 +292,8 @@ func ensurePKI(c Config, p paths, now time.Time) (pki, error) {
 		{servingSpec(c), &out.Serving, p.servingCert, p.servingKey},
 		{adminSpec(), &out.Admin, p.adminCert, p.adminKey},
 		{controllerManagerSpec(), &out.ControllerManager, p.kcmCert, p.kcmKey},
+		{schedulerSpec(), &out.Scheduler, p.schedCert, p.schedKey},
+		{kubeletClientSpec(), &out.KubeletClient, p.kubeletClientCert, p.kubeletClientKey},
 	} {
 		kp, err := issue(ca, leaf.spec, now)
 		if err != nil {

@@ -1,0 +1,190 @@
+package lab
+
+// The real nodes of a --kubelets lab: beside each agent, containerd and a
+// kubelet (lab/kubelet) that register the Node and run real Pods, whose
+// sandboxes containerd's CRI wires through weft-cni.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/weftnet/weft/lab/image"
+	"github.com/weftnet/weft/lab/kube"
+	"github.com/weftnet/weft/lab/kubelet"
+)
+
+// Images the lab's nodes carry, under the names the upstream test suites
+// (k8s.io/kubernetes/test/utils/image, 1.34) and containerd's sandbox use.
+const (
+	AgnhostImage = "registry.k8s.io/e2e-test-images/agnhost:2.56"
+	BusyboxImage = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1"
+)
+
+// loopbackPlugin is the CNI plugin containerd calls for every sandbox's
+// loopback (Debian's containernetworking-plugins).
+const loopbackPlugin = "/usr/lib/cni/loopback"
+
+// kubeletTools are the programs a --kubelets lab runs, with the Debian
+// package that brings each.
+var kubeletTools = map[string]string{"containerd": "containerd", "ctr": "containerd", "runc": "runc", "busybox": "busybox-static"}
+
+// checkKubelets fails, saying what to install or build, when a --kubelets
+// lab cannot run here.
+func checkKubelets(spec Spec) error {
+	var missing []string
+	for tool, pkg := range kubeletTools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", tool, pkg))
+		}
+	}
+	if _, err := os.Stat(loopbackPlugin); err != nil {
+		missing = append(missing, loopbackPlugin+" (Debian package containernetworking-plugins)")
+	}
+	for _, b := range []string{"kubelet", "agnhost", kube.Scheduler} {
+		if _, err := os.Stat(filepath.Join(spec.KubeBinDir, b)); err != nil {
+			missing = append(missing, filepath.Join(spec.KubeBinDir, b)+" (`make controlplane` builds it)")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("--kubelets: missing %s; `make deps controlplane` installs and builds them", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// LabImages are the images of every node: pause (the sandbox), agnhost and
+// busybox, all on one layer (agnhost and a static busybox with its applets
+// in /bin), so each node stores it once.
+func LabImages(agnhost, busybox string, applets []string) []image.Image {
+	layer := []image.Entry{
+		{Path: "agnhost", Src: agnhost},
+		{Path: "bin/busybox", Src: busybox},
+		{Path: "etc", Dir: true}, {Path: "tmp", Dir: true}, {Path: "proc", Dir: true},
+		{Path: "sys", Dir: true}, {Path: "dev", Dir: true}, {Path: "var/run", Dir: true},
+		{Path: "usr/bin", Dir: true},
+	}
+	for _, a := range applets {
+		if a == "" || a == "busybox" || strings.Contains(a, "/") {
+			continue
+		}
+		layer = append(layer, image.Entry{Path: "bin/" + a, Link: "busybox"})
+	}
+	return []image.Image{
+		{Ref: kubelet.PauseImage, Entrypoint: []string{"/agnhost", "pause"}, Layer: layer},
+		{Ref: AgnhostImage, Entrypoint: []string{"/agnhost"}, Layer: layer},
+		{Ref: BusyboxImage, Cmd: []string{"sh"}, Layer: layer},
+	}
+}
+
+// prepareKubelets writes what every node's runtime shares: the images and
+// the CNI plugin directory.
+func (lb *Lab) prepareKubelets(spec Spec) error {
+	l := lb.layout
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		return err
+	}
+	out, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		return fmt.Errorf("busybox --list: %w", err)
+	}
+	if err := image.WriteFile(l.ImagesFile(), LabImages(filepath.Join(spec.KubeBinDir, "agnhost"), bb, strings.Fields(string(out)))...); err != nil {
+		return fmt.Errorf("failed to write the lab's images: %w", err)
+	}
+	if err := os.MkdirAll(l.CNIBinDir(), 0o755); err != nil {
+		return err
+	}
+	for name, target := range map[string]string{CNIPluginType: filepath.Join(lb.opts.BinDir, CNIPluginType), "loopback": loopbackPlugin} {
+		link := filepath.Join(l.CNIBinDir(), name)
+		_ = os.Remove(link)
+		abs, err := filepath.Abs(target)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(abs, link); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runtimeConfig is node n's runtime.
+func (lb *Lab) runtimeConfig(spec Spec, n NodePlan) kubelet.Config {
+	l := lb.layout
+	return kubelet.Config{
+		Lab:           l.Name,
+		Node:          n.Name,
+		Dir:           n.Paths.RuntimeDir,
+		NetNS:         NetNSPath(n.NetNS),
+		NodeIP:        n.UnderlayIP,
+		Kubelet:       filepath.Join(spec.KubeBinDir, "kubelet"),
+		Weft:          lb.opts.Weft,
+		Kubeconfig:    n.Paths.KubeletKubeconfig,
+		ClientCAFile:  filepath.Join(l.KubeDir(), "pki", "ca.crt"),
+		CNIBinDir:     l.CNIBinDir(),
+		CNIConfDir:    n.Paths.CRIConfDir,
+		ClusterDNS:    LabDNSAddr,
+		ClusterDomain: LabDNSZone,
+		Images:        []string{l.ImagesFile()},
+		Labels:        map[string]string{LabelLab: l.Name},
+	}
+}
+
+// startNodeRuntime starts node n's containerd and kubelet; the kubelet
+// registers the Node.
+func (lb *Lab) startNodeRuntime(spec Spec, n NodePlan) error {
+	cp, err := kube.Load(lb.kubeConfig(spec))
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	if err := cp.NodeKubeconfig(n.Name, n.Paths.KubeletKubeconfig); err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	cl, err := confList(n.Paths, CRICNIVersion)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(n.Paths.CRIConfDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(n.Paths.CRIConfDir, "10-weft.conflist"), cl, 0o644); err != nil {
+		return err
+	}
+	pid, err := kubelet.Start(lb.runtimeConfig(spec, n))
+	if err != nil {
+		return err
+	}
+	lb.opts.Log.Info("node runtime started", "node", n.Name, "pid", pid, "log", filepath.Join(n.Paths.RuntimeDir, "runtime.log"))
+	return nil
+}
+
+// stopNodeRuntimes stops the runtime of every node directory of the lab,
+// recorded or not (after a crash state.json may be missing).
+func (lb *Lab) stopNodeRuntimes() error {
+	l := lb.layout
+	ents, err := os.ReadDir(l.Dir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		dir := l.Node(e.Name()).RuntimeDir
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		c := kubelet.Config{Lab: l.Name, Node: e.Name()}
+		if err := kubelet.Stop(dir, c.CgroupName()); err != nil {
+			errs = append(errs, fmt.Errorf("node %s runtime: %w", e.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
