@@ -5,12 +5,19 @@ package lab
 // sandboxes containerd's CRI wires through weft-cni.
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftnet/weft/lab/image"
 	"github.com/weftnet/weft/lab/kube"
@@ -187,4 +194,83 @@ func (lb *Lab) stopNodeRuntimes() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// realPodTimeout bounds the wait for a kubelet to run a lab pod.
+const realPodTimeout = 90 * time.Second
+
+// addRealPod creates pod p (node, name, namespace, labels, ports set) as a
+// Pod the node's kubelet runs, waits until it runs with an address, and
+// names its network namespace <lab>-<node>-<pod> (`ip netns attach`) so
+// exec, check and serve reach it as any lab pod.
+func (lb *Lab) addRealPod(ctx context.Context, st *State, p PodState) (PodState, error) {
+	a, err := lb.api(ctx, st.Spec)
+	if err != nil {
+		return p, err
+	}
+	if err := a.ensureNamespace(ctx, p.Namespace); err != nil {
+		return p, err
+	}
+	pods := a.cs.CoreV1().Pods(p.Namespace)
+	if _, err := pods.Create(ctx, RealPodObject(lb.layout.Name, p), metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+		return p, fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	var got *corev1.Pod
+	err = poll(ctx, realPodTimeout, func(ctx context.Context) error {
+		if got, err = pods.Get(ctx, p.Name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		if got.Status.Phase != corev1.PodRunning || got.Status.PodIP == "" {
+			return fmt.Errorf("Pod %s/%s is %s", p.Namespace, p.Name, got.Status.Phase)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = a.deletePod(ctx, p)
+		return p, fmt.Errorf("the kubelet of %s did not run pod %s: %w", p.Node, p.Name, err)
+	}
+	n, _ := st.node(p.Node)
+	pid, err := podPid(lb.runtimeConfig(st.Spec, NodePlan{Name: n.Name}).CgroupName(), string(got.UID))
+	if err == nil {
+		_, err = lb.opts.Runner.Run(ctx, "ip", "netns", "attach", p.NetNS, strconv.Itoa(pid))
+	}
+	if err == nil {
+		_, err = lb.opts.Runner.Run(ctx, ipn(p.NetNS, "link", "set", "lo", "alias", lb.layout.OwnerMark())...)
+	}
+	if err == nil {
+		err = writePodResolvConf(p.NetNS, p.Namespace)
+	}
+	if err != nil {
+		_ = DeleteNS(ctx, lb.opts.Runner, p.NetNS)
+		_ = a.deletePod(ctx, p)
+		return p, fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	p.IP, _ = netip.ParseAddr(got.Status.PodIP)
+	p.ContainerID = string(got.UID)
+	p.Registered = true
+	return p, nil
+}
+
+// podPid is a process of the pod whose UID is uid: the kubelet's cgroupfs
+// driver puts each pod in a cgroup pod<uid> under the node's cgroup root.
+func podPid(nodeCgroup, uid string) (int, error) {
+	want := "pod" + uid
+	for _, h := range []string{"pids", "memory", "cpu", ""} {
+		root := filepath.Join("/sys/fs/cgroup", h, nodeCgroup)
+		var pid int
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err != nil || pid != 0 || d.Name() != "cgroup.procs" || !strings.Contains(path, "/"+want+"/") {
+				return nil
+			}
+			b, _ := os.ReadFile(path)
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				pid, _ = strconv.Atoi(f[0])
+			}
+			return nil
+		})
+		if pid > 0 {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no process of pod %s under cgroup %s", uid, nodeCgroup)
 }

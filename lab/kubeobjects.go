@@ -224,3 +224,26 @@ func ValidateNamespace(ns string) error {
 func sortedKeys(m map[string]string) []string {
 	return slices.Sorted(maps.Keys(m))
 }
+
+// RealPodObject is pod p for a --kubelets lab: a Pod the node's kubelet
+// runs (bound to its node, so no scheduler decides), whose one container
+// only holds the sandbox; the lab runs commands in the pod's network
+// namespace as in any lab pod.
+func RealPodObject(lab string, p PodState) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        p.Name,
+			Namespace:   p.Namespace,
+			Labels:      maps.Clone(p.Labels),
+			Annotations: map[string]string{LabelLab: lab},
+		},
+		Spec: corev1.PodSpec{
+			NodeName: p.Node,
+			Containers: []corev1.Container{{
+				Name: podContainer, Image: AgnhostImage, Args: []string{"pause"},
+				ImagePullPolicy: corev1.PullIfNotPresent, Ports: containerPorts(p.Ports),
+			}},
+			TerminationGracePeriodSeconds: new(int64),
+		},
+	}
+}

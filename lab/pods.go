@@ -49,7 +49,8 @@ type PodOptions struct {
 // a --kube lab it also registers the Pod object (bound to node, Running
 // and Ready with the pod's IP); when the API server is unavailable the pod
 // is recorded as not registered, and `weft lab kube sync` (or `kube start`)
-// registers it later.
+// registers it later. In a --kubelets lab it is a real Pod the node's
+// kubelet runs (see addRealPod), and the API server must be up.
 func (lb *Lab) AddPod(ctx context.Context, node, pod string, o PodOptions) (PodState, error) {
 	st, unlock, err := lb.openState()
 	if err != nil {
@@ -93,6 +94,15 @@ func (lb *Lab) addPodLocked(ctx context.Context, st *State, node, pod string, o 
 	nsName := lb.layout.PodNS(node, pod)
 	if _, err := os.Lstat(NetNSPath(nsName)); err == nil {
 		return p, fmt.Errorf("netns %s exists already", nsName)
+	}
+	if st.Spec.Kubelets {
+		p, err = lb.addRealPod(ctx, st, PodState{Name: pod, Node: node, NetNS: nsName, Namespace: o.Namespace, Labels: o.Labels, Ports: o.Ports})
+		if err != nil {
+			return p, err
+		}
+		st.Pods = append(st.Pods, p)
+		lb.opts.Log.Info("pod added", "pod", p.Namespace+"/"+pod, "node", node, "netns", nsName, "ip", p.IP)
+		return p, saveState(lb.layout, st)
 	}
 	if err := runAll(ctx, lb.opts.Runner, PodNSCmds(lb.layout, nsName)); err != nil {
 		_ = DeleteNS(ctx, lb.opts.Runner, nsName)
@@ -194,7 +204,9 @@ func (lb *Lab) DeletePod(ctx context.Context, node, pod string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Lstat(NetNSPath(n.NetNS)); err == nil {
+	// A real Pod's sandbox is the kubelet's to unwire; the lab only named
+	// its namespace.
+	if _, err := os.Lstat(NetNSPath(n.NetNS)); err == nil && !st.Spec.Kubelets {
 		if _, err := lb.cniExec(ctx, n, lb.cniRequest(n, "del", p.NetNS)); err != nil {
 			return fmt.Errorf("pod %s/%s: %w", node, pod, err)
 		}

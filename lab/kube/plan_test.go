@@ -111,6 +111,8 @@ func TestCommands(t *testing.T) {
 		{"apiserver", api, "service-account-signing-key-file", "/run/weft-lab/t/kube/pki/sa.key"},
 		{"apiserver", api, "client-ca-file", "/run/weft-lab/t/kube/pki/ca.crt"},
 		{"apiserver", api, "allow-privileged", "true"},
+		{"apiserver", api, "kubelet-preferred-address-types", "InternalIP,Hostname"},
+		{"apiserver", api, "kubelet-client-certificate", "/run/weft-lab/t/kube/pki/apiserver-kubelet-client.crt"},
 		{"kcm", kcm, "allocate-node-cidrs", "true"},
 		{"kcm", kcm, "cluster-cidr", "10.244.0.0/16"},
 		{"kcm", kcm, "node-cidr-mask-size", "24"},
@@ -144,6 +146,80 @@ func TestCommands(t *testing.T) {
 		if isComponentOf(argv[3:], cmd.Name, "/run/weft-lab/other/kube") {
 			t.Errorf("%s recognised as another lab's", cmd.Name)
 		}
+	}
+}
+
+// TestKubeletsCommands: with kubelets the scheduler runs and the node
+// lifecycle controller is on.
+func TestKubeletsCommands(t *testing.T) {
+	c := testConfig("/run/weft-lab/t/kube")
+	c.Kubelets = true
+	cmds := commands(c)
+	if len(cmds) != 4 || cmds[3].Name != Scheduler || cmds[3].Bin != "/opt/weft/bin/kube-scheduler" {
+		t.Fatalf("commands: %+v", cmds)
+	}
+	if !slices.Equal(c.components(), []string{Etcd, APIServer, ControllerManager, Scheduler}) {
+		t.Errorf("components = %v", c.components())
+	}
+	kcm, sched := flags(cmds[2].Args), flags(cmds[3].Args)
+	for _, tc := range []struct {
+		m          map[string]string
+		flag, want string
+	}{
+		{kcm, "controllers", "*"},
+		{sched, "kubeconfig", "/run/weft-lab/t/kube/scheduler.kubeconfig"},
+		{sched, "bind-address", "127.0.0.1"},
+		{sched, "secure-port", "10259"},
+		{sched, "leader-elect", "false"},
+	} {
+		if got := tc.m[tc.flag]; got != tc.want {
+			t.Errorf("--%s = %q, want %q", tc.flag, got, tc.want)
+		}
+	}
+	if argv := cmds[3].argv("/run/netns/x"); !isComponentOf(argv, Scheduler, c.Dir) {
+		t.Errorf("scheduler not recognised as its own component: %v", argv)
+	}
+}
+
+// TestNodeKubeconfig: a kubelet's credentials name its Node, in
+// system:nodes, signed by the cluster CA.
+func TestNodeKubeconfig(t *testing.T) {
+	dir := t.TempDir()
+	cp, err := newControlPlane(testConfig(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ensurePKI(cp.cfg, cp.paths, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "n1.kubeconfig")
+	if err := cp.NodeKubeconfig("n1", out); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := clientcmd.LoadFromFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ai := kc.AuthInfos[kc.Contexts[kc.CurrentContext].AuthInfo]
+	block, _ := pem.Decode(ai.ClientCertificateData)
+	if block == nil {
+		t.Fatal("no client certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Subject.CommonName != "system:node:n1" || !slices.Equal(cert.Subject.Organization, []string{"system:nodes"}) {
+		t.Errorf("subject = %v", cert.Subject)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(keys.CA.Cert)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Error(err)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig mode: %v %v", fi.Mode(), err)
 	}
 }
 
@@ -199,6 +275,8 @@ func TestPKI(t *testing.T) {
 	}{
 		{p.adminCert, p.adminKey, "kubernetes-admin", []string{"system:masters"}},
 		{p.kcmCert, p.kcmKey, "system:kube-controller-manager", nil},
+		{p.schedCert, p.schedKey, "system:kube-scheduler", nil},
+		{p.kubeletClientCert, p.kubeletClientKey, "kube-apiserver-kubelet-client", []string{"system:masters"}},
 	} {
 		kp, err := readKeyPair(tc.cert, tc.key)
 		if err != nil {

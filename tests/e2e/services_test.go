@@ -460,8 +460,22 @@ func spreadOver(t *testing.T, ns string, to netip.AddrPort, n int, names map[net
 // healthCheck GETs a healthCheckNodePort from the namespace at ns.
 func healthCheck(t *testing.T, ns string, node netip.Addr, port int32) (int, string) {
 	t.Helper()
-	var code int
-	var body []byte
+	resp, err := netnsHTTPClient(ns, 2*time.Second).Get(fmt.Sprintf("http://%s/", netip.AddrPortFrom(node, uint16(port))))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return resp.StatusCode, string(body)
+}
+
+// netnsHTTPClient is an HTTP client whose connections are made from the
+// namespace at ns (the transport dials on goroutines of its own, so each
+// dial enters the namespace itself).
+func netnsHTTPClient(ns string, timeout time.Duration) *http.Client {
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := probe.InNetns(ns, func() error {
@@ -472,15 +486,5 @@ func healthCheck(t *testing.T, ns string, node netip.Addr, port int32) (int, str
 		})
 		return c, err
 	}
-	cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dial}}
-	resp, err := cl.Get(fmt.Sprintf("http://%s/", netip.AddrPortFrom(node, uint16(port))))
-	if err == nil {
-		defer resp.Body.Close()
-		code = resp.StatusCode
-		body, err = io.ReadAll(resp.Body)
-	}
-	if err != nil {
-		return 0, err.Error()
-	}
-	return code, string(body)
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dial}}
 }
