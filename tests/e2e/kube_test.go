@@ -72,6 +72,7 @@ func newKubeClusterNamed(t *testing.T, suffix string, args ...string) (*cluster,
 	}
 	rc := cp.AdminRESTConfig()
 	rc.Timeout = 10 * time.Second
+	rc.QPS, rc.Burst = 50, 100 // tests create objects in bursts
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)
