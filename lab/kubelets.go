@@ -274,3 +274,18 @@ func podPid(nodeCgroup, uid string) (int, error) {
 	}
 	return 0, fmt.Errorf("no process of pod %s under cgroup %s", uid, nodeCgroup)
 }
+
+// routeFromCP routes node n's podCIDR from the control plane's namespace
+// to n's underlay address (--kubelets only), as on a cluster whose control
+// plane runs on nodes of the pod network: the API server reaches pods for
+// `kubectl port-forward`-less proxying (pods/proxy, services/proxy) and
+// webhooks and aggregated APIs (by endpoint address, see lab/kube).
+func (lb *Lab) routeFromCP(ctx context.Context, spec Spec, n NodePlan, podCIDR string) error {
+	if !spec.Kubelets {
+		return nil
+	}
+	if _, err := lb.opts.Runner.Run(ctx, ipn(lb.layout.CPNS(), "route", "replace", podCIDR, "via", n.UnderlayIP.String())...); err != nil {
+		return fmt.Errorf("node %s: failed to route its pods from the control plane: %w", n.Name, err)
+	}
+	return nil
+}

@@ -230,6 +230,9 @@ func (lb *Lab) registerNodes(ctx context.Context, st *State, plans []NodePlan) e
 		if err != nil {
 			return err
 		}
+		if err := lb.routeFromCP(ctx, st.Spec, n, cidr); err != nil {
+			return err
+		}
 		lb.opts.Log.Info("Node registered", "node", n.Name, "podCIDR", cidr)
 	}
 	return nil

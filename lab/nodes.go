@@ -128,6 +128,9 @@ func (lb *Lab) AddNode(ctx context.Context, name string) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if err := lb.routeFromCP(ctx, st.Spec, n, cidr); err != nil {
+			return "", err
+		}
 		lb.opts.Log.Info("Node registered", "node", n.Name, "podCIDR", cidr)
 	}
 	if err := lb.startLocked(ctx, st, n); err != nil {

@@ -89,6 +89,10 @@ func commands(c Config) []command {
 		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--kubelet-client-certificate=" + p.kubeletClientCert,
 		"--kubelet-client-key=" + p.kubeletClientKey,
+		// Webhooks and aggregated APIs are called on an endpoint's pod
+		// address, not the Service's ClusterIP: the control plane runs
+		// off the nodes, where no Service proxy serves ClusterIPs.
+		"--enable-aggregator-routing=true",
 		"--profiling=false",
 		"--v=1",
 	}}
