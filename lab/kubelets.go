@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,9 +28,20 @@ import (
 // Images the lab's nodes carry, under the names the upstream test suites
 // (k8s.io/kubernetes/test/utils/image, 1.34) and containerd's sandbox use.
 const (
-	AgnhostImage = "registry.k8s.io/e2e-test-images/agnhost:2.56"
-	BusyboxImage = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1"
+	AgnhostImage  = "registry.k8s.io/e2e-test-images/agnhost:2.56"
+	BusyboxImage  = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1"
+	DNSUtilsImage = "registry.k8s.io/e2e-test-images/jessie-dnsutils:1.7"
 )
+
+// webServerImages stand in for the upstream suites' web-server images
+// (nginx, httpd): agnhost netexec answering HTTP on port 80, which is all
+// those tests ask of them.
+var webServerImages = []string{
+	"registry.k8s.io/e2e-test-images/nginx:1.14-4",
+	"registry.k8s.io/e2e-test-images/nginx:1.15-4",
+	"registry.k8s.io/e2e-test-images/httpd:2.4.38-4",
+	"registry.k8s.io/e2e-test-images/httpd:2.4.39-4",
+}
 
 // loopbackPlugin is the CNI plugin containerd calls for every sandbox's
 // loopback (Debian's containernetworking-plugins).
@@ -37,7 +49,7 @@ const loopbackPlugin = "/usr/lib/cni/loopback"
 
 // kubeletTools are the programs a --kubelets lab runs, with the Debian
 // package that brings each.
-var kubeletTools = map[string]string{"containerd": "containerd", "ctr": "containerd", "runc": "runc", "busybox": "busybox-static"}
+var kubeletTools = map[string]string{"containerd": "containerd", "ctr": "containerd", "runc": "runc", "busybox": "busybox-static", "dig": "bind9-dnsutils"}
 
 // checkKubelets fails, saying what to install or build, when a --kubelets
 // lab cannot run here.
@@ -62,10 +74,11 @@ func checkKubelets(spec Spec) error {
 	return nil
 }
 
-// LabImages are the images of every node: pause (the sandbox), agnhost and
-// busybox, all on one layer (agnhost and a static busybox with its applets
-// in /bin), so each node stores it once.
-func LabImages(agnhost, busybox string, applets []string) []image.Image {
+// LabImages are the images of every node: pause (the sandbox), agnhost,
+// busybox, dnsutils and the web-server stand-ins, all on one layer (agnhost,
+// a static busybox with its applets in /bin, and extra: dig with the shared
+// libraries it loads), so each node stores it once.
+func LabImages(agnhost, busybox string, applets []string, extra []image.Entry) []image.Image {
 	layer := []image.Entry{
 		{Path: "agnhost", Src: agnhost},
 		{Path: "bin/busybox", Src: busybox},
@@ -79,11 +92,43 @@ func LabImages(agnhost, busybox string, applets []string) []image.Image {
 		}
 		layer = append(layer, image.Entry{Path: "bin/" + a, Link: "busybox"})
 	}
-	return []image.Image{
+	layer = append(layer, extra...)
+	ims := []image.Image{
 		{Ref: kubelet.PauseImage, Entrypoint: []string{"/agnhost", "pause"}, Layer: layer},
 		{Ref: AgnhostImage, Entrypoint: []string{"/agnhost"}, Layer: layer},
 		{Ref: BusyboxImage, Cmd: []string{"sh"}, Layer: layer},
+		{Ref: DNSUtilsImage, Cmd: []string{"sh"}, Layer: layer},
 	}
+	for _, ref := range webServerImages {
+		ims = append(ims, image.Image{Ref: ref, Entrypoint: []string{"/agnhost", "netexec", "--http-port=80"}, Layer: layer})
+	}
+	return ims
+}
+
+// withLibraries is program (copied to usr/bin) and every shared library
+// ldd says it loads, at the paths the loader looks for them.
+func withLibraries(program string) ([]image.Entry, error) {
+	out, err := exec.Command("ldd", program).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", program, err)
+	}
+	entries := []image.Entry{{Path: "usr/bin/" + filepath.Base(program), Src: program}}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		var lib string
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			lib = f[2]
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			lib = f[0] // the loader
+		default:
+			continue
+		}
+		if !slices.ContainsFunc(entries, func(e image.Entry) bool { return e.Path == lib }) {
+			entries = append(entries, image.Entry{Path: lib, Src: lib})
+		}
+	}
+	return entries, nil
 }
 
 // prepareKubelets writes what every node's runtime shares: the images and
@@ -98,7 +143,15 @@ func (lb *Lab) prepareKubelets(spec Spec) error {
 	if err != nil {
 		return fmt.Errorf("busybox --list: %w", err)
 	}
-	if err := image.WriteFile(l.ImagesFile(), LabImages(filepath.Join(spec.KubeBinDir, "agnhost"), bb, strings.Fields(string(out)))...); err != nil {
+	dig, err := exec.LookPath("dig")
+	if err != nil {
+		return err
+	}
+	extra, err := withLibraries(dig)
+	if err != nil {
+		return err
+	}
+	if err := image.WriteFile(l.ImagesFile(), LabImages(filepath.Join(spec.KubeBinDir, "agnhost"), bb, strings.Fields(string(out)), extra)...); err != nil {
 		return fmt.Errorf("failed to write the lab's images: %w", err)
 	}
 	if err := os.MkdirAll(l.CNIBinDir(), 0o755); err != nil {

@@ -21,6 +21,7 @@ declare -A want=(
   [containerd]=containerd
   [runc]=runc
   [busybox]=busybox-static
+  [dig]=bind9-dnsutils
 )
 
 missing=()
