@@ -2,7 +2,8 @@
 # Builds the test-only Kubernetes control plane that lab/kube runs:
 # kube-apiserver, kube-controller-manager and kube-scheduler, and for the
 # lab's real nodes kubelet, kube-proxy, kubectl and agnhost (the upstream test
-# suites' image binary), from the k8s.io/kubernetes module
+# suites' image binary), and the upstream e2e suite (e2e.test), from the
+# k8s.io/kubernetes module
 # pinned in tests/controlplane/go.mod; etcd from Debian's etcd-server.
 #
 #   scripts/build-controlplane.sh [BINDIR]     # default: bin/ in the repo
@@ -42,7 +43,7 @@ want=$(cat "$mod/go.mod" "$mod/go.sum" "${BASH_SOURCE[0]}" <(go version) | sha25
 pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kube-proxy cmd/kubectl test/images/agnhost)
 tools=("${pkgs[@]##*/}")
 uptodate=1
-for t in "${tools[@]}"; do [[ -x $bindir/$t ]] || uptodate=; done
+for t in "${tools[@]}" e2e.test; do [[ -x $bindir/$t ]] || uptodate=; done
 if [[ -z ${FORCE:-} && -n $uptodate && -f $stamp && $(cat "$stamp") == "$want" ]]; then
 	log "${tools[*]} in $bindir are up to date"
 	exit 0
@@ -65,5 +66,8 @@ log "building ${tools[*]} $version into $bindir (several minutes when cold)"
 rm -f "$stamp"
 start=$(date +%s)
 CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bindir/" "${pkgs[@]/#/k8s.io/kubernetes/}"
+# The upstream e2e suite (scripts/conformance.sh): a test binary. tools.go
+# keeps its packages in go.mod; vet is the upstream's business.
+CGO_ENABLED=0 go test -c -vet=off -trimpath -ldflags "$ldflags" -o "$bindir/e2e.test" k8s.io/kubernetes/test/e2e
 echo "$want" >"$stamp"
 log "built in $(($(date +%s) - start))s: $("$bindir/kube-apiserver" --version)"
