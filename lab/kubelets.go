@@ -49,7 +49,17 @@ const loopbackPlugin = "/usr/lib/cni/loopback"
 
 // kubeletTools are the programs a --kubelets lab runs, with the Debian
 // package that brings each.
-var kubeletTools = map[string]string{"containerd": "containerd", "ctr": "containerd", "runc": "runc", "busybox": "busybox-static", "dig": "bind9-dnsutils"}
+var kubeletTools = map[string]string{"containerd": "containerd", "ctr": "containerd", "runc": "runc", "busybox": "busybox-static"}
+
+// imageTools are the host's programs the images carry beside busybox, as
+// the upstream agnhost image does (bind-tools, curl, netcat-openbsd, bash):
+// the upstream tests run dig, curl and `nc -v -t`, which busybox lacks.
+var imageTools = []struct{ program, path, pkg string }{
+	{"dig", "usr/bin/dig", "bind9-dnsutils"},
+	{"curl", "usr/bin/curl", "curl"},
+	{"nc.openbsd", "usr/bin/nc", "netcat-openbsd"},
+	{"bash", "bin/bash", "bash"},
+}
 
 // checkKubelets fails, saying what to install or build, when a --kubelets
 // lab cannot run here.
@@ -58,6 +68,11 @@ func checkKubelets(spec Spec) error {
 	for tool, pkg := range kubeletTools {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", tool, pkg))
+		}
+	}
+	for _, t := range imageTools {
+		if _, err := exec.LookPath(t.program); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", t.program, t.pkg))
 		}
 	}
 	if _, err := os.Stat(loopbackPlugin); err != nil {
@@ -76,18 +91,28 @@ func checkKubelets(spec Spec) error {
 
 // LabImages are the images of every node: pause (the sandbox), agnhost,
 // busybox, dnsutils and the web-server stand-ins, all on one layer (agnhost,
-// a static busybox with its applets in /bin, and extra: dig with the shared
-// libraries it loads), so each node stores it once.
+// a static busybox with its applets in /bin, and extra: the imageTools with
+// the shared libraries they load), so each node stores it once.
 func LabImages(agnhost, busybox string, applets []string, extra []image.Entry) []image.Image {
 	layer := []image.Entry{
 		{Path: "agnhost", Src: agnhost},
+		{Path: "agnhost-2", Link: "agnhost"},
 		{Path: "bin/busybox", Src: busybox},
-		{Path: "etc", Dir: true}, {Path: "tmp", Dir: true}, {Path: "proc", Dir: true},
+		// root, and the user and group agnhost's image defines
+		{Path: "etc/passwd", Data: []byte("root:x:0:0:root:/root:/bin/sh\nuser-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n")},
+		{Path: "etc/group", Data: []byte("root:x:0:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n")},
+		{Path: "tmp", Dir: true}, {Path: "proc", Dir: true}, {Path: "root", Dir: true}, {Path: "uploads", Dir: true},
 		{Path: "sys", Dir: true}, {Path: "dev", Dir: true}, {Path: "var/run", Dir: true},
 		{Path: "usr/bin", Dir: true},
 	}
+	taken := map[string]bool{}
+	for _, e := range extra {
+		taken[e.Path] = true
+	}
 	for _, a := range applets {
-		if a == "" || a == "busybox" || strings.Contains(a, "/") {
+		// A program of extra wins over the applet of the same name
+		// (/bin comes first in PATH).
+		if a == "" || a == "busybox" || strings.Contains(a, "/") || taken["usr/bin/"+a] || taken["bin/"+a] {
 			continue
 		}
 		layer = append(layer, image.Entry{Path: "bin/" + a, Link: "busybox"})
@@ -95,7 +120,7 @@ func LabImages(agnhost, busybox string, applets []string, extra []image.Entry) [
 	layer = append(layer, extra...)
 	ims := []image.Image{
 		{Ref: kubelet.PauseImage, Entrypoint: []string{"/agnhost", "pause"}, Layer: layer},
-		{Ref: AgnhostImage, Entrypoint: []string{"/agnhost"}, Layer: layer},
+		{Ref: AgnhostImage, Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Layer: layer},
 		{Ref: BusyboxImage, Cmd: []string{"sh"}, Layer: layer},
 		{Ref: DNSUtilsImage, Cmd: []string{"sh"}, Layer: layer},
 	}
@@ -105,14 +130,14 @@ func LabImages(agnhost, busybox string, applets []string, extra []image.Entry) [
 	return ims
 }
 
-// withLibraries is program (copied to usr/bin) and every shared library
-// ldd says it loads, at the paths the loader looks for them.
-func withLibraries(program string) ([]image.Entry, error) {
+// withLibraries adds program at path and every shared library ldd says it
+// loads, at the paths the loader looks for them, to entries.
+func withLibraries(entries []image.Entry, program, path string) ([]image.Entry, error) {
 	out, err := exec.Command("ldd", program).Output()
 	if err != nil {
 		return nil, fmt.Errorf("ldd %s: %w", program, err)
 	}
-	entries := []image.Entry{{Path: "usr/bin/" + filepath.Base(program), Src: program}}
+	entries = append(entries, image.Entry{Path: path, Src: program})
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		var lib string
@@ -143,13 +168,15 @@ func (lb *Lab) prepareKubelets(spec Spec) error {
 	if err != nil {
 		return fmt.Errorf("busybox --list: %w", err)
 	}
-	dig, err := exec.LookPath("dig")
-	if err != nil {
-		return err
-	}
-	extra, err := withLibraries(dig)
-	if err != nil {
-		return err
+	var extra []image.Entry
+	for _, t := range imageTools {
+		prog, err := exec.LookPath(t.program)
+		if err != nil {
+			return err
+		}
+		if extra, err = withLibraries(extra, prog, t.path); err != nil {
+			return err
+		}
 	}
 	if err := image.WriteFile(l.ImagesFile(), LabImages(filepath.Join(spec.KubeBinDir, "agnhost"), bb, strings.Fields(string(out)), extra)...); err != nil {
 		return fmt.Errorf("failed to write the lab's images: %w", err)

@@ -22,6 +22,8 @@ declare -A want=(
   [runc]=runc
   [busybox]=busybox-static
   [dig]=bind9-dnsutils
+  [nc.openbsd]=netcat-openbsd
+  [bash]=bash
 )
 
 missing=()

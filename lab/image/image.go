@@ -32,6 +32,8 @@ type Entry struct {
 	Link string
 	// Dir makes an empty directory instead (mode 0755, 1777 for tmp).
 	Dir bool
+	// Data makes a regular file (mode 0644) holding Data instead.
+	Data []byte
 }
 
 // Image is one image of an archive.
@@ -194,13 +196,13 @@ func Layer(entries []Entry) ([]byte, error) {
 			return nil, fmt.Errorf("entry %q: empty path", e.Path)
 		}
 		n := 0
-		for _, set := range []bool{e.Src != "", e.Link != "", e.Dir} {
+		for _, set := range []bool{e.Src != "", e.Link != "", e.Dir, e.Data != nil} {
 			if set {
 				n++
 			}
 		}
 		if n != 1 {
-			return nil, fmt.Errorf("entry %s: exactly one of Src, Link and Dir must be set", p)
+			return nil, fmt.Errorf("entry %s: exactly one of Src, Link, Dir and Data must be set", p)
 		}
 		if _, dup := byPath[p]; dup {
 			return nil, fmt.Errorf("entry %s: given twice", p)
@@ -236,6 +238,8 @@ func Layer(entries []Entry) ([]byte, error) {
 			}
 		case e.Link != "":
 			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, e.Link, 0o777
+		case e.Data != nil:
+			h.Typeflag, h.Mode, h.Size = tar.TypeReg, 0o644, int64(len(e.Data))
 		default:
 			fi, err := os.Stat(e.Src)
 			if err != nil {
@@ -248,6 +252,11 @@ func Layer(entries []Entry) ([]byte, error) {
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
+		}
+		if e.Data != nil {
+			if _, err := tw.Write(e.Data); err != nil {
+				return nil, err
+			}
 		}
 		if e.Src != "" {
 			f, err := os.Open(e.Src)

@@ -37,7 +37,7 @@ func TestWrite(t *testing.T) {
 	if err := os.WriteFile(bin, []byte("#!binary"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	layer := []Entry{{Path: "/bin/tool", Src: bin}, {Path: "bin/sh", Link: "tool"}, {Path: "tmp", Dir: true}}
+	layer := []Entry{{Path: "/bin/tool", Src: bin}, {Path: "bin/sh", Link: "tool"}, {Path: "tmp", Dir: true}, {Path: "etc/passwd", Data: []byte("root:x:0:0::/:/bin/sh\n")}}
 	ims := []Image{
 		{Ref: "registry.k8s.io/pause:3.10", Entrypoint: []string{"/bin/tool", "pause"}, Layer: layer},
 		{Ref: "example.org/tools/tool:1.0", Cmd: []string{"sh"}, Layer: layer},
@@ -123,6 +123,9 @@ func TestWrite(t *testing.T) {
 	}
 	if h := entries["bin/sh"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "tool" {
 		t.Errorf("bin/sh = %+v", h)
+	}
+	if h := entries["etc/passwd"]; h == nil || h.Typeflag != tar.TypeReg || h.Size != 22 {
+		t.Errorf("etc/passwd = %+v", h)
 	}
 	if h := entries["tmp/"]; h == nil || h.Mode != 0o1777 {
 		t.Errorf("tmp/ = %+v", h)
