@@ -109,6 +109,12 @@ func LabImages(agnhost, busybox string, applets []string, extra []image.Entry) [
 	for _, e := range extra {
 		taken[e.Path] = true
 	}
+	if taken["bin/bash"] {
+		// Debian's busybox shell runs its own applets before anything on
+		// PATH (so `nc` would never be netcat-openbsd's): sh is bash.
+		layer = append(layer, image.Entry{Path: "bin/sh", Link: "bash"})
+		taken["bin/sh"] = true
+	}
 	for _, a := range applets {
 		// A program of extra wins over the applet of the same name
 		// (/bin comes first in PATH).

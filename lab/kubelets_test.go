@@ -8,7 +8,7 @@ import (
 )
 
 func TestLabImages(t *testing.T) {
-	extra := []image.Entry{{Path: "usr/bin/nc", Src: "/usr/bin/nc.openbsd"}, {Path: "/lib/x86_64-linux-gnu/libc.so.6", Src: "/lib/x86_64-linux-gnu/libc.so.6"}}
+	extra := []image.Entry{{Path: "usr/bin/nc", Src: "/usr/bin/nc.openbsd"}, {Path: "bin/bash", Src: "/usr/bin/bash"}, {Path: "/lib/x86_64-linux-gnu/libc.so.6", Src: "/lib/x86_64-linux-gnu/libc.so.6"}}
 	ims := LabImages("/opt/agnhost", "/bin/busybox", []string{"sh", "nc", "wget", "busybox", "/weird"}, extra)
 	refs := map[string]image.Image{}
 	for _, im := range ims {
@@ -30,7 +30,7 @@ func TestLabImages(t *testing.T) {
 	for _, e := range ims[0].Layer {
 		paths[e.Path] = e
 	}
-	if e, ok := paths["bin/sh"]; !ok || e.Link != "busybox" {
+	if e, ok := paths["bin/sh"]; !ok || e.Link != "bash" {
 		t.Errorf("bin/sh = %+v", e)
 	}
 	if _, ok := paths["bin/nc"]; ok {
