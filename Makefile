@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint fuzz demo demo-services bench bench-dns bench-peering bench-policy bench-throughput bench-pgo bench-scale pgo-profile clean lab-down
+.PHONY: all build deps controlplane test unit lint fuzz demo demo-services conformance bench bench-dns bench-peering bench-policy bench-throughput bench-pgo bench-scale pgo-profile clean lab-down
 
 all: build
 
@@ -61,6 +61,12 @@ demo: deps build
 # every node and its LoadBalancer address, spread over every backend.
 demo-services: deps build controlplane
 	@scripts/demo-services.sh
+
+# The upstream Kubernetes e2e suite's sig-network [Conformance] tests
+# against a 3-node --kube --kubelets lab (FOCUS=, SKIP= to choose others);
+# docs/conformance.md keeps the latest run. About half an hour.
+conformance: deps build controlplane
+	@scripts/conformance.sh
 
 # Every figure in docs/benchmarks.md, each beside its reference: pod-to-pod
 # throughput (weft WireGuard and VXLAN against standalone wireguard-go, kernel

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/weftnet/weft/cni/ipam"
 	"github.com/weftnet/weft/lab"
+	"github.com/weftnet/weft/tests/conformance"
 )
 
 // kubeletsApp is the tutorial's frontend and backend: three agnhost
@@ -211,6 +213,7 @@ func TestKubelets(t *testing.T) {
 	}
 
 	t.Run("fifty pods at once on one node", func(t *testing.T) { kubeletsChurn(t, c, cs, "n2", 50) })
+	t.Run("upstream e2e", func(t *testing.T) { upstreamConformance(t, c, conformanceFocus) })
 }
 
 // kubeletsChurn creates n pods on node at once through the API, waits
@@ -357,4 +360,56 @@ func uniq(s []string) []string {
 	s = slices.Clone(s)
 	sort.Strings(s)
 	return slices.Compact(s)
+}
+
+// conformanceFocus is the part of the upstream e2e suite CI runs against
+// the --kubelets lab; `make conformance` runs every sig-network
+// [Conformance] test (docs/conformance.md).
+const conformanceFocus = `\[sig-network\] (DNS|Services|Networking Granular Checks: Pods).*\[Conformance\]`
+
+// upstreamConformance runs e2e.test (built by `make controlplane` from the
+// same module as the control plane) against lab c and fails on any failure
+// tests/conformance does not list as known.
+func upstreamConformance(t *testing.T, c *cluster, focus string) {
+	e2e := filepath.Join(repoRoot(), "bin", "e2e.test")
+	if _, err := os.Stat(e2e); err != nil {
+		t.Fatalf("the upstream e2e suite is not built (`make controlplane` builds bin/e2e.test): %v", err)
+	}
+	report := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", c.layout.CPNS(), e2e,
+		"--kubeconfig="+c.layout.AdminKubeconfig(), "--provider=skeleton", "--report-dir="+report,
+		"--ginkgo.focus="+focus, `--ginkgo.skip=\[Disruptive\]|\[Flaky\]`, "--ginkgo.no-color",
+		"--minStartupPods=0")
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Join(repoRoot(), "bin")+":"+os.Getenv("PATH"))
+	out, runErr := cmd.CombinedOutput()
+	files, _ := filepath.Glob(filepath.Join(report, "junit*.xml"))
+	r, err := conformance.Parse(files...)
+	if err != nil {
+		t.Fatalf("e2e.test: %v (run: %v)\n%s", err, runErr, tail(out, 4000))
+	}
+	t.Logf("upstream e2e (focus %s): %s in %s", focus, r, time.Since(start).Round(time.Second))
+	for _, f := range r.Failures {
+		if why, ok := conformance.Known[f]; ok {
+			t.Logf("known failure: %s (%s)", f, why)
+		}
+	}
+	for _, f := range r.Fixed() {
+		t.Logf("now passes, remove it from conformance.Known: %s", f)
+	}
+	if r.Ran == 0 {
+		t.Errorf("no test ran\n%s", tail(out, 4000))
+	}
+	if u := r.Unexpected(); len(u) > 0 {
+		t.Errorf("%d unexpected failures:\n  %s\n%s", len(u), strings.Join(u, "\n  "), tail(out, 8000))
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
 }
