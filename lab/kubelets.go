@@ -59,6 +59,9 @@ var imageTools = []struct{ program, path, pkg string }{
 	{"curl", "usr/bin/curl", "curl"},
 	{"nc.openbsd", "usr/bin/nc", "netcat-openbsd"},
 	{"bash", "bin/bash", "bash"},
+	// the DNS tests ask getent about /etc/hosts (glibc's files and dns
+	// lookups are built into its libc)
+	{"getent", "usr/bin/getent", "libc-bin"},
 }
 
 // checkKubelets fails, saying what to install or build, when a --kubelets
@@ -101,6 +104,7 @@ func LabImages(agnhost, busybox string, applets []string, extra []image.Entry) [
 		// root, and the user and group agnhost's image defines
 		{Path: "etc/passwd", Data: []byte("root:x:0:0:root:/root:/bin/sh\nuser-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n")},
 		{Path: "etc/group", Data: []byte("root:x:0:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n")},
+		{Path: "etc/nsswitch.conf", Data: []byte("passwd: files\ngroup: files\nhosts: files dns\n")},
 		{Path: "tmp", Dir: true}, {Path: "proc", Dir: true}, {Path: "root", Dir: true}, {Path: "uploads", Dir: true},
 		{Path: "sys", Dir: true}, {Path: "dev", Dir: true}, {Path: "var/run", Dir: true},
 		{Path: "usr/bin", Dir: true},
