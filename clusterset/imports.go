@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -26,6 +27,11 @@ const (
 	// AnnotationType is the exported Service's Type (ClusterSetIP or
 	// Headless).
 	AnnotationType = "peering.weft.dev/service-type"
+	// AnnotationReadyEndpoints is, on a ClusterSetIP import, how many
+	// ready endpoints the remote Service has: the Service proxy weighs the
+	// remote ClusterIP by it, so that a clusterset IP spreads over every
+	// cluster's endpoints alike rather than over clusters.
+	AnnotationReadyEndpoints = "peering.weft.dev/ready-endpoints"
 )
 
 // Remote is one peered cluster as the gateway fetches it.
@@ -154,6 +160,9 @@ func importSlice(id string, s Service, fam discoveryv1.AddressType, chunk int, e
 		},
 		AddressType: fam,
 		Endpoints:   eps,
+	}
+	if s.Type == ClusterSetIP {
+		sl.Annotations[AnnotationReadyEndpoints] = strconv.Itoa(len(s.Endpoints))
 	}
 	for _, p := range s.Ports {
 		sl.Ports = append(sl.Ports, discoveryv1.EndpointPort{

@@ -48,6 +48,10 @@ func TestPlanImports(t *testing.T) {
 			t.Errorf("slice name %q", sl.Name)
 		}
 		v := view{svc: sl.Namespace + "/" + sl.Labels[LabelServiceName], fam: string(sl.AddressType), typ: sl.Annotations[AnnotationType]}
+		wantReady := map[string]string{"shop/web": "1", "shop/idle": "0"}[v.svc]
+		if got := sl.Annotations[AnnotationReadyEndpoints]; got != wantReady {
+			t.Errorf("%s: %s %q, want %q", sl.Name, AnnotationReadyEndpoints, got, wantReady)
+		}
 		for _, e := range sl.Endpoints {
 			h := ""
 			if e.Hostname != nil {
