@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/weftnet/weft/clusterset"
 )
 
 // Controller keeps the node's service table in step with the cluster's
@@ -42,6 +44,7 @@ type Controller struct {
 	slices   map[string]map[string]Slice // service key → slice name → slice
 	owner    map[string]string           // "ns/slice name" → service key
 	dirty    map[string]time.Time        // service key → first change not yet applied
+	cs       clustersetState             // clusterset IPs (clusterset.go)
 
 	// Owned by run.
 	plans  map[string]*ServicePlan
@@ -123,6 +126,7 @@ func NewController(cfg ControllerConfig) *Controller {
 		slices:   map[string]map[string]Slice{},
 		owner:    map[string]string{},
 		dirty:    map[string]time.Time{},
+		cs:       newClustersetState(),
 		plans:    map[string]*ServicePlan{},
 		status:   Status{Proxy: ProxyWeft},
 	}
@@ -175,6 +179,9 @@ func (c *Controller) markLocked(key string) {
 	if _, ok := c.dirty[key]; !ok {
 		c.dirty[key] = time.Now()
 	}
+	if _, ok := c.cs.ips[key]; ok { // its clusterset IP reads it too
+		c.markLocked(ClustersetKey(splitKey(key)))
+	}
 }
 
 func (c *Controller) setService(o any) {
@@ -185,8 +192,12 @@ func (c *Controller) setService(o any) {
 	lean, serve := ServiceFromAPI(svc)
 	key := lean.Key()
 	c.mu.Lock()
+	exportChanged := c.setExportedLocked(c.cs.annotated, key, svc.Annotations[clusterset.ExportAnnotation] == "true")
 	if old, had := c.services[key]; serve && had && serviceEqual(old, lean) {
 		c.mu.Unlock()
+		if exportChanged {
+			c.kickLoop()
+		}
 		return // a status or annotation change the proxy does not read
 	}
 	if serve {
@@ -209,6 +220,7 @@ func (c *Controller) deleteService(o any) {
 	}
 	key := svc.Namespace + "/" + svc.Name
 	c.mu.Lock()
+	c.setExportedLocked(c.cs.annotated, key, false)
 	delete(c.services, key)
 	c.markLocked(key)
 	c.mu.Unlock()
@@ -224,6 +236,7 @@ func (c *Controller) setSlice(o any) {
 	c.mu.Lock()
 	// A slice can lose its service label: forget it wherever it was.
 	c.dropSliceLocked(es.Namespace, es.Name)
+	c.setImportLocked(es)
 	if serve {
 		key := lean.Namespace + "/" + lean.Service
 		if c.slices[key] == nil {
@@ -247,6 +260,7 @@ func (c *Controller) deleteSlice(o any) {
 	}
 	c.mu.Lock()
 	c.dropSliceLocked(es.Namespace, es.Name)
+	c.dropImportLocked(es.Namespace, es.Name)
 	c.mu.Unlock()
 	c.kickLoop()
 }
@@ -354,17 +368,22 @@ func (c *Controller) sync() {
 		if oldest.IsZero() || at.Before(oldest) {
 			oldest = at
 		}
+		if cs, isCS, ok := c.clustersetLocked(key); isCS {
+			if ok {
+				c.plans[key] = PlanClusterset(c.cfg.Context, cs)
+			} else {
+				delete(c.plans, key)
+			}
+			goneEPs = append(goneEPs, goneUDP(old, c.plans[key])...)
+			continue
+		}
 		svc, ok := c.services[key]
 		if !ok {
 			delete(c.plans, key)
 			goneEPs = append(goneEPs, goneUDP(old, nil)...)
 			continue
 		}
-		var sl []Slice
-		for _, name := range sortedKeys(c.slices[key]) {
-			sl = append(sl, c.slices[key][name])
-		}
-		c.plans[key] = PlanService(c.cfg.Context, svc, sl)
+		c.plans[key] = PlanService(c.cfg.Context, svc, c.slicesLocked(key))
 		goneEPs = append(goneEPs, goneUDP(old, c.plans[key])...)
 	}
 	var problems []string

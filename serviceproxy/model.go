@@ -75,6 +75,10 @@ type Service struct {
 	HealthCheckNodePort uint16
 	// Problems are parts of the Service the proxy cannot serve, for status.
 	Problems []string
+	// Weights, of a clusterset IP, list an endpoint this many times in
+	// the spread (a peer's ClusterIP standing for its endpoints); unset
+	// is once.
+	Weights map[netip.Addr]int
 }
 
 // Key is "namespace/name".

@@ -370,14 +370,17 @@ func announce(s Service, sl []Slice) []Announce {
 // spread sends traffic to one of eps at random, remembered clients first.
 func spread(s Service, eps []netip.AddrPort, chainFor func(netip.AddrPort) string) []Rule {
 	var rules []Rule
-	targets := make([]string, len(eps))
-	for i, ep := range eps {
-		targets[i] = chainFor(ep)
+	targets := make([]string, 0, len(eps))
+	for _, ep := range eps {
+		t := chainFor(ep)
 		if s.Affinity > 0 {
-			rules = append(rules, Rule{Kind: Sticky, Set: affinitySet(targets[i], s.Affinity), Target: targets[i]})
+			rules = append(rules, Rule{Kind: Sticky, Set: affinitySet(t, s.Affinity), Target: t})
+		}
+		for range max(1, s.Weights[ep.Addr()]) {
+			targets = append(targets, t)
 		}
 	}
-	if len(targets) == 1 {
+	if len(eps) == 1 {
 		return append(rules, Rule{Kind: Goto, Target: targets[0]})
 	}
 	return append(rules, Rule{Kind: Spread, Targets: targets})
