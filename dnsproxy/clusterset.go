@@ -15,13 +15,13 @@ import (
 // Services exported by any cluster of the clusterset, this one included,
 // under <service>.<ns>.svc.clusterset.local.
 //
-// One deviation: the specification answers a non-headless Service with
-// one clusterset IP, a virtual address that a service proxy spreads over
-// every exporting cluster's endpoints. weft has no service proxy, so the
-// answer holds the ClusterIP of each exporting cluster instead (the peers'
-// service networks are routed through the gateways): those of clusters
-// with a ready endpoint, or all of them when none has one. Clients pick
-// among them as they do among a headless Service's endpoints.
+// A Service with ClusterIPs answers its one clusterset IP, a virtual
+// address of this cluster that weft's Service proxy spreads over every
+// exporting cluster's endpoints (SetRecords.ClustersetIP). Until the
+// active gateway has given it one (or where its range is full), the
+// answer holds the ClusterIP of each exporting cluster instead (the
+// peers' service networks are routed through the gateways): those of
+// clusters with a ready endpoint, or all of them when none has one.
 //
 // Where clusters export a Service of the same name with different types
 // (headless in one, with ClusterIPs in another), the type of the lowest
@@ -114,7 +114,7 @@ func (c *Clusterset) resolve(qname string, qtype uint16, labels []string) answer
 		if len(parts) == 0 {
 			return nxdomain
 		}
-		return c.serviceRecords(qname, qtype, parts)
+		return c.serviceRecords(qname, qtype, c.addrs(l[1], l[0], parts))
 	case 3: // _<proto>.<service> or <clusterid>.<service>: empty non-terminals
 		parts := c.parts(l[2], l[1])
 		if len(parts) == 0 {
@@ -141,7 +141,7 @@ func (c *Clusterset) resolve(qname string, qtype uint16, labels []string) answer
 			return nxdomain
 		}
 		if strings.HasPrefix(l[0], "_") && strings.HasPrefix(l[1], "_") { // _<port>._<proto>.<service>
-			return c.srvRecords(qname, qtype, parts, l[0][1:], l[1][1:], l[2]+"."+l[3])
+			return c.srvRecords(qname, qtype, parts, l[0][1:], l[1][1:], l[2]+"."+l[3], c.addrs(l[3], l[2], parts))
 		}
 		return c.endpointRecords(qname, qtype, parts, l[1], l[0]) // <hostname>.<clusterid>.<service>
 	}
@@ -159,7 +159,19 @@ func (c *Clusterset) parts(namespace, name string) []ClusterExport {
 	return slices.DeleteFunc(all, func(p ClusterExport) bool { return p.Headless != headless })
 }
 
-// serviceAddrs are what <service>.<ns>.svc answers: a headless Service's
+// addrs are what <service>.<ns>.svc answers: the clusterset IP of a
+// Service with ClusterIPs when it has one, otherwise serviceAddrs.
+func (c *Clusterset) addrs(namespace, name string, parts []ClusterExport) []netip.Addr {
+	if !parts[0].Headless {
+		if ip, ok := c.rec.ClustersetIP(namespace, name); ok {
+			return []netip.Addr{ip}
+		}
+	}
+	return serviceAddrs(parts)
+}
+
+// serviceAddrs are what <service>.<ns>.svc answers without a clusterset
+// IP: a headless Service's
 // ready endpoints in every cluster; otherwise the ClusterIPs of the
 // clusters with a ready endpoint, or of all when none has one.
 func serviceAddrs(parts []ClusterExport) []netip.Addr {
@@ -183,8 +195,7 @@ func serviceAddrs(parts []ClusterExport) []netip.Addr {
 }
 
 // serviceRecords answers <service>.<ns>.svc.clusterset.local.
-func (c *Clusterset) serviceRecords(qname string, qtype uint16, parts []ClusterExport) answer {
-	addrs := serviceAddrs(parts)
+func (c *Clusterset) serviceRecords(qname string, qtype uint16, addrs []netip.Addr) answer {
 	if len(addrs) == 0 {
 		// As in the cluster zone: a headless Service without ready
 		// endpoints is NXDOMAIN.
@@ -228,7 +239,7 @@ func (c *Clusterset) endpointRecords(qname string, qtype uint16, parts []Cluster
 // with ClusterIPs one record per distinct port number among the clusters,
 // targeting the Service's name; for a headless Service one record per
 // endpoint of every cluster, targeting its per-cluster hostname.
-func (c *Clusterset) srvRecords(qname string, qtype uint16, parts []ClusterExport, port, proto, svcNs string) answer {
+func (c *Clusterset) srvRecords(qname string, qtype uint16, parts []ClusterExport, port, proto, svcNs string, addrs []netip.Addr) answer {
 	if port == "" {
 		return nxdomain
 	}
@@ -272,7 +283,7 @@ func (c *Clusterset) srvRecords(qname string, qtype uint16, parts []ClusterExpor
 		return nodata
 	}
 	if len(numbers) > 0 {
-		extra = c.rrs.addrRRs(svcName, serviceAddrs(parts), dns.TypeA, dns.TypeAAAA)
+		extra = c.rrs.addrRRs(svcName, addrs, dns.TypeA, dns.TypeAAAA)
 	}
 	return answer{answer: srv, extra: extra}
 }

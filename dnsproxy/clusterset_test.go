@@ -104,7 +104,7 @@ func TestClustersetZone(t *testing.T) {
 		{"dns-version.clusterset.local.", dns.TypeA, 0, nodata, nil, true},
 		{"clusterset.local.", dns.TypeNS, 0, []string{"clusterset.local. IN NS ns.dns.clusterset.local."}, nil, false},
 		{"clusterset.local.", dns.TypeSOA, 0, nil, nil, false},
-		// ClusterSetIP: each exporting cluster's ClusterIP (the documented deviation).
+		// ClusterSetIP without a clusterset IP yet: each exporting cluster's ClusterIP.
 		{"web.default" + z, dns.TypeA, 0, []string{
 			"web.default.svc.clusterset.local. IN A 10.96.0.10",
 			"web.default.svc.clusterset.local. IN A 10.97.0.10"}, nil, false},
@@ -263,5 +263,74 @@ func TestClustersetZoneNotReady(t *testing.T) {
 	ready.Store(true)
 	if m := p.ask(t, "udp", "web.default.svc.clusterset.local.", dns.TypeA, 0); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 2 {
 		t.Errorf("after sync: %s", m)
+	}
+}
+
+// With clusterset IPs: a Service with ClusterIPs answers its one address
+// (SRV's additional section too, and its PTR), whatever its clusters'
+// readiness; headless Services and Services without one are unchanged.
+func TestClustersetIPs(t *testing.T) {
+	_, set := testSet(t)
+	cs := NewClusterset(ClustersetConfig{}, set, nil)
+	ask := func(name string, qtype uint16) answer {
+		return cs.resolve(name, qtype, dns.SplitDomainName(strings.TrimSuffix(name, "."+ClustersetZone)))
+	}
+	a := func(name string) []string { return rrStrings(ask(name, dns.TypeA).answer) }
+	const z = ".svc.clusterset.local."
+	gen := set.Generation()
+	set.SetClustersetIPs(map[string]netip.Addr{
+		"default/web":   netip.MustParseAddr("10.255.0.7"),
+		"default/only":  netip.MustParseAddr("10.255.0.8"),
+		"default/hl":    netip.MustParseAddr("10.255.0.9"),  // headless: not used
+		"default/mixed": netip.MustParseAddr("10.255.0.10"), // north-1's headless type wins
+	})
+	if set.Generation() == gen {
+		t.Error("a new table did not move the generation")
+	}
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"web.default" + z, []string{"web.default.svc.clusterset.local. IN A 10.255.0.7"}},
+		{"only.default" + z, []string{"only.default.svc.clusterset.local. IN A 10.255.0.8"}},
+		{"duo.default" + z, []string{"duo.default.svc.clusterset.local. IN A 10.97.0.40"}}, // none yet: the ClusterIPs
+		{"mixed.default" + z, []string{"mixed.default.svc.clusterset.local. IN A 10.246.0.5"}},
+		{"hl.default" + z, []string{
+			"hl.default.svc.clusterset.local. IN A 10.244.1.5",
+			"hl.default.svc.clusterset.local. IN A 10.244.2.6",
+			"hl.default.svc.clusterset.local. IN A 10.245.1.5",
+			"hl.default.svc.clusterset.local. IN A 10.245.2.6"}},
+	} {
+		if got := a(tc.name); !slices.Equal(got, tc.want) {
+			t.Errorf("%s A:\n got %v\nwant %v", tc.name, got, tc.want)
+		}
+	}
+	if got := rrStrings(ask("web.default"+z, dns.TypeAAAA).answer); len(got) != 0 {
+		t.Errorf("web AAAA: %v, want none (the clusterset IP is IPv4)", got)
+	}
+	srv := ask("_http._tcp.web.default"+z, dns.TypeSRV)
+	if got, want := rrStrings(srv.extra), []string{"web.default.svc.clusterset.local. IN A 10.255.0.7"}; !slices.Equal(got, want) {
+		t.Errorf("web SRV additional: %v, want %v", got, want)
+	}
+	if got, want := rrStrings(cs.ptr("7.0.255.10.in-addr.arpa.", netip.MustParseAddr("10.255.0.7"))),
+		[]string{"7.0.255.10.in-addr.arpa. IN PTR web.default.svc.clusterset.local."}; !slices.Equal(got, want) {
+		t.Errorf("PTR of the clusterset IP: %v, want %v", got, want)
+	}
+	// The same table again changes nothing; none at all brings the
+	// ClusterIPs back.
+	gen = set.Generation()
+	set.SetClustersetIPs(map[string]netip.Addr{
+		"default/web": netip.MustParseAddr("10.255.0.7"), "default/only": netip.MustParseAddr("10.255.0.8"),
+		"default/hl": netip.MustParseAddr("10.255.0.9"), "default/mixed": netip.MustParseAddr("10.255.0.10"),
+	})
+	if set.Generation() != gen {
+		t.Error("the same table moved the generation")
+	}
+	set.SetClustersetIPs(nil)
+	if got := a("web.default" + z); len(got) != 2 {
+		t.Errorf("web A without a clusterset IP: %v, want both ClusterIPs", got)
+	}
+	if got := cs.ptr("7.0.255.10.in-addr.arpa.", netip.MustParseAddr("10.255.0.7")); len(got) != 0 {
+		t.Errorf("PTR of a released clusterset IP: %v", got)
 	}
 }

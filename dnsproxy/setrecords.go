@@ -23,8 +23,12 @@ type SetRecords interface {
 	// Namespace reports whether a namespace exists in this cluster.
 	Namespace(name string) bool
 	// ReverseSet returns the owners of an address of another cluster's
-	// export: ClusterIPs (Hostname empty) and headless endpoints.
+	// export: ClusterIPs (Hostname empty) and headless endpoints, and of
+	// a clusterset IP.
 	ReverseSet(a netip.Addr) []SetReverseTarget
+	// ClustersetIP returns Service namespace/name's clusterset IP in this
+	// cluster; false when it has none (yet).
+	ClustersetIP(namespace, name string) (netip.Addr, bool)
 }
 
 // ClusterExport is one cluster's part of a clusterset Service.
@@ -80,6 +84,8 @@ type ClustersetRecords struct {
 	imports   map[string]importedSlice         // "ns/slice"
 	bySvc     map[string]map[string]struct{}   // "ns/service" → slice keys
 	byAddr    map[netip.Addr]map[string]string // address → slice key → hostname
+	ips       map[string]netip.Addr            // "ns/name" → clusterset IP (clustersetips.go)
+	ipOwner   map[netip.Addr]string            // clusterset IP → "ns/name"
 }
 
 // importedSlice is one derived EndpointSlice, lean.
@@ -196,6 +202,10 @@ func (c *ClustersetRecords) ReverseSet(a netip.Addr) []SetReverseTarget {
 			}
 		}
 		out = append(out, t)
+	}
+	if key, ok := c.ipOwner[a]; ok {
+		ns, name, _ := strings.Cut(key, "/")
+		out = append(out, SetReverseTarget{Namespace: ns, Service: name})
 	}
 	slices.SortFunc(out, func(x, y SetReverseTarget) int {
 		return strings.Compare(x.Namespace+"/"+x.Service+"/"+x.Cluster+"/"+x.Hostname, y.Namespace+"/"+y.Service+"/"+y.Cluster+"/"+y.Hostname)
