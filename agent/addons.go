@@ -39,7 +39,7 @@ func (a *Agent) startAddons(ctx context.Context) error {
 	}
 	inf := kube.NewInformers(a.kubeClient, 0)
 	if a.peering != nil { // any node may become the active gateway (by config or Node label)
-		a.clusterset = newClustersetSync(a.kubeClient, inf, a.cfg.ClusterID, a.base.With("component", "clusterset", "node", a.cfg.NodeName))
+		a.clusterset = newClustersetSync(a.kubeClient, inf, a.cfg.ClusterID, a.clustersetIPs(), a.base.With("component", "clusterset", "node", a.cfg.NodeName))
 	}
 	for _, mk := range addonConstructors {
 		ad, err := mk(a)
@@ -56,6 +56,7 @@ func (a *Agent) startAddons(ctx context.Context) error {
 	}
 	inf.Start(ctx.Done())
 	a.startServiceExports(ctx)
+	a.startClustersetIPs(ctx)
 	return nil
 }
 

@@ -41,6 +41,7 @@ const (
 type clustersetSync struct {
 	client     kubernetes.Interface
 	clusterID  string
+	ips        clustersetIPConfig
 	log        *slog.Logger
 	services   cache.SharedIndexInformer
 	slices     cache.SharedIndexInformer
@@ -52,12 +53,14 @@ type clustersetSync struct {
 	srv     *http.Server
 	skipped map[string]string   // "cluster/ns/name" → reason, logged once
 	crs     map[string]struct{} // "ns/name" of ServiceExports (when their CRD is installed)
+	ipNote  string              // the last clusterset IP problems logged
 }
 
-func newClustersetSync(client kubernetes.Interface, inf *kube.Informers, clusterID string, log *slog.Logger) *clustersetSync {
+func newClustersetSync(client kubernetes.Interface, inf *kube.Informers, clusterID string, ips clustersetIPConfig, log *slog.Logger) *clustersetSync {
 	return &clustersetSync{
 		client:     client,
 		clusterID:  clusterID,
+		ips:        ips,
 		log:        log,
 		services:   inf.Services(),
 		slices:     inf.EndpointSlices(),
@@ -250,9 +253,11 @@ func (c *clustersetSync) Pull(ctx context.Context, remotes []clusterset.Remote) 
 	if err := clusterset.SyncImports(ctx, c.client, desired, func(id string) bool { return keep[id] }); err != nil {
 		errs = append(errs, err)
 	}
+	ipst := c.syncIPs(ctx, remotes, append(desired, c.keptImports(keep)...))
 	err := errors.Join(errs...)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.status.clustersetIPStatus = ipst
 	for _, r := range remotes {
 		if _, ok := imported[r.Cluster]; !ok {
 			imported[r.Cluster] = c.status.Imported[r.Cluster] // kept as they were
@@ -278,6 +283,7 @@ type ClustersetStatus struct {
 	Skipped   int       `json:"skipped,omitempty"`
 	LastPull  time.Time `json:"lastPull,omitzero"`
 	PullError string    `json:"pullError,omitempty"`
+	clustersetIPStatus
 }
 
 // Status reports the exchange: the exports now, the imports as the last

@@ -41,7 +41,7 @@ func newTestCluster(t *testing.T, id string, objs ...kruntime.Object) *testClust
 	t.Helper()
 	client := fake.NewClientset(objs...)
 	inf := kube.NewInformers(client, 0)
-	c := &testCluster{client: client, sync: newClustersetSync(client, inf, id, slog.New(slog.DiscardHandler))}
+	c := &testCluster{client: client, sync: newClustersetSync(client, inf, id, clustersetIPConfig{Off: "off in this test"}, slog.New(slog.DiscardHandler))}
 	local := dnsproxy.NewKubeRecords()
 	c.set = dnsproxy.NewClustersetRecords(id, local)
 	must := func(_ any, err error) {
@@ -134,6 +134,8 @@ func TestClustersetExchange(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	namespace := func(name string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	}
@@ -157,9 +159,19 @@ func TestClustersetExchange(t *testing.T) {
 			Spec: corev1.ServiceSpec{ClusterIP: "10.97.0.11", ClusterIPs: []string{"10.97.0.11"}}},
 	)
 	east := newTestCluster(t, "east-1", namespace("shop"))
+	east.sync.ips = clustersetIPConfig{Range: netip.MustParsePrefix("10.255.0.0/16"),
+		Local: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("10.96.0.0/16")}}
+	// east's nodes read the table its gateway publishes.
+	table := &ipTable{log: slog.New(slog.DiscardHandler), consumers: []clustersetIPsConsumer{ipsFunc(east.set.SetClustersetIPs)}}
+	published := func() map[string]string {
+		cm, err := east.client.CoreV1().ConfigMaps(clusterset.IPsNamespace).Get(ctx, clusterset.IPsConfigMap, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("the clusterset IP table: %v", err)
+		}
+		table.set(cm)
+		return cm.Data
+	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	addr := netip.AddrPortFrom(tunnel, peering.DefaultExportPort)
 	served := make(chan error, 1)
 	go inNetNS(ns, func() { served <- west.sync.Serve(ctx, addr) })
@@ -196,6 +208,19 @@ func TestClustersetExchange(t *testing.T) {
 	if got := east.lookup("private.shop.svc.clusterset.local."); len(got) != 0 {
 		t.Errorf("an unexported Service resolves in east: %v", got)
 	}
+	// east's gateway gave web (not the headless db) a clusterset IP, and
+	// east's DNS answers it.
+	data := published()
+	vip, err := netip.ParseAddr(data["shop.web"])
+	if err != nil || len(data) != 1 || !netip.MustParsePrefix("10.255.0.0/16").Contains(vip) {
+		t.Fatalf("clusterset IP table %v, want shop.web in 10.255.0.0/16 alone", data)
+	}
+	if got := strings.Join(east.lookup("web.shop.svc.clusterset.local."), ","); got != vip.String() {
+		t.Errorf("east's DNS answers web with %s, want its clusterset IP %s", got, vip)
+	}
+	if st := east.sync.Status(); st.IPs != 1 || st.IPRange != "10.255.0.0/16" || st.IPError != "" {
+		t.Errorf("status %+v, want one clusterset IP of 10.255.0.0/16", st)
+	}
 
 	// West's gateway goes away: a zero address, or a failing fetch, keeps
 	// what was imported.
@@ -212,6 +237,9 @@ func TestClustersetExchange(t *testing.T) {
 	if list, _ := east.client.DiscoveryV1().EndpointSlices("shop").List(ctx, metav1.ListOptions{}); len(list.Items) != 2 {
 		t.Errorf("imports after west's gateway went away: %d slices, want 2 kept", len(list.Items))
 	}
+	if got := published()["shop.web"]; got != vip.String() {
+		t.Errorf("web's clusterset IP after west's gateway went away: %q, want %s kept", got, vip)
+	}
 	// Unpeered: the imports go.
 	if err := east.sync.Pull(ctx, nil); err != nil {
 		t.Fatal(err)
@@ -220,4 +248,12 @@ func TestClustersetExchange(t *testing.T) {
 		t.Errorf("imports after unpeering: %d slices, want none", len(list.Items))
 	}
 	waitFor(t, "east's DNS to forget web", func() bool { return len(east.lookup("web.shop.svc.clusterset.local.")) == 0 })
+	if got := published(); len(got) != 0 {
+		t.Errorf("clusterset IP table after unpeering: %v, want empty", got)
+	}
 }
+
+// ipsFunc is a clustersetIPsConsumer of a function.
+type ipsFunc func(map[string]netip.Addr)
+
+func (f ipsFunc) SetClustersetIPs(ips map[string]netip.Addr) { f(ips) }

@@ -38,6 +38,13 @@ type PeeringConfig struct {
 	KeyFile string `yaml:"keyFile"`
 	// Interface is a gateway's peering WireGuard device. Default weftpeer0.
 	Interface string `yaml:"interface"`
+	// ClustersetIPRange is where the active gateway takes the clusterset
+	// IPs of imported Services from (an IPv4 prefix, /8 to /30). It must
+	// not overlap clusterCIDR, serviceCIDRs or a peer's networks; the
+	// addresses are this cluster's, so every cluster may use the same
+	// range. Default 10.255.0.0/16 (not used where it overlaps this
+	// cluster's networks).
+	ClustersetIPRange string `yaml:"clustersetIPRange"`
 }
 
 // Defaults for PeeringConfig.
@@ -88,7 +95,11 @@ func (p *PeeringConfig) complete(c *Config) error {
 	if p.Interface == c.Tunnel.Interface {
 		return fmt.Errorf("peering.interface: %q is also tunnel.interface; the peering device needs its own", p.Interface)
 	}
-	if _, err := p.local(c); err != nil {
+	l, err := p.local(c)
+	if err != nil {
+		return err
+	}
+	if err := p.completeClustersetIPRange(l); err != nil {
 		return err
 	}
 	if err := validPort("peering.port", p.Port); err != nil {

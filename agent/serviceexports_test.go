@@ -51,7 +51,7 @@ func TestServiceExportsOnceTheCRDIsInstalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta := metadatafake.NewSimpleMetadataClient(scheme, se)
-	cs := newClustersetSync(client, kube.NewInformers(client, 0), "west-1", slog.New(slog.DiscardHandler))
+	cs := newClustersetSync(client, kube.NewInformers(client, 0), "west-1", clustersetIPConfig{}, slog.New(slog.DiscardHandler))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

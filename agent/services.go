@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/google/nftables"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/weftnet/weft/agent/kube"
 	"github.com/weftnet/weft/gossip"
@@ -170,4 +172,13 @@ func (a *Agent) tellLiveNodes(members []gossip.Meta, deleted func(string) bool) 
 		}
 	}
 	f(names)
+}
+
+// SetClustersetIPs hands the clusterset IP table to the Service proxy.
+func (s *servicesAddon) SetClustersetIPs(ips map[string]netip.Addr) { s.ctl.SetClustersetIPs(ips) }
+
+// ServiceExportHandler feeds ServiceExports to the Service proxy: an
+// exported Service's endpoints join its clusterset IP.
+func (s *servicesAddon) ServiceExportHandler() cache.ResourceEventHandler {
+	return s.ctl.ServiceExportHandler()
 }
