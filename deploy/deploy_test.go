@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/clusterset"
 	"github.com/weftnet/weft/cni"
 	"github.com/weftnet/weft/loadbalancer"
 	"github.com/weftnet/weft/peering"
@@ -226,13 +227,24 @@ var allowedRules = map[string][]string{
 }
 
 // checkLeaseRole: the namespaced Role grants the load-balancer Lease and
-// nothing else (create by namespace, get and update by name), bound to the
-// agent's service account only.
+// the clusterset IP ConfigMap and nothing else (create by namespace, the
+// rest by name), bound to the agent's service account only.
 func checkLeaseRole(t *testing.T, objs []object, sa *corev1.ServiceAccount) {
 	t.Helper()
 	role := only[*rbacv1.Role](t, objs)
-	var create, byName bool
+	var create, byName, cmCreate, cmByName bool
 	for i, r := range role.Rules {
+		if slices.Equal(r.APIGroups, []string{""}) && slices.Equal(r.Resources, []string{"configmaps"}) {
+			switch {
+			case len(r.ResourceNames) == 0 && slices.Equal(r.Verbs, []string{"create"}):
+				cmCreate = true
+			case slices.Equal(r.ResourceNames, []string{clusterset.IPsConfigMap}) && slices.Equal(r.Verbs, []string{"get", "list", "watch", "update"}):
+				cmByName = true
+			default:
+				t.Errorf("Role rule %d grants %v on configmaps %v; want create, or get, list, watch and update on %s", i, r.Verbs, r.ResourceNames, clusterset.IPsConfigMap)
+			}
+			continue
+		}
 		if !slices.Equal(r.APIGroups, []string{"coordination.k8s.io"}) || !slices.Equal(r.Resources, []string{"leases"}) {
 			t.Errorf("Role rule %d grants %v %v; the Role is for the load-balancer Lease only", i, r.APIGroups, r.Resources)
 			continue
@@ -248,6 +260,9 @@ func checkLeaseRole(t *testing.T, objs []object, sa *corev1.ServiceAccount) {
 	}
 	if !create || !byName {
 		t.Errorf("Role does not grant what leader election needs (create: %v, get/update %s: %v)", create, loadbalancer.LeaseName, byName)
+	}
+	if !cmCreate || !cmByName || clusterset.IPsNamespace != role.Namespace {
+		t.Errorf("Role does not grant the clusterset IP table %s/%s (create: %v, by name: %v)", clusterset.IPsNamespace, clusterset.IPsConfigMap, cmCreate, cmByName)
 	}
 	if role.Namespace != loadbalancer.DefaultLeaseNamespace {
 		t.Errorf("Role is in %q, the Lease in %q", role.Namespace, loadbalancer.DefaultLeaseNamespace)
