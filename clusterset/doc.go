@@ -13,8 +13,13 @@
 // weft.dev/export: "true", or when a ServiceExport
 // (multicluster.x-k8s.io/v1alpha1) of the same namespace and name exists.
 //
+// The active gateway also gives every ClusterSetIP Service exported here
+// or imported one clusterset IP of this cluster (AllocateIPs), and
+// publishes the table as one ConfigMap (SyncIPs) that every node's DNS
+// proxy answers and Service proxy serves (ips.go).
+//
 // Planning is pure and table-tested (Exports, Document.Validate,
-// PlanImports, planSync); the HTTP handler, the fetch and the applier are
+// PlanImports, planSync, AllocateIPs); the HTTP handler, the fetch and the applier are
 // thin. A Document from another cluster is untrusted input: it is decoded
 // strictly, bounded in size and validated whole before anything of it is
 // applied, and every error names the field.

@@ -516,9 +516,19 @@ func checkClustersetDNS(t *testing.T, pl *peeredLabs, ePods, wPods []labPod) {
 		}
 		return nil
 	})
-	if err := expectA(from, "api.default.svc.clusterset.local.", apiIP); err != nil {
-		t.Errorf("ClusterIP export (west's ClusterIP stands in for the clusterset IP): %v", err)
-	}
+	// The ClusterIP export answers east's one clusterset IP once east's
+	// gateway has allocated it (west's ClusterIP until then).
+	rng := netip.MustParsePrefix(clusterset.DefaultIPRange)
+	eventually(t, 30*time.Second, "west's ClusterIP export answers a clusterset IP in east", func() error {
+		m, err := askFrom(from.NSPath(), "udp", proxyAddr, "api.default.svc.clusterset.local.", dns.TypeA, nil)
+		if err != nil {
+			return err
+		}
+		if a, ok := firstA(m); len(m.Answer) != 1 || !ok || !rng.Contains(a) {
+			return fmt.Errorf("answers %v, want one address of %s (west's ClusterIP is %s)", records(m.Answer), rng, apiIP)
+		}
+		return nil
+	})
 	host := "web-0." + lab.ClusterID(pl.west.name) + ".web.default.svc.clusterset.local."
 	if err := expectA(from, host, webIPs[0]); err != nil {
 		t.Errorf("per-cluster hostname: %v", err)
@@ -559,4 +569,14 @@ func checkClustersetDNS(t *testing.T, pl *peeredLabs, ePods, wPods []labPod) {
 		}
 		return nil
 	})
+}
+
+// firstA is the first A record's address of m.
+func firstA(m *dns.Msg) (netip.Addr, bool) {
+	for _, rr := range m.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			return netip.AddrFromSlice(a.A.To4())
+		}
+	}
+	return netip.Addr{}, false
 }
