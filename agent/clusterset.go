@@ -257,7 +257,7 @@ func (c *clustersetSync) Pull(ctx context.Context, remotes []clusterset.Remote) 
 	err := errors.Join(errs...)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.status.clustersetIPStatus = ipst
+	c.status.ClustersetIPStatus = ipst
 	for _, r := range remotes {
 		if _, ok := imported[r.Cluster]; !ok {
 			imported[r.Cluster] = c.status.Imported[r.Cluster] // kept as they were
@@ -283,7 +283,7 @@ type ClustersetStatus struct {
 	Skipped   int       `json:"skipped,omitempty"`
 	LastPull  time.Time `json:"lastPull,omitzero"`
 	PullError string    `json:"pullError,omitempty"`
-	clustersetIPStatus
+	ClustersetIPStatus
 }
 
 // Status reports the exchange: the exports now, the imports as the last

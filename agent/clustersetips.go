@@ -33,8 +33,9 @@ type clustersetIPConfig struct {
 	Local []netip.Prefix
 }
 
-// clustersetIPStatus is the allocation as the last pull left it.
-type clustersetIPStatus struct {
+// ClustersetIPStatus is the clusterset IP allocation as the last pull left
+// it (part of ClustersetStatus).
+type ClustersetIPStatus struct {
 	// IPRange is the clusterset IP range in force; IPsOff says why there
 	// are no clusterset IPs when there are none.
 	IPRange string `json:"ipRange,omitempty"`
@@ -114,8 +115,8 @@ func (a *Agent) clustersetIPs() clustersetIPConfig {
 // syncIPs allocates and publishes the clusterset IPs of this cluster's
 // exports and of derived (the imports planned or kept), never inside
 // this cluster's or a peer's networks.
-func (c *clustersetSync) syncIPs(ctx context.Context, remotes []clusterset.Remote, derived []*discoveryv1.EndpointSlice) clustersetIPStatus {
-	st := clustersetIPStatus{IPsOff: c.ips.Off}
+func (c *clustersetSync) syncIPs(ctx context.Context, remotes []clusterset.Remote, derived []*discoveryv1.EndpointSlice) ClustersetIPStatus {
+	st := ClustersetIPStatus{IPsOff: c.ips.Off}
 	if !c.ips.Range.IsValid() {
 		return st
 	}

@@ -190,6 +190,15 @@ func printPeeringStatus(w io.Writer, p *agent.PeeringStatus) {
 		if cs.PullError != "" {
 			fmt.Fprintf(w, "  clusterset pull failed, imports kept: %s\n", cs.PullError)
 		}
+		switch {
+		case cs.IPsOff != "":
+			fmt.Fprintf(w, "  clusterset IPs off: %s\n", cs.IPsOff)
+		case cs.IPRange != "":
+			fmt.Fprintf(w, "  clusterset IPs: %d of %s\n", cs.IPs, cs.IPRange)
+		}
+		if cs.IPError != "" {
+			fmt.Fprintf(w, "  clusterset IP problem: %s\n", cs.IPError)
+		}
 	}
 	if p.LastError != "" {
 		fmt.Fprintf(w, "  peering file refused, previous peers kept: %s\n", strings.ReplaceAll(p.LastError, "\n", "\n    "))

@@ -176,14 +176,17 @@ func TestPrintPeeringStatus(t *testing.T) {
 	var b bytes.Buffer
 	printStatus(&b, agent.Status{Node: "n1", Peering: &agent.PeeringStatus{ClusterName: "east", ClusterID: "east-1", Gateway: true, Port: 51821,
 		PublicKey: "K=", Peers: []string{"north", "west"}, ActiveGateway: "n1",
-		Remotes:    []agent.RemoteClusterStatus{{Name: "north", Unreachable: "no way"}, {Name: "west", Gateway: "west-gw-1", Endpoint: "192.0.2.10:51821", RxBytes: 10, TxBytes: 20}},
-		Clusterset: &agent.ClustersetStatus{Exported: 2, Imported: map[string]int{"west": 3}, PullError: "cluster north: timeout"},
-		LastError:  "peering.yaml: 1 problem(s) in peering file:\n  peers[0].name (line 2): required"}})
+		Remotes: []agent.RemoteClusterStatus{{Name: "north", Unreachable: "no way"}, {Name: "west", Gateway: "west-gw-1", Endpoint: "192.0.2.10:51821", RxBytes: 10, TxBytes: 20}},
+		Clusterset: &agent.ClustersetStatus{Exported: 2, Imported: map[string]int{"west": 3}, PullError: "cluster north: timeout",
+			ClustersetIPStatus: agent.ClustersetIPStatus{IPRange: "10.255.0.0/30", IPs: 2, IPsFull: 1, IPError: "clusterset IP range 10.255.0.0/30 (or the table of 5000) is full: 1 Services have none, first shop/web"}},
+		LastError: "peering.yaml: 1 problem(s) in peering file:\n  peers[0].name (line 2): required"}})
 	for _, w := range []string{
 		"peering: cluster east (id east-1), this node gateway-eligible (port 51821, key K=); active gateway n1; peers in force: north, west",
 		"north        unreachable: no way",
 		"clusterset: 2 service(s) exported; imported: north 0, west 3 (pulled never)",
 		"clusterset pull failed, imports kept: cluster north: timeout",
+		"clusterset IPs: 2 of 10.255.0.0/30",
+		"clusterset IP problem: clusterset IP range 10.255.0.0/30 (or the table of 5000) is full: 1 Services have none, first shop/web",
 		"west         gateway west-gw-1 (192.0.2.10:51821), handshake never, rx 10 B, tx 20 B",
 		"peering file refused, previous peers kept: peering.yaml: 1 problem(s) in peering file:\n      peers[0].name (line 2): required",
 	} {
