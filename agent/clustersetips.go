@@ -131,21 +131,23 @@ func (c *clustersetSync) syncIPs(ctx context.Context, remotes []clusterset.Remot
 		exclude = append(exclude, r.Networks...)
 	}
 	al, err := clusterset.SyncIPs(ctx, c.client, c.ips.Range, exclude, clusterset.IPServices(doc, derived))
-	if err != nil {
-		st.IPError = err.Error()
-		c.log.Warn("clusterset IPs not published; the table stays as it was", "err", err)
-		return st
-	}
-	st.IPs, st.IPsFull = len(al.IPs), len(al.Full)
-	if len(al.Full) > 0 {
+	switch {
+	case err != nil:
+		st.IPError = "not published, the table stays as it was: " + err.Error()
+	case len(al.Full) > 0:
 		st.IPError = fmt.Sprintf("clusterset IP range %s (or the table of %d) is full: %d Services have none, first %s",
 			c.ips.Range, clusterset.MaxIPs, len(al.Full), al.Full[0])
 	}
+	if err == nil {
+		st.IPs, st.IPsFull = len(al.IPs), len(al.Full)
+	}
+	// Logged when the problems change, not at every pull.
+	note := st.IPError + strings.Join(al.Moved, ";")
 	c.mu.Lock()
 	prev := c.ipNote
-	c.ipNote = st.IPError + strings.Join(al.Moved, ";")
+	c.ipNote = note
 	c.mu.Unlock()
-	if c.ipNote != prev {
+	if note != prev {
 		for _, m := range al.Moved {
 			c.log.Warn("clusterset IP moved", "reason", m)
 		}

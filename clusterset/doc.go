@@ -19,8 +19,8 @@
 // proxy answers and Service proxy serves (ips.go).
 //
 // Planning is pure and table-tested (Exports, Document.Validate,
-// PlanImports, planSync, AllocateIPs); the HTTP handler, the fetch and the applier are
-// thin. A Document from another cluster is untrusted input: it is decoded
+// PlanImports, planSync, AllocateIPs); the HTTP handler, the fetch and
+// the appliers are thin. A Document from another cluster is untrusted input: it is decoded
 // strictly, bounded in size and validated whole before anything of it is
 // applied, and every error names the field.
 package clusterset
