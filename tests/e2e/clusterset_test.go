@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,20 +22,23 @@ import (
 	"github.com/weftnet/weft/serviceproxy"
 )
 
-// TestClustersetIP peers two --kube labs (two nodes each, n1 the gateway)
-// that both export Service api, backed by their pods. From a pod on each
-// side's n2, api.default.svc.clusterset.local resolves through the node's
-// DNS to one clusterset IP of the default range, and connections to it
-// reach every backend of both clusters: the local ones directly, the
-// peer's through its ClusterIP and the gateways. When west stops
-// exporting, east's clusterset IP stays and goes to east's backends only.
+// TestClustersetIP peers two --kube labs (east: three nodes, n1 and n2
+// gateway-eligible; west: two nodes, n1 the gateway) that both export
+// Service api, backed by their pods. From a pod on a node of each side
+// that is no gateway, api.default.svc.clusterset.local resolves through
+// the node's DNS to one clusterset IP of the default range, and
+// connections to it reach every backend of both clusters: the local ones
+// directly, the peer's through its ClusterIP and the gateways. When east's
+// active gateway dies, the next one adopts the published table: the
+// clusterset IP stays and still reaches west. When west stops exporting,
+// east's clusterset IP stays and goes to east's backends only.
 func TestClustersetIP(t *testing.T) {
 	start := time.Now()
-	east, eastCS := newKubeClusterNamed(t, "e", "--nodes", "2", "--gateways", "1", "--pods-per-node", "1")
+	east, eastCS := newKubeClusterNamed(t, "e", "--nodes", "3", "--gateways", "2", "--pods-per-node", "1")
 	west, westCS := newKubeClusterNamed(t, "w", "--nodes", "2", "--gateways", "1", "--pods-per-node", "1",
 		"--cluster-cidr", "10.245.0.0/16", "--service-cidr", "10.97.0.0/16")
 	east.mustWeft("lab", "peer", east.name, west.name)
-	t.Logf("two 2-node --kube labs up and peered in %s", time.Since(start).Round(time.Second))
+	t.Logf("two --kube labs (3 and 2 nodes) up and peered in %s", time.Since(start).Round(time.Second))
 	ePods, wPods := east.pods(), west.pods()
 	servers := startPodServers(t, append(append([]labPod{}, ePods...), wPods...))
 	defer closeAll(servers)
@@ -49,12 +54,16 @@ func TestClustersetIP(t *testing.T) {
 	rng := netip.MustParsePrefix(clusterset.DefaultIPRange)
 	const name = "api.default.svc.clusterset.local."
 
+	eastNodes := []string{"n1", "n2", "n3"}
+	var eastVIP netip.Addr
 	for _, side := range []struct {
-		c     *cluster
-		pods  []labPod
-		other string
-	}{{east, ePods, "west/"}, {west, wPods, "east/"}} {
-		from := podOn(side.pods, "n2")
+		c      *cluster
+		pods   []labPod
+		nodes  []string
+		client string
+		other  string
+	}{{east, ePods, eastNodes, "n3", "west/"}, {west, wPods, []string{"n1", "n2"}, "n2", "east/"}} {
+		from := podOn(side.pods, side.client)
 		var vip netip.Addr
 		took := eventually(t, 90*time.Second, side.c.name+": "+name+" answers one clusterset IP", func() error {
 			m, err := askFrom(from.NSPath(), "udp", proxyAddr, name, dns.TypeA, nil)
@@ -86,9 +95,16 @@ func TestClustersetIP(t *testing.T) {
 		if len(seen) != len(backends) {
 			t.Errorf("%s: 60 connections to the clusterset IP reached %v, want all %d backends of both clusters", side.c.name, seen, len(backends))
 		}
+		if side.c == east {
+			eastVIP = vip
+		}
 		// The gateway's status is taken at its reconcile: it may lag.
 		eventually(t, 30*time.Second, side.c.name+"'s gateway counts the clusterset IP", func() error {
-			st, err := side.c.agentStatus("n1")
+			gw, err := activeGateway(side.c, side.nodes)
+			if err != nil {
+				return err
+			}
+			st, err := side.c.agentStatus(gw)
 			if err != nil {
 				return err
 			}
@@ -97,12 +113,75 @@ func TestClustersetIP(t *testing.T) {
 			}
 			return nil
 		})
-		out, err := exec.Command("ip", "netns", "exec", side.c.layout.NodeNS("n2"), "nft", "list", "chain", "ip", serviceproxy.TableName,
+		out, err := exec.Command("ip", "netns", "exec", side.c.layout.NodeNS(side.client), "nft", "list", "chain", "ip", serviceproxy.TableName,
 			"service-default/api.clusterset.local/tcp/80").CombinedOutput()
 		if err != nil {
-			t.Errorf("%s n2: the clusterset IP's chain in %s: %v\n%s", side.c.name, serviceproxy.TableName, err, out)
+			t.Errorf("%s %s: the clusterset IP's chain in %s: %v\n%s", side.c.name, side.client, serviceproxy.TableName, err, out)
 		}
 	}
+
+	// East's active gateway dies (its agent, and with it its WireGuard
+	// device: its pod is taken out of api's endpoints, as a dead node's
+	// would be). The next gateway reads the published table and keeps the
+	// clusterset IP, which still reaches west.
+	from := podOn(ePods, "n3")
+	gw, err := activeGateway(east, eastNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropEndpointsOn(t, eastCS, gw)
+	for _, n := range east.status().Nodes {
+		if n.Name == gw {
+			if err := syscall.Kill(n.PID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	killed := time.Now()
+	east.mustWeft("lab", "node", "stop", "--name", east.name, gw)
+	var rest []string
+	for _, n := range eastNodes {
+		if n != gw {
+			rest = append(rest, n)
+		}
+	}
+	eventually(t, 60*time.Second, "east's next gateway publishes the same clusterset IP", func() error {
+		next, err := activeGateway(east, rest)
+		if err != nil {
+			return err
+		}
+		if next == gw {
+			return fmt.Errorf("the killed gateway %s is still active", gw)
+		}
+		st, err := east.agentStatus(next)
+		if err != nil {
+			return err
+		}
+		if cs := st.Peering.Clusterset; cs == nil || cs.IPs != 1 || cs.LastPull.Before(killed) {
+			return fmt.Errorf("%s: clusterset status %+v, want a pull since the kill with one clusterset IP", next, cs)
+		}
+		return nil
+	})
+	eventually(t, 60*time.Second, "east's clusterset IP reaches west through the next gateway", func() error {
+		m, err := askFrom(from.NSPath(), "udp", proxyAddr, name, dns.TypeA, nil)
+		if err != nil {
+			return err
+		}
+		if vip, ok := firstA(m); len(m.Answer) != 1 || !ok || vip != eastVIP {
+			return fmt.Errorf("answers %v, want %s as before", records(m.Answer), eastVIP)
+		}
+		for range 20 {
+			a, err := answer(from.NSPath(), netip.AddrPortFrom(eastVIP, 80))
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(backends[a.Server.Addr()], "west/") {
+				return nil
+			}
+		}
+		return fmt.Errorf("20 connections never reached west")
+	})
+	t.Logf("east's gateway %s killed: clusterset IP %s unchanged, reaching west again %s after the kill", gw, eastVIP, time.Since(killed).Round(time.Millisecond))
 
 	// West stops exporting: east's clusterset IP stays, and only east's
 	// backends answer it.
@@ -110,7 +189,6 @@ func TestClustersetIP(t *testing.T) {
 	if _, err := westCS.CoreV1().Services("default").Patch(context.Background(), "api", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	from := podOn(ePods, "n2")
 	m, err := askFrom(from.NSPath(), "udp", proxyAddr, name, dns.TypeA, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +236,20 @@ func exportAPI(t *testing.T, cs kubernetes.Interface, pods []labPod) {
 			Conditions: discoveryv1.EndpointConditions{Ready: &yes}})
 	}
 	if _, err := cs.DiscoveryV1().EndpointSlices("default").Create(ctx, sl, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dropEndpointsOn takes the endpoints on node out of api's EndpointSlice.
+func dropEndpointsOn(t *testing.T, cs kubernetes.Interface, node string) {
+	t.Helper()
+	ctx := context.Background()
+	sl, err := cs.DiscoveryV1().EndpointSlices("default").Get(ctx, "api-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl.Endpoints = slices.DeleteFunc(sl.Endpoints, func(e discoveryv1.Endpoint) bool { return e.NodeName != nil && *e.NodeName == node })
+	if _, err := cs.DiscoveryV1().EndpointSlices("default").Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
