@@ -212,17 +212,23 @@ func DecodeIPs(data map[string]string) (ips map[string]netip.Addr, problems []st
 // IPServices are the Services ("ns/name", sorted) that need a clusterset
 // IP: this cluster's exports of type ClusterSetIP (local) and the
 // ClusterSetIP imports among the derived slices (those planned and those
-// kept as they were).
+// kept as they were). Clusterset IPs are IPv4, as the Service proxy is:
+// a Service with IPv6 ClusterIPs only has none, and its name answers
+// those.
 func IPServices(local Document, derived []*discoveryv1.EndpointSlice) []string {
 	seen := map[string]bool{}
 	for _, s := range local.Services {
-		if s.Type == ClusterSetIP {
+		if s.Type == ClusterSetIP && slices.ContainsFunc(s.ClusterIPs, func(a string) bool {
+			ip, err := netip.ParseAddr(a)
+			return err == nil && ip.Is4()
+		}) {
 			seen[s.Namespace+"/"+s.Name] = true
 		}
 	}
 	for _, sl := range derived {
 		name := sl.Labels[LabelServiceName]
-		if sl.Labels[discoveryv1.LabelManagedBy] != ManagedBy || name == "" || sl.Annotations[AnnotationType] != string(ClusterSetIP) {
+		if sl.Labels[discoveryv1.LabelManagedBy] != ManagedBy || name == "" || sl.Annotations[AnnotationType] != string(ClusterSetIP) ||
+			sl.AddressType != discoveryv1.AddressTypeIPv4 {
 			continue
 		}
 		seen[sl.Namespace+"/"+name] = true

@@ -203,7 +203,8 @@ func TestEncodeDecodeIPs(t *testing.T) {
 
 func TestIPServices(t *testing.T) {
 	local := Document{Cluster: "east", Services: []Service{
-		{Namespace: "shop", Name: "web", Type: ClusterSetIP},
+		{Namespace: "shop", Name: "web", Type: ClusterSetIP, ClusterIPs: []string{"10.96.0.10"}},
+		{Namespace: "shop", Name: "v6", Type: ClusterSetIP, ClusterIPs: []string{"fd00:96::10"}},
 		{Namespace: "shop", Name: "db", Type: Headless},
 	}}
 	derived := func(ns, svc, typ string, managed bool) *discoveryv1.EndpointSlice {
@@ -212,13 +213,16 @@ func TestIPServices(t *testing.T) {
 			l[discoveryv1.LabelManagedBy] = "someone-else"
 		}
 		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: svc + "-x", Labels: l,
-			Annotations: map[string]string{AnnotationType: typ}}}
+			Annotations: map[string]string{AnnotationType: typ}}, AddressType: discoveryv1.AddressTypeIPv4}
 	}
+	v6 := derived("shop", "only6", "ClusterSetIP", true)
+	v6.AddressType = discoveryv1.AddressTypeIPv6
 	got := IPServices(local, []*discoveryv1.EndpointSlice{
 		derived("shop", "web", "ClusterSetIP", true), // also local: once
 		derived("shop", "api", "ClusterSetIP", true),
 		derived("shop", "hl", "Headless", true),
 		derived("shop", "other", "ClusterSetIP", false),
+		v6,
 	})
 	if want := []string{"shop/api", "shop/web"}; !slices.Equal(got, want) {
 		t.Errorf("IPServices %v, want %v", got, want)
