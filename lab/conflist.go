@@ -20,9 +20,32 @@ type conflist struct {
 }
 
 type pluginConfig struct {
-	Type      string `json:"type"`
-	StateFile string `json:"stateFile"`
-	DataDir   string `json:"dataDir"`
+	Type         string          `json:"type"`
+	StateFile    string          `json:"stateFile,omitempty"`
+	DataDir      string          `json:"dataDir,omitempty"`
+	Capabilities map[string]bool `json:"capabilities,omitempty"`
+}
+
+// portmapPlugin is the reference plugin that serves hostPort, chained after
+// weft-cni on the real nodes of a --kubelets lab.
+const portmapPlugin = "portmap"
+
+// criConfList is the conflist containerd reads on a --kubelets node:
+// weft-cni, then portmap for the Pods' hostPorts (the kubelet passes them
+// as the portMappings capability).
+func criConfList(n NodePaths) ([]byte, error) {
+	b, err := json.MarshalIndent(conflist{
+		CNIVersion: CRICNIVersion,
+		Name:       CNINetwork,
+		Plugins: []pluginConfig{
+			{Type: CNIPluginType, StateFile: n.StateFile, DataDir: n.CNIDataDir},
+			{Type: portmapPlugin, Capabilities: map[string]bool{"portMappings": true}},
+		},
+	}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode conflist: %w", err)
+	}
+	return append(b, '\n'), nil
 }
 
 // CRICNIVersion is the version of the conflist containerd reads on a
@@ -30,11 +53,9 @@ type pluginConfig struct {
 const CRICNIVersion = "1.0.0"
 
 // ConfList is node n's CNI network configuration list.
-func ConfList(n NodePaths) ([]byte, error) { return confList(n, CNIVersion) }
-
-func confList(n NodePaths, version string) ([]byte, error) {
+func ConfList(n NodePaths) ([]byte, error) {
 	b, err := json.MarshalIndent(conflist{
-		CNIVersion: version,
+		CNIVersion: CNIVersion,
 		Name:       CNINetwork,
 		Plugins: []pluginConfig{{
 			Type:      CNIPluginType,

@@ -64,6 +64,11 @@ var imageTools = []struct{ program, path, pkg string }{
 	{"getent", "usr/bin/getent", "libc-bin"},
 }
 
+// pauseImages are the sandbox image's names: containerd's (the lab sets
+// it) and the kubelet 1.34's default, which the upstream suites run as a
+// plain container.
+var pauseImages = []string{kubelet.PauseImage, "registry.k8s.io/pause:3.10.1"}
+
 // checkKubelets fails, saying what to install or build, when a --kubelets
 // lab cannot run here.
 func checkKubelets(spec Spec) error {
@@ -78,8 +83,10 @@ func checkKubelets(spec Spec) error {
 			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", t.program, t.pkg))
 		}
 	}
-	if _, err := os.Stat(loopbackPlugin); err != nil {
-		missing = append(missing, loopbackPlugin+" (Debian package containernetworking-plugins)")
+	for _, p := range []string{loopbackPlugin, filepath.Join(filepath.Dir(loopbackPlugin), portmapPlugin)} {
+		if _, err := os.Stat(p); err != nil {
+			missing = append(missing, p+" (Debian package containernetworking-plugins)")
+		}
 	}
 	for _, b := range []string{"kubelet", "agnhost", kube.Scheduler} {
 		if _, err := os.Stat(filepath.Join(spec.KubeBinDir, b)); err != nil {
@@ -128,12 +135,15 @@ func LabImages(agnhost, busybox string, applets []string, extra []image.Entry) [
 		layer = append(layer, image.Entry{Path: "bin/" + a, Link: "busybox"})
 	}
 	layer = append(layer, extra...)
-	ims := []image.Image{
-		{Ref: kubelet.PauseImage, Entrypoint: []string{"/agnhost", "pause"}, Layer: layer},
+	var ims []image.Image
+	for _, ref := range pauseImages {
+		ims = append(ims, image.Image{Ref: ref, Entrypoint: []string{"/agnhost", "pause"}, Layer: layer})
+	}
+	ims = append(ims, []image.Image{
 		{Ref: AgnhostImage, Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Layer: layer},
 		{Ref: BusyboxImage, Cmd: []string{"sh"}, Layer: layer},
 		{Ref: DNSUtilsImage, Cmd: []string{"sh"}, Layer: layer},
-	}
+	}...)
 	for _, ref := range webServerImages {
 		ims = append(ims, image.Image{Ref: ref, Entrypoint: []string{"/agnhost", "netexec", "--http-port=80"}, Layer: layer})
 	}
@@ -194,7 +204,12 @@ func (lb *Lab) prepareKubelets(spec Spec) error {
 	if err := os.MkdirAll(l.CNIBinDir(), 0o755); err != nil {
 		return err
 	}
-	for name, target := range map[string]string{CNIPluginType: filepath.Join(lb.opts.BinDir, CNIPluginType), "loopback": loopbackPlugin} {
+	plugins := map[string]string{
+		CNIPluginType: filepath.Join(lb.opts.BinDir, CNIPluginType),
+		"loopback":    loopbackPlugin,
+		portmapPlugin: filepath.Join(filepath.Dir(loopbackPlugin), portmapPlugin),
+	}
+	for name, target := range plugins {
 		link := filepath.Join(l.CNIBinDir(), name)
 		_ = os.Remove(link)
 		abs, err := filepath.Abs(target)
@@ -240,7 +255,7 @@ func (lb *Lab) startNodeRuntime(spec Spec, n NodePlan) error {
 	if err := cp.NodeKubeconfig(n.Name, n.Paths.KubeletKubeconfig); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	cl, err := confList(n.Paths, CRICNIVersion)
+	cl, err := criConfList(n.Paths)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
 
@@ -43,5 +44,26 @@ func TestLabImages(t *testing.T) {
 		if len(im.Layer) != len(ims[0].Layer) {
 			t.Errorf("%s has a layer of its own", im.Ref)
 		}
+	}
+}
+
+func TestCRIConfList(t *testing.T) {
+	b, err := criConfList(Layout{Root: "/run/weft-lab", Name: "k1"}.Node("n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cl struct {
+		CNIVersion string `json:"cniVersion"`
+		Plugins    []map[string]any
+	}
+	if err := json.Unmarshal(b, &cl); err != nil {
+		t.Fatal(err)
+	}
+	if cl.CNIVersion != "1.0.0" || len(cl.Plugins) != 2 || cl.Plugins[0]["type"] != "weft-cni" ||
+		cl.Plugins[0]["stateFile"] != "/run/weft-lab/k1/n1/node.json" || cl.Plugins[1]["type"] != "portmap" {
+		t.Fatalf("conflist:\n%s", b)
+	}
+	if caps, _ := cl.Plugins[1]["capabilities"].(map[string]any); caps["portMappings"] != true {
+		t.Errorf("portmap without the portMappings capability:\n%s", b)
 	}
 }
