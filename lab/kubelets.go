@@ -88,7 +88,7 @@ func checkKubelets(spec Spec) error {
 			missing = append(missing, p+" (Debian package containernetworking-plugins)")
 		}
 	}
-	for _, b := range []string{"kubelet", "agnhost", kube.Scheduler} {
+	for _, b := range []string{"kubelet", "agnhost", kube.Scheduler, "agnhost-files/localhost.crt"} {
 		if _, err := os.Stat(filepath.Join(spec.KubeBinDir, b)); err != nil {
 			missing = append(missing, filepath.Join(spec.KubeBinDir, b)+" (`make controlplane` builds it)")
 		}
@@ -197,6 +197,10 @@ func (lb *Lab) prepareKubelets(spec Spec) error {
 		if extra, err = withLibraries(extra, prog, t.path); err != nil {
 			return err
 		}
+	}
+	// The porter's TLS certificate, which agnhost's image keeps at its root.
+	for _, f := range []string{"localhost.crt", "localhost.key"} {
+		extra = append(extra, image.Entry{Path: f, Src: filepath.Join(spec.KubeBinDir, "agnhost-files", f)})
 	}
 	if err := image.WriteFile(l.ImagesFile(), LabImages(filepath.Join(spec.KubeBinDir, "agnhost"), bb, strings.Fields(string(out)), extra)...); err != nil {
 		return fmt.Errorf("failed to write the lab's images: %w", err)

@@ -44,6 +44,7 @@ pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kube
 tools=("${pkgs[@]##*/}")
 uptodate=1
 for t in "${tools[@]}" e2e.test; do [[ -x $bindir/$t ]] || uptodate=; done
+[[ -f $bindir/agnhost-files/localhost.crt ]] || uptodate=
 if [[ -z ${FORCE:-} && -n $uptodate && -f $stamp && $(cat "$stamp") == "$want" ]]; then
 	log "${tools[*]} in $bindir are up to date"
 	exit 0
@@ -68,6 +69,10 @@ start=$(date +%s)
 CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bindir/" "${pkgs[@]/#/k8s.io/kubernetes/}"
 # The upstream e2e suite (scripts/conformance.sh): a test binary. tools.go
 # keeps its packages in go.mod; vet is the upstream's business.
+# agnhost's image carries the porter's TLS certificate at its root.
+kdir=$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+mkdir -p "$bindir/agnhost-files"
+install -m 0644 "$kdir/test/images/agnhost/porter/localhost.crt" "$kdir/test/images/agnhost/porter/localhost.key" "$bindir/agnhost-files/"
 CGO_ENABLED=0 go test -c -vet=off -trimpath -ldflags "$ldflags" -o "$bindir/e2e.test" k8s.io/kubernetes/test/e2e
 echo "$want" >"$stamp"
 log "built in $(($(date +%s) - start))s: $("$bindir/kube-apiserver" --version)"
