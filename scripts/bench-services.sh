@@ -18,9 +18,10 @@
 # to the first):
 #   connect latency   blocking connect() from c1 (weft) and c2 (kube-proxy)
 #                     to the ClusterIPs of 100 Services picked at random,
-#                     and from c1 straight to the pod IPs (no proxy), cases
-#                     interleaved in rounds; p50 and p99, with the spread
-#                     of the rounds' p50 and p99.
+#                     and from c1 straight to the pod IPs (no proxy), the
+#                     cases taking turns connect by connect; p50 and p99
+#                     of all, with the spread of the p50 and p99 of ten
+#                     rounds (consecutive tenths).
 #                     Target: weft <= 1.0x kube-proxy, p50 and p99.
 #   change to enforced  Service probe-0's only endpoint flipped b1 <-> b2
 #                     by an EndpointSlice update; from c1 and c2 at once, the

@@ -342,59 +342,99 @@ func wait(args []string) error {
 	return nil
 }
 
+// connector does one connect at a time from its netns, on request.
+type connector struct {
+	req  chan netip.AddrPort
+	resp chan result
+}
+
+type result struct {
+	d   time.Duration
+	err error
+}
+
+func startConnector(path string) (*connector, error) {
+	c := &connector{req: make(chan netip.AddrPort), resp: make(chan result)}
+	ready := make(chan error, 1)
+	go func() {
+		err := inNetns(path, func() error {
+			ready <- nil
+			for a := range c.req {
+				fd, d, err := connect(a, time.Second)
+				if err == nil {
+					abort(fd)
+				}
+				c.resp <- result{d, err}
+			}
+			return nil
+		})
+		if err != nil { // the netns was not entered
+			ready <- err
+		}
+	}()
+	return c, <-ready
+}
+
 func latency(args []string) error {
 	fs := flag.NewFlagSet("latency", flag.ExitOnError)
 	var cases caseFlag
 	fs.Var(&cases, "case", "LABEL=NETNS=FILE (targets, one ADDR:PORT a line, used in turn); repeated")
 	n := fs.Int("n", 2000, "connects per case")
-	rounds := fs.Int("rounds", 10, "rounds; each runs n/rounds connects of every case, cases in turn")
+	rounds := fs.Int("rounds", 10, "the connects are reported in this many rounds too, for their spread")
 	gap := fs.Duration("gap", time.Millisecond, "pause between connects")
 	_ = fs.Parse(args)
 	if len(cases) == 0 {
 		return errors.New("no -case")
 	}
 	targets := make([][]netip.AddrPort, len(cases))
+	conns := make([]*connector, len(cases))
 	for i, c := range cases {
 		var err error
 		if targets[i], err = readTargets(c.file); err != nil {
 			return err
 		}
+		if conns[i], err = startConnector(c.netns); err != nil {
+			return err
+		}
+		defer close(conns[i].req)
 	}
+	do := func(i int, a netip.AddrPort) (time.Duration, error) {
+		conns[i].req <- a
+		r := <-conns[i].resp
+		if r.err != nil {
+			return 0, fmt.Errorf("%s: connect %s: %w", cases[i].label, a, r.err)
+		}
+		return r.d, nil
+	}
+	// A few connects first, so every case starts warm.
+	for i := range cases {
+		for range 3 {
+			if _, err := do(i, targets[i][0]); err != nil {
+				return err
+			}
+		}
+	}
+	// The cases take turns connect by connect, the first one changing
+	// every time, so that they share whatever else the machine is doing.
 	per := max(1, *n / *rounds)
 	all := make([][]time.Duration, len(cases))
-	p50s := make([][]time.Duration, len(cases))
-	p99s := make([][]time.Duration, len(cases))
-	next := make([]int, len(cases))
-	for r := range *rounds {
+	p50s, p99s := make([][]time.Duration, len(cases)), make([][]time.Duration, len(cases))
+	for j := range *n {
 		for k := range cases {
-			i := (k + r) % len(cases) // who goes first changes each round
-			var got []time.Duration
-			err := inNetns(cases[i].netns, func() error {
-				// A few connects first, so every case starts warm.
-				for range 3 {
-					if fd, _, err := connect(targets[i][0], time.Second); err == nil {
-						abort(fd)
-					}
-				}
-				for range per {
-					a := targets[i][next[i]%len(targets[i])]
-					next[i]++
-					fd, d, err := connect(a, time.Second)
-					if err != nil {
-						return fmt.Errorf("%s: connect %s: %w", cases[i].label, a, err)
-					}
-					abort(fd)
-					got = append(got, d)
-					time.Sleep(*gap)
-				}
-				return nil
-			})
+			i := (j + k) % len(cases)
+			d, err := do(i, targets[i][j%len(targets[i])])
 			if err != nil {
 				return err
 			}
-			all[i] = append(all[i], got...)
-			p50s[i] = append(p50s[i], pct(got, 0.50))
-			p99s[i] = append(p99s[i], pct(got, 0.99))
+			all[i] = append(all[i], d)
+			time.Sleep(*gap)
+		}
+		if (j+1)%per == 0 {
+			for i := range cases {
+				r := all[i][len(all[i])-per:]
+				p50s[i] = append(p50s[i], pct(r, 0.50))
+				p99s[i] = append(p99s[i], pct(r, 0.99))
+			}
 		}
 	}
 	// label n p50 p99 p50-min p50-max p99-min p99-max (microseconds; the
