@@ -101,15 +101,6 @@ bench() { ip netns exec "$lab-cp" "$svcbench" "$@"; } # beside the API server
 agentpid() { "$weft" lab status --json --name "$lab" | jq -er --arg n "$1" '.nodes[] | select(.name == $n) | .pid'; }
 status() { "$weft" lab exec --name "$lab" "$1" -- "$weft" status --socket "/run/weft-lab/$lab/$1/weft.sock"; }
 
-log "services.resyncInterval $resync on every agent"
-for n in n1 n2 n3; do
-  f=/run/weft-lab/$lab/$n/agent.yaml
-  awk -v r="$resync" '/^services:/ { s = 1 } s && /^  resyncInterval:/ { $0 = "  resyncInterval: " r; s = 0 } { print }' "$f" >"$tmp/agent.yaml"
-  grep -q "^  resyncInterval: $resync\$" "$tmp/agent.yaml" || die "no services.resyncInterval in $f"
-  cat "$tmp/agent.yaml" >"$f"
-  "$weft" lab node stop -q --name "$lab" "$n" && "$weft" lab node start -q --name "$lab" "$n" || die "failed to restart the agent of $n"
-done
-
 for b in b1 b2; do
   ip netns exec "$lab-n3-$b" "$weft" lab serve 0.0.0.0:8080 >/dev/null 2>&1 &
   pids+=($!)
@@ -125,6 +116,21 @@ ip netns exec "$lab-n2" bin/kube-proxy --kubeconfig "$kc" --hostname-override n2
   --v=1 >"$tmp/kube-proxy.log" 2>&1 </dev/null &
 kppid=$!
 pids+=($kppid)
+for _ in $(seq 100); do
+  ip netns exec "$lab-n2" nft list table ip kube-proxy >/dev/null 2>&1 && break
+  kill -0 "$kppid" 2>/dev/null || { cat "$tmp/kube-proxy.log" >&2; die "kube-proxy exited"; }
+  sleep 0.3
+done
+# An agent looks for kube-proxy at its start and on every resync: n2's
+# sees it when restarted here.
+log "services.resyncInterval $resync on every agent"
+for n in n1 n2 n3; do
+  f=/run/weft-lab/$lab/$n/agent.yaml
+  awk -v r="$resync" '/^services:/ { s = 1 } s && /^  resyncInterval:/ { $0 = "  resyncInterval: " r; s = 0 } { print }' "$f" >"$tmp/agent.yaml"
+  grep -q "^  resyncInterval: $resync\$" "$tmp/agent.yaml" || die "no services.resyncInterval in $f"
+  cat "$tmp/agent.yaml" >"$f"
+  "$weft" lab node stop -q --name "$lab" "$n" && "$weft" lab node start -q --name "$lab" "$n" || die "failed to restart the agent of $n"
+done
 for _ in $(seq 100); do
   status n2 2>/dev/null | grep -q 'served by kube-proxy' && break
   kill -0 "$kppid" 2>/dev/null || { cat "$tmp/kube-proxy.log" >&2; die "kube-proxy exited"; }
