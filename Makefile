@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint fuzz demo demo-services conformance bench bench-dns bench-peering bench-policy bench-throughput bench-pgo bench-scale pgo-profile clean lab-down
+.PHONY: all build deps controlplane test unit lint fuzz demo demo-services conformance bench bench-dns bench-services bench-peering bench-policy bench-throughput bench-pgo bench-scale pgo-profile clean lab-down
 
 all: build
 
@@ -76,14 +76,16 @@ conformance: deps build controlplane
 # gossip at 100 and 1,000 members (simulated clock, 20 minutes), and NetworkPolicy at 1,000 policies over 5,000 pods
 # (compile, apply, label change to enforced, throughput against no policy),
 # cluster DNS (weft's proxy against CoreDNS, dnsperf; needs
-# `make controlplane`), and multi-cluster peering (cross-cluster throughput
-# against the same path inside one cluster, gateway failover). Slow: about
-# an hour.
+# `make controlplane`), the Service proxy against kube-proxy in nftables mode
+# (connect latency, change to enforced, throughput, CPU and RSS at 10,000
+# Services), and multi-cluster peering (cross-cluster throughput against the
+# same path inside one cluster, gateway failover). Slow: more than an hour.
 bench: deps build
 	@scripts/bench.sh
 	@scripts/bench-pgo.sh
 	@scripts/bench-scale.sh
 	@scripts/bench-dns.sh
+	@scripts/bench-services.sh
 	$(GO) test -count=1 -timeout 60m -run GossipScaleSimulated -v ./gossip/ -args -sim.members 100,1000 -sim.rest 400s
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./policy/
 	$(GO) test -count=1 -run TestPolicyBench -v ./tests/e2e/ -args -policy.bench
@@ -103,6 +105,13 @@ bench-policy: deps build
 # dnsperf against weft's DNS proxy and CoreDNS (tests/coredns) in one lab.
 bench-dns: deps build controlplane
 	@scripts/bench-dns.sh
+
+# weft's Service proxy against kube-proxy in nftables mode (built from the
+# same module as the lab's control plane) in one --kube lab: connect latency
+# through a ClusterIP at 1,000 and 10,000 Services, EndpointSlice change to
+# enforced, throughput through a ClusterIP, CPU and RSS at rest.
+bench-services: deps build controlplane
+	@scripts/bench-services.sh
 
 bench-throughput: deps build
 	@scripts/bench.sh
