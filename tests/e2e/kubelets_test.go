@@ -363,13 +363,16 @@ func uniq(s []string) []string {
 }
 
 // conformanceFocus is the part of the upstream e2e suite CI runs against
-// the --kubelets lab, about 5 minutes of it: every DNS and pod-networking
-// [Conformance] test, and the Service, hostPort and proxy ones that carry
-// traffic through weft. `make conformance` runs every sig-network
+// the --kubelets lab, about 7 minutes of it: every DNS and pod-networking
+// [Conformance] test, the Service, hostPort and proxy ones that carry
+// traffic through weft, and two of the NetworkPolicy suite (each probes a
+// 3x3 matrix of pods). `make conformance` runs every sig-network
 // [Conformance] test (docs/conformance.md).
 const conformanceFocus = `\[sig-network\] (DNS .*|Networking Granular Checks: Pods .*|` +
 	`Services should (serve a basic endpoint from pods|be able to create a functioning NodePort service|have session affinity work for service with type clusterIP) .*|` +
-	`HostPort .*|Proxy version v1 should proxy through a service and a pod )\[Conformance\]`
+	`HostPort .*|Proxy version v1 should proxy through a service and a pod )\[Conformance\]|` +
+	`\[sig-network\] Netpol NetworkPolicy between server and client should (support a 'default-deny-ingress' policy|` +
+	`enforce policy to allow traffic only from a pod in a different namespace based on PodSelector and NamespaceSelector) `
 
 // upstreamConformance runs e2e.test (built by `make controlplane` from the
 // same module as the control plane) against lab c and fails on any failure
