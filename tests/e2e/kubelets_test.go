@@ -248,7 +248,7 @@ func kubeletsChurn(t *testing.T, c *cluster, cs kubernetes.Interface, node strin
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 3*time.Minute, fmt.Sprintf("%d pods running on %s", n, node), func() error {
+	eventually(t, 5*time.Minute, fmt.Sprintf("%d pods running on %s", n, node), func() error {
 		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=churn"})
 		if err != nil {
 			return err
@@ -275,7 +275,7 @@ func kubeletsChurn(t *testing.T, c *cluster, cs kubernetes.Interface, node strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Minute, "every churn pod gone and unwired", func() error {
+	eventually(t, 5*time.Minute, "every churn pod gone and unwired", func() error {
 		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=churn"})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return err
