@@ -37,6 +37,11 @@ var Sysctls = []Sysctl{
 // PauseImage is the sandbox image containerd runs in every pod.
 const PauseImage = "registry.k8s.io/pause:3.10"
 
+// MetricsAddress is where containerd serves its Prometheus metrics
+// (/v1/metrics; the CRI's sandbox and CNI timers among them), inside the
+// node's network namespace, beside the agent's 127.0.0.1:9464.
+const MetricsAddress = "127.0.0.1:1338"
+
 // Files are every file of c's runtime: containerd's and the kubelet's
 // configurations, the pods' base resolv.conf and the sysctl values.
 func Files(c Config) []File {
@@ -70,6 +75,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [grpc]
   address = %q
 
+[metrics]
+  address = %q
+
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 
@@ -95,7 +103,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = %q
     conf_dir = %q
     max_conf_num = 1
-`, p.ContainerdRoot, p.ContainerdState, p.ContainerdSocket, filepath.Join(c.Dir, "containerd/opt"),
+`, p.ContainerdRoot, p.ContainerdState, p.ContainerdSocket, MetricsAddress, filepath.Join(c.Dir, "containerd/opt"),
 		PauseImage, p.RuncRoot, c.CNIBinDir, c.CNIConfDir)
 }
 

@@ -59,6 +59,7 @@ func TestFiles(t *testing.T) {
 	p := c.Paths()
 	for _, tc := range []struct{ file, want string }{
 		{p.ContainerdConfig, `address = "/run/weft-lab/k1/n2/runtime/containerd.sock"`},
+		{p.ContainerdConfig, "[metrics]\n  address = \"127.0.0.1:1338\"\n"},
 		{p.ContainerdConfig, `sandbox_image = "registry.k8s.io/pause:3.10"`},
 		{p.ContainerdConfig, `bin_dir = "/run/weft-lab/k1/cni-bin"`},
 		{p.ContainerdConfig, `conf_dir = "/run/weft-lab/k1/n2/net.d"`},
