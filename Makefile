@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The test timeout is generous; the whole suite runs in a few minutes.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build deps controlplane test unit lint fuzz demo demo-services conformance bench bench-dns bench-services bench-peering bench-policy bench-throughput bench-pgo bench-scale pgo-profile clean lab-down
+.PHONY: all build deps controlplane test unit lint fuzz demo demo-services conformance bench bench-dns bench-services bench-peering bench-policy bench-throughput bench-pgo bench-scale bench-cri pgo-profile clean lab-down
 
 all: build
 
@@ -78,14 +78,17 @@ conformance: deps build controlplane
 # cluster DNS (weft's proxy against CoreDNS, dnsperf; needs
 # `make controlplane`), the Service proxy against kube-proxy in nftables mode
 # (connect latency, change to enforced, throughput, CPU and RSS at 10,000
-# Services), and multi-cluster peering (cross-cluster throughput against the
-# same path inside one cluster, gateway failover). Slow: more than an hour.
+# Services), multi-cluster peering (cross-cluster throughput against the
+# same path inside one cluster, gateway failover), and the lab with real
+# kubelets (up time; pod setup through containerd's CRI against bridge +
+# host-local). Slow: more than an hour.
 bench: deps build
 	@scripts/bench.sh
 	@scripts/bench-pgo.sh
 	@scripts/bench-scale.sh
 	@scripts/bench-dns.sh
 	@scripts/bench-services.sh
+	@scripts/bench-cri.sh
 	$(GO) test -count=1 -timeout 60m -run GossipScaleSimulated -v ./gossip/ -args -sim.members 100,1000 -sim.rest 400s
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./policy/
 	$(GO) test -count=1 -run TestPolicyBench -v ./tests/e2e/ -args -policy.bench
@@ -123,6 +126,12 @@ bench-pgo: deps build
 
 bench-scale: deps
 	@scripts/bench-scale.sh
+
+# The lab with real kubelets: `lab up --kube --kubelets --nodes 3` to a
+# Deployment available, and pod setup through containerd's CRI, weft-cni
+# against bridge + host-local under the same containerd. About 15 minutes.
+bench-cri: deps build controlplane
+	@scripts/bench-cri.sh
 
 # Records cmd/weft/default.pgo again from the code as it is (see
 # scripts/pgo-profile.sh), then builds with it. Commit the new profile.
