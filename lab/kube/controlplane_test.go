@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -251,9 +252,16 @@ func TestControlPlane(t *testing.T) {
 		}
 		rc.Dial = dialer(cfg.netnsPath())
 		saClient := kubernetes.NewForConfigOrDie(rc)
-		nodes, err := saClient.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatalf("service account cannot list nodes: %v", err)
+		// The RBAC authorizer learns of the new binding from its informer:
+		// poll until it has, rather than assume it already did.
+		var nodes *corev1.NodeList
+		var listErr error
+		_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+			nodes, listErr = saClient.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			return listErr == nil, nil
+		})
+		if listErr != nil {
+			t.Fatalf("service account cannot list nodes: %v", listErr)
 		}
 		if len(nodes.Items) != 2 {
 			t.Errorf("service account sees %d nodes, want 2", len(nodes.Items))

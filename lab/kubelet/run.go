@@ -96,7 +96,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 			return fmt.Errorf("containerd: %w (see %s)", err, p.ContainerdLog)
 		}
 		for _, im := range c.Images {
-			out, err := exec.CommandContext(ctx, importArgv(c, im)[0], importArgv(c, im)[1:]...).CombinedOutput()
+			argv := importArgv(c, im)
+			out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 			if err != nil {
 				return fmt.Errorf("failed to import %s: %w: %s", im, err, strings.TrimSpace(string(out)))
 			}
@@ -155,7 +156,7 @@ func shutdown(c Config, log *slog.Logger, kubelet, ctrd *child) {
 	t := time.Now()
 	kubelet.stop()
 	log.Info("kubelet stopped", "took", time.Since(t).Round(time.Millisecond))
-	killCgroups(c)
+	killUntilGone(func() []int { return cgroupsPids(c.CgroupName()) })
 	ctrd.stop()
 	killChildren()
 	log.Info("node runtime stopped", "took", time.Since(t).Round(time.Millisecond))

@@ -75,11 +75,6 @@ func Start(c Config) (int, error) {
 	return pid, nil
 }
 
-// Running reports whether the supervisor of the runtime in dir runs.
-func Running(dir string) bool {
-	return isSupervisor(readPid(PathsOf(dir).PidFile), dir)
-}
-
 // Stop ends the runtime in dir of the node whose cgroup is cgroup: the
 // supervisor by its pid file (SIGTERM; it stops the kubelet, the
 // containers and containerd), then whatever a crash left: processes whose
@@ -96,20 +91,11 @@ func Stop(dir, cgroup string) error {
 		}
 	}
 	var errs []error
-	for range 50 {
+	killUntilGone(func() []int {
 		left := strays(dir)
 		removeShimSockets(left)
-		for _, h := range hierarchies() {
-			left = append(left, cgroupPids(filepath.Join(h, cgroup))...)
-		}
-		if len(left) == 0 {
-			break
-		}
-		for _, pid := range left {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return append(left, cgroupsPids(cgroup)...)
+	})
 	if left := strays(dir); len(left) > 0 {
 		errs = append(errs, fmt.Errorf("processes of %s left after SIGKILL: %v", dir, left))
 	}
@@ -124,14 +110,11 @@ func Stop(dir, cgroup string) error {
 	return errors.Join(errs...)
 }
 
-// killCgroups kills every process in c's cgroups until none is left
-// (bounded).
-func killCgroups(c Config) {
+// killUntilGone SIGKILLs the processes find returns until it returns none
+// (bounded: about 5 s).
+func killUntilGone(find func() []int) {
 	for range 50 {
-		var left []int
-		for _, h := range hierarchies() {
-			left = append(left, cgroupPids(filepath.Join(h, c.CgroupName()))...)
-		}
+		left := find()
 		if len(left) == 0 {
 			return
 		}
@@ -140,6 +123,15 @@ func killCgroups(c Config) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// cgroupsPids lists the processes in the node's cgroup of every hierarchy.
+func cgroupsPids(cgroup string) []int {
+	var out []int
+	for _, h := range hierarchies() {
+		out = append(out, cgroupPids(filepath.Join(h, cgroup))...)
+	}
+	return out
 }
 
 // shimSocketDir is where containerd 1.6's shims listen, whichever
