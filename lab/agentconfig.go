@@ -27,10 +27,10 @@ const (
 // the agent package so that the lab builds on its own; agentconfig_test.go
 // proves every file it writes parses and completes with agent.ParseConfig.
 type AgentConfigFile struct {
-	NodeName       string         `yaml:"nodeName"`
+	NodeName       string         `yaml:"nodeName,omitempty"`
 	ClusterID      string         `yaml:"clusterID"`
 	ClusterCIDR    string         `yaml:"clusterCIDR"`
-	Underlay       agentUnderlay  `yaml:"underlay"`
+	Underlay       agentUnderlay  `yaml:"underlay,omitempty"`
 	Gossip         agentGossip    `yaml:"gossip"`
 	Tunnel         agentTunnel    `yaml:"tunnel"`
 	ResyncInterval string         `yaml:"resyncInterval"`
@@ -67,13 +67,13 @@ type agentDNS struct {
 
 type agentKube struct {
 	Enabled     bool   `yaml:"enabled"`
-	Kubeconfig  string `yaml:"kubeconfig"`
+	Kubeconfig  string `yaml:"kubeconfig,omitempty"`
 	SyncTimeout string `yaml:"syncTimeout"`
 }
 
 type agentUnderlay struct {
-	Interface string `yaml:"interface"`
-	Address   string `yaml:"address"`
+	Interface string `yaml:"interface,omitempty"`
+	Address   string `yaml:"address,omitempty"`
 }
 
 type agentGossip struct {
@@ -140,8 +140,12 @@ func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFi
 
 // Render writes c as the agent's YAML.
 func (c AgentConfigFile) Render() ([]byte, error) {
+	return c.render("# written by weft lab; every path is this node's own\n")
+}
+
+func (c AgentConfigFile) render(header string) ([]byte, error) {
 	var b bytes.Buffer
-	b.WriteString("# written by weft lab; every path is this node's own\n")
+	b.WriteString(header)
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	if err := enc.Encode(c); err != nil {

@@ -202,7 +202,11 @@ func (lb *Lab) prepareKubelets(spec Spec) error {
 	for _, f := range []string{"localhost.crt", "localhost.key"} {
 		extra = append(extra, image.Entry{Path: f, Src: filepath.Join(spec.KubeBinDir, "agnhost-files", f)})
 	}
-	if err := image.WriteFile(l.ImagesFile(), LabImages(filepath.Join(spec.KubeBinDir, "agnhost"), bb, strings.Fields(string(out)), extra)...); err != nil {
+	ims := LabImages(filepath.Join(spec.KubeBinDir, "agnhost"), bb, strings.Fields(string(out)), extra)
+	if spec.DaemonSet() {
+		ims = append(ims, WeftImageOf(lb.opts.Weft, filepath.Join(lb.opts.BinDir, CNIPluginType), bb))
+	}
+	if err := image.WriteFile(l.ImagesFile(), ims...); err != nil {
 		return fmt.Errorf("failed to write the lab's images: %w", err)
 	}
 	if err := os.MkdirAll(l.CNIBinDir(), 0o755); err != nil {
@@ -230,7 +234,7 @@ func (lb *Lab) prepareKubelets(spec Spec) error {
 // runtimeConfig is node n's runtime.
 func (lb *Lab) runtimeConfig(spec Spec, n NodePlan) kubelet.Config {
 	l := lb.layout
-	return kubelet.Config{
+	c := kubelet.Config{
 		Lab:           l.Name,
 		Node:          n.Name,
 		Dir:           n.Paths.RuntimeDir,
@@ -247,6 +251,13 @@ func (lb *Lab) runtimeConfig(spec Spec, n NodePlan) kubelet.Config {
 		Images:        []string{l.ImagesFile()},
 		Labels:        map[string]string{LabelLab: l.Name},
 	}
+	if spec.DaemonSet() {
+		// As on any node: the host's CNI directories, where the
+		// DaemonSet's init container installs weft-cni and its conflist.
+		c.CNIBinDir, c.CNIConfDir = hostCNIBin, hostCNIConf
+		c.Binds = daemonSetBinds(n.Paths)
+	}
+	return c
 }
 
 // startNodeRuntime starts node n's containerd and kubelet; the kubelet
@@ -259,14 +270,13 @@ func (lb *Lab) startNodeRuntime(spec Spec, n NodePlan) error {
 	if err := cp.NodeKubeconfig(n.Name, n.Paths.KubeletKubeconfig); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	cl, err := criConfList(n.Paths)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(n.Paths.CRIConfDir, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(n.Paths.CRIConfDir, "10-weft.conflist"), cl, 0o644); err != nil {
+	if spec.DaemonSet() {
+		// No conflist: the node is NotReady until the DaemonSet's init
+		// container installs one.
+		if err := prepareDaemonSetNode(n.Paths); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	} else if err := writeCRIConfList(n.Paths); err != nil {
 		return err
 	}
 	pid, err := kubelet.Start(lb.runtimeConfig(spec, n))
@@ -275,6 +285,17 @@ func (lb *Lab) startNodeRuntime(spec Spec, n NodePlan) error {
 	}
 	lb.opts.Log.Info("node runtime started", "node", n.Name, "pid", pid, "log", filepath.Join(n.Paths.RuntimeDir, "runtime.log"))
 	return nil
+}
+
+func writeCRIConfList(n NodePaths) error {
+	cl, err := criConfList(n)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(n.CRIConfDir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(n.CRIConfDir, "10-weft.conflist"), cl, 0o644)
 }
 
 // stopNodeRuntimes stops the runtime of every node directory of the lab,

@@ -158,6 +158,12 @@ func (lb *Lab) Up(ctx context.Context, spec Spec) error {
 			return lb.leftForInspection(err)
 		}
 	}
+	if spec.DaemonSet() {
+		if err := lb.installDaemonSet(ctx, st, plans); err != nil {
+			return lb.leftForInspection(err)
+		}
+		return lb.addUpPods(ctx, st, plans)
+	}
 	pids := map[string]int{}
 	for i, n := range plans {
 		if n.Index <= spec.Gateways {
@@ -181,14 +187,19 @@ func (lb *Lab) Up(ctx context.Context, spec Spec) error {
 	if err := waitReady(ctx, lb.opts.Runner, lb.opts.Weft, plans, pids, names(plans), lb.opts.ReadyTimeout); err != nil {
 		return lb.leftForInspection(err)
 	}
+	return lb.addUpPods(ctx, st, plans)
+}
+
+// addUpPods adds the pods `up` was asked for to every node.
+func (lb *Lab) addUpPods(ctx context.Context, st *State, plans []NodePlan) error {
 	for _, n := range plans {
-		for k := 1; k <= spec.PodsPerNode; k++ {
-			if _, err := lb.addPodLocked(ctx, st, n.Name, upPodName(spec, n.Name, k), PodOptions{}); err != nil {
+		for k := 1; k <= st.Spec.PodsPerNode; k++ {
+			if _, err := lb.addPodLocked(ctx, st, n.Name, upPodName(st.Spec, n.Name, k), PodOptions{}); err != nil {
 				return lb.leftForInspection(err)
 			}
 		}
 	}
-	lb.opts.Log.Info("lab up", "lab", l.Name, "nodes", len(plans), "pods", len(st.Pods))
+	lb.opts.Log.Info("lab up", "lab", lb.layout.Name, "nodes", len(plans), "pods", len(st.Pods))
 	return nil
 }
 

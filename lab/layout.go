@@ -93,6 +93,7 @@ type NodePaths struct {
 	// --kubelets only:
 	RuntimeDir        string // lab/kubelet's directory: containerd, kubelet
 	CRIConfDir        string // the CNI configuration directory containerd reads
+	CRIBinDir         string // --agents daemonset: the node's /opt/cni/bin
 	KubeletKubeconfig string // the kubelet's system:node:<name> credentials
 }
 
@@ -115,6 +116,7 @@ func (l Layout) Node(node string) NodePaths {
 
 		RuntimeDir:        filepath.Join(d, "runtime"),
 		CRIConfDir:        filepath.Join(d, "net.d"),
+		CRIBinDir:         filepath.Join(d, "cni-bin"),
 		KubeletKubeconfig: filepath.Join(d, "kubelet.kubeconfig"),
 	}
 }

@@ -133,6 +133,18 @@ func (lb *Lab) AddNode(ctx context.Context, name string) (string, error) {
 		}
 		lb.opts.Log.Info("Node registered", "node", n.Name, "podCIDR", cidr)
 	}
+	if st.Spec.DaemonSet() {
+		// The DaemonSet's controller gives the new Node its agent pod.
+		if api == nil {
+			lb.opts.Log.Warn("the API server is unavailable: node " + name + " gets its agent pod once it is back")
+			return name, nil
+		}
+		plans, err := st.plans(lb.layout)
+		if err != nil {
+			return "", err
+		}
+		return name, lb.waitDaemonSet(ctx, api, plans)
+	}
 	if err := lb.startLocked(ctx, st, n); err != nil {
 		return "", err
 	}
@@ -176,6 +188,9 @@ func (lb *Lab) StopNode(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if st.Spec.DaemonSet() {
+		return errDaemonSetAgent(name)
+	}
 	if err := killAgent(rec.PID, n.Paths.Config); err != nil {
 		return fmt.Errorf("node %s: %w", name, err)
 	}
@@ -195,6 +210,9 @@ func (lb *Lab) StartNode(ctx context.Context, name string) error {
 	rec, n, err := lb.nodePlan(st, name)
 	if err != nil {
 		return err
+	}
+	if st.Spec.DaemonSet() {
+		return errDaemonSetAgent(name)
 	}
 	if agentRunning(rec.PID, n.Paths.Config) {
 		return fmt.Errorf("the agent of node %s is running already (pid %d)", name, rec.PID)

@@ -13,7 +13,7 @@ func TestSpecComplete(t *testing.T) {
 	if err := s.Complete(); err != nil {
 		t.Fatal(err)
 	}
-	want := Spec{Name: "weft", Nodes: 3, Backend: "wireguard", MTU: 1500, ClusterCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16"}
+	want := Spec{Name: "weft", Nodes: 3, Backend: "wireguard", MTU: 1500, ClusterCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16", Agents: AgentsProcess}
 	if s != want {
 		t.Fatalf("defaults: got %+v, want %+v", s, want)
 	}
@@ -36,6 +36,9 @@ func TestSpecComplete(t *testing.T) {
 		{Spec{ClusterCIDR: "198.51.0.0/16"}, "cluster-cidr:"},
 		{Spec{Gateways: 4}, "gateways:"},
 		{Spec{Gateways: -1}, "gateways:"},
+		{Spec{Agents: "pods"}, "agents:"},
+		{Spec{Kube: true, Agents: AgentsDaemonSet}, "agents:"},
+		{Spec{Kube: true, Kubelets: true, Agents: AgentsDaemonSet, Gateways: 1}, "agents:"},
 	}
 	for _, b := range bad {
 		err := b.spec.Complete()

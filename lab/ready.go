@@ -134,7 +134,8 @@ func checkNode(ctx context.Context, r Runner, weft string, n NodePlan, expect []
 
 // waitReady polls until every node in check is ready and sees every name
 // in expect, or timeout. An agent that exits fails the wait at once, with
-// the tail of its log.
+// the tail of its log; nil pids (DaemonSet agents, which the kubelets
+// restart) skips that check.
 func waitReady(ctx context.Context, r Runner, weft string, check []NodePlan, pids map[string]int, expect []string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -145,7 +146,7 @@ func waitReady(ctx context.Context, r Runner, weft string, check []NodePlan, pid
 	for {
 		var still []NodePlan
 		for _, n := range pending {
-			if pid := pids[n.Name]; !procAlive(pid) {
+			if pid := pids[n.Name]; pids != nil && !procAlive(pid) {
 				return fmt.Errorf("agent of node %s (pid %d) exited; last lines of %s:\n%s", n.Name, pid, n.Paths.Log, tail(n.Paths.Log, 15))
 			}
 			if st := checkNode(ctx, r, weft, n, expect); !st.ready {

@@ -31,6 +31,11 @@ type Spec struct {
 	// only): containerd and a kubelet, which registers the Node; the
 	// control plane runs kube-scheduler too. Pods are real Pods.
 	Kubelets bool `json:"kubelets,omitempty"`
+	// Agents is how the agents run: AgentsProcess, the lab starting one
+	// per node (the fast path), or AgentsDaemonSet (Kubelets only), the
+	// DaemonSet of deploy/kubernetes run by the kubelets from an image the
+	// lab builds, as users install weft. Default AgentsProcess.
+	Agents string `json:"agents,omitempty"`
 	// KubeBinDir holds kube-apiserver and kube-controller-manager (Kube
 	// only). Default: the lab's BinDir. Stored absolute.
 	KubeBinDir string `json:"kubeBinDir,omitempty"`
@@ -50,6 +55,12 @@ type Spec struct {
 	// host's /etc/resolv.conf, which lab nodes usually cannot reach.
 	DNSUpstream string `json:"dnsUpstream,omitempty"`
 }
+
+// Spec.Agents values.
+const (
+	AgentsProcess   = "process"
+	AgentsDaemonSet = "daemonset"
+)
 
 // Defaults for Spec.
 const (
@@ -93,6 +104,9 @@ func (s *Spec) Complete() error {
 	}
 	if s.ServiceCIDR == "" {
 		s.ServiceCIDR = DefaultServiceCIDR
+	}
+	if s.Agents == "" {
+		s.Agents = AgentsProcess
 	}
 	if err := ValidateLabName(s.Name); err != nil {
 		return err
@@ -138,11 +152,26 @@ func (s *Spec) Complete() error {
 	if s.Kubelets && !s.Kube {
 		return fmt.Errorf("kubelets: needs --kube")
 	}
+	switch s.Agents {
+	case AgentsProcess:
+	case AgentsDaemonSet:
+		if !s.Kubelets {
+			return fmt.Errorf("agents: %s needs --kubelets (the kubelets run the DaemonSet)", s.Agents)
+		}
+		if s.Gateways > 0 {
+			return fmt.Errorf("agents: %s with gateways: peering in a DaemonSet lab is not supported; use --agents %s", s.Agents, AgentsProcess)
+		}
+	default:
+		return fmt.Errorf("agents: %q is not one of %s, %s", s.Agents, AgentsProcess, AgentsDaemonSet)
+	}
 	if s.DNSUpstream != "" && !s.Kube {
 		return fmt.Errorf("dns-upstream: the DNS proxy runs in --kube labs only")
 	}
 	return nil
 }
+
+// DaemonSet reports whether the agents run as the DaemonSet's pods.
+func (s Spec) DaemonSet() bool { return s.Agents == AgentsDaemonSet }
 
 // ValidateLabName checks a lab name.
 func ValidateLabName(name string) error {

@@ -50,6 +50,9 @@ type NodeStatus struct {
 	PodCIDR string `json:"podCIDR"`
 	PID     int    `json:"pid"`
 	Running bool   `json:"running"`
+	// Agent is "daemonset" where the agent runs as the DaemonSet's pod
+	// (Running then means its /readyz answers 200).
+	Agent string `json:"agent,omitempty"`
 	// Registered: the node's Node object exists (--kube labs).
 	Registered bool `json:"registered,omitempty"`
 }
@@ -77,6 +80,10 @@ func (lb *Lab) Status() (Status, error) {
 		if !ns.Running {
 			ns.PID = 0
 		}
+		if st.Spec.DaemonSet() {
+			ns.Agent = AgentsDaemonSet
+			ns.Running = daemonSetAgentReady(p, n.NetNS)
+		}
 		if ns2, err := nodestate.Read(p.StateFile); err == nil {
 			ns.PodCIDR = ns2.PodCIDR.String()
 		}
@@ -103,7 +110,12 @@ func (s Status) WriteTable(w io.Writer) error {
 	fmt.Fprintln(tw, "NODE\tNETNS\tUNDERLAY\tPODCIDR\tAGENT")
 	for _, n := range s.Nodes {
 		agent := "stopped"
-		if n.Running {
+		switch {
+		case n.Agent == AgentsDaemonSet && n.Running:
+			agent = "DaemonSet pod, ready"
+		case n.Agent == AgentsDaemonSet:
+			agent = "DaemonSet pod, not ready"
+		case n.Running:
 			agent = fmt.Sprintf("running (pid %d)", n.PID)
 		}
 		cidr := n.PodCIDR

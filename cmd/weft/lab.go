@@ -155,6 +155,7 @@ func newLabUpCommand(f *labFlags) *cobra.Command {
 	fl.IntVar(&spec.Gateways, "gateways", 0, "make the first N nodes gateway-eligible and turn multi-cluster peering on (see `weft lab peer`)")
 	fl.BoolVar(&spec.Kube, "kube", false, "run a real Kubernetes control plane in <name>-cp and the agents in Kubernetes mode")
 	fl.BoolVar(&spec.Kubelets, "kubelets", false, "with --kube: run containerd and a real kubelet on every node, and kube-scheduler (see docs/lab.md)")
+	fl.StringVar(&spec.Agents, "agents", lab.AgentsProcess, "how the agents run: process (started by the lab) or daemonset (with --kubelets: deploy/kubernetes's DaemonSet from a locally built image, as users install weft)")
 	fl.StringVar(&spec.KubeBinDir, "kube-bin-dir", "", "directory holding kube-apiserver and kube-controller-manager (default: --bin-dir)")
 	fl.StringVar(&spec.DNSUpstream, "dns-upstream", "", "resolver (ip or ip:port) the agents' DNS proxies forward other names to (--kube; default: the host's resolv.conf)")
 	fl.StringVar(&spec.Manifests, "manifests", "", "deploy/kubernetes, whose RBAC --kube applies (default: found from the working directory or this binary)")

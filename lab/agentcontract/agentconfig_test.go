@@ -130,3 +130,42 @@ func TestAgentConfigPeering(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonSetAgentConfigParses proves the agent.yaml a DaemonSet lab puts
+// in the weft-config ConfigMap parses, and completes with what the
+// DaemonSet's flags add (--node-name, --underlay-address, --kubernetes),
+// with the paths of deploy/kubernetes and the in-cluster configuration.
+func TestDaemonSetAgentConfigParses(t *testing.T) {
+	l := lab.Layout{Root: "/run/weft-lab", Name: "demo"}
+	spec := lab.Spec{Name: "demo", Kube: true, Kubelets: true, Agents: lab.AgentsDaemonSet}
+	if err := spec.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := lab.DaemonSetAgentConfig(l, spec).Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := agent.ParseConfig(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if c.NodeName != "" || c.Underlay.Address != "" || c.Kubernetes.Kubeconfig != "" {
+		t.Errorf("nodeName %q, underlay.address %q, kubernetes.kubeconfig %q: want all empty (flags and in-cluster)\n%s",
+			c.NodeName, c.Underlay.Address, c.Kubernetes.Kubeconfig, b)
+	}
+	c.NodeName, c.Underlay.Address, c.Kubernetes.Enabled = "n1", "192.0.2.11", true
+	if err := c.Complete(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	for _, ck := range []struct{ field, got, want string }{
+		{"gossip.keyFile", c.Gossip.KeyFile, "/etc/weft/gossip.key"},
+		{"gossip.leaseFile", c.Gossip.LeaseFile, "/var/lib/weft/lease.json"},
+		{"tunnel.keyFile", c.Tunnel.KeyFile, "/var/lib/weft/wireguard.key"},
+		{"stateFile", c.StateFile, "/run/weft/node.json"},
+		{"statusSocket", c.StatusSocket, "/run/weft/weft.sock"},
+	} {
+		if ck.got != ck.want {
+			t.Errorf("%s = %q, want %q", ck.field, ck.got, ck.want)
+		}
+	}
+}

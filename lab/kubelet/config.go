@@ -37,7 +37,15 @@ type Config struct {
 	Images []string
 	// Labels are extra labels the kubelet puts on its Node.
 	Labels map[string]string
+	// Binds are the node's own directories shown at the host's paths
+	// inside the runtime's mount namespace (Src on Dst), so containerd,
+	// the CNI plugins and hostPath volumes of pods see this node's files
+	// where a real node keeps them (/run/weft, /etc/cni/net.d, ...).
+	Binds []Bind
 }
+
+// Bind shows directory Src at Dst.
+type Bind struct{ Src, Dst string }
 
 // Paths of one node's runtime under Dir.
 type Paths struct {
@@ -102,6 +110,11 @@ func (c Config) validate() error {
 	} {
 		if !filepath.IsAbs(f.v) {
 			errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", f.name, f.v))
+		}
+	}
+	for i, b := range c.Binds {
+		if !filepath.IsAbs(b.Src) || !filepath.IsAbs(b.Dst) || filepath.Clean(b.Dst) == "/" {
+			errs = append(errs, fmt.Errorf("Binds[%d]: %q on %q: both must be absolute paths, not /", i, b.Src, b.Dst))
 		}
 	}
 	for i, im := range c.Images {

@@ -41,6 +41,8 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.NodeIP = netip.MustParseAddr("fd00::1") }, "NodeIP"},
 		{func(c *Config) { c.ClusterDNS = netip.Addr{} }, "ClusterDNS"},
 		{func(c *Config) { c.ClusterDomain = "" }, "ClusterDomain"},
+		{func(c *Config) { c.Binds = []Bind{{Src: "/lab/n1", Dst: "run/weft"}} }, "Binds[0]"},
+		{func(c *Config) { c.Binds = []Bind{{Src: "/lab/n1", Dst: "/"}} }, "Binds[0]"},
 	} {
 		c := testConfig()
 		tc.edit(&c)

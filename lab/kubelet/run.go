@@ -78,6 +78,19 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 			return fmt.Errorf("failed to show the kubelet %s=%s: %w", s.Key, s.Value, err)
 		}
 	}
+	for _, b := range c.Binds {
+		// The mount point is created on the host's filesystem (an empty
+		// directory there), the bind stays in this mount namespace.
+		if err := os.MkdirAll(b.Dst, 0o755); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(b.Src, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(b.Src, b.Dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("failed to show %s at %s: %w", b.Src, b.Dst, err)
+		}
+	}
 	// containerd's shims daemonize; as a subreaper this process becomes
 	// their parent, so it can end them when containerd is gone.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
