@@ -68,7 +68,7 @@ coredns=$PWD/bin/coredns
 benchlab_init dnsbench bench-dns
 
 log "starting --kube lab $lab (1 node)"
-"$weft" lab up -q --name "$lab" --nodes 1 --kube --kube-bin-dir bin --manifests deploy/kubernetes \
+"$weft" lab up -q --name "$lab" --nodes 1 --kube --kubelets=false --kube-bin-dir bin --manifests deploy/kubernetes \
   --dns-upstream "$world" >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log" >&2; die "failed to start the lab"; }
 node=$lab-n1
 inet=$lab-inet

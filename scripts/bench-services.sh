@@ -88,7 +88,7 @@ svcbench=$tmp/svcbench
 "$go" build -o "$svcbench" ./tests/bench/svcbench || die "failed to build tests/bench/svcbench"
 
 log "starting --kube lab $lab (3 nodes, vxlan)"
-"$weft" lab up -q --name "$lab" --nodes 3 --backend vxlan --kube --kube-bin-dir bin --manifests deploy/kubernetes \
+"$weft" lab up -q --name "$lab" --nodes 3 --backend vxlan --kube --kubelets=false --kube-bin-dir bin --manifests deploy/kubernetes \
   >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log" >&2; die "failed to start the lab"; }
 kc=$("$weft" lab kubeconfig --name "$lab")
 podip() { "$weft" lab pod add "$1" "$2" -q --name "$lab" --json | jq -er .ip; }

@@ -22,7 +22,7 @@ trap cleanup EXIT
 
 "$weft" lab down --name "$name" >/dev/null 2>&1 || true
 say "Starting a 3-node --kube lab (a real kube-apiserver and controller manager; no kube-proxy)"
-"$weft" lab up --name "$name" --nodes 3 --kube --quiet >/dev/null
+"$weft" lab up --name "$name" --nodes 3 --kube --kubelets=false --quiet >/dev/null
 
 say "Three backends (one per node) serving on 8080, and a client pod"
 for i in 1 2 3; do

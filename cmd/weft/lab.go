@@ -135,6 +135,9 @@ func newLabUpCommand(f *labFlags) *cobra.Command {
 		Short: "create the lab and start one agent per node; returns when all are ready",
 		Args:  cobra.NoArgs,
 		RunE: f.labRun(func(ctx context.Context, cmd *cobra.Command, l *lab.Lab, _ []string) error {
+			if !cmd.Flags().Changed("kubelets") {
+				spec.Kubelets = spec.Kube // real nodes unless asked otherwise
+			}
 			if err := l.Up(ctx, spec); err != nil {
 				return err
 			}
@@ -154,7 +157,7 @@ func newLabUpCommand(f *labFlags) *cobra.Command {
 	fl.StringVar(&spec.ServiceCIDR, "service-cidr", lab.DefaultServiceCIDR, "service network (the API server's ClusterIP range with --kube; declared to peered labs)")
 	fl.IntVar(&spec.Gateways, "gateways", 0, "make the first N nodes gateway-eligible and turn multi-cluster peering on (see `weft lab peer`)")
 	fl.BoolVar(&spec.Kube, "kube", false, "run a real Kubernetes control plane in <name>-cp and the agents in Kubernetes mode")
-	fl.BoolVar(&spec.Kubelets, "kubelets", false, "with --kube: run containerd and a real kubelet on every node, and kube-scheduler (see docs/lab.md)")
+	fl.BoolVar(&spec.Kubelets, "kubelets", false, "run containerd and a real kubelet on every node, and kube-scheduler (the default with --kube; --kubelets=false: the lab registers Nodes and Pods itself, faster; see docs/lab.md)")
 	fl.StringVar(&spec.Agents, "agents", lab.AgentsProcess, "how the agents run: process (started by the lab) or daemonset (with --kubelets: deploy/kubernetes's DaemonSet from a locally built image, as users install weft)")
 	fl.StringVar(&spec.KubeBinDir, "kube-bin-dir", "", "directory holding kube-apiserver and kube-controller-manager (default: --bin-dir)")
 	fl.StringVar(&spec.DNSUpstream, "dns-upstream", "", "resolver (ip or ip:port) the agents' DNS proxies forward other names to (--kube; default: the host's resolv.conf)")

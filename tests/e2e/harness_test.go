@@ -79,6 +79,7 @@ type labStatus struct {
 		PodCIDR    string `json:"podCIDR"`
 		PID        int    `json:"pid"`
 		Running    bool   `json:"running"`
+		Agent      string `json:"agent"`
 	} `json:"nodes"`
 	Pods []labPod `json:"pods"`
 }

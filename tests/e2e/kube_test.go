@@ -51,6 +51,10 @@ func newKubeClusterNamed(t *testing.T, suffix string, args ...string) (*cluster,
 	if err := kube.BinariesBuilt(kubeBin); err != nil {
 		t.Fatalf("the Kubernetes control plane is not built: %v\n`make controlplane` (scripts/build-controlplane.sh) builds kube-apiserver and kube-controller-manager into bin/", err)
 	}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--kubelets") }) {
+		// The lab's fast path: it registers the Nodes and Pods itself.
+		args = append(args, "--kubelets=false")
+	}
 	c := newClusterNamed(t, suffix, append([]string{"--kube", "--kube-bin-dir", kubeBin,
 		"--manifests", filepath.Join(root, "deploy", "kubernetes")}, args...)...)
 	t.Cleanup(func() {
