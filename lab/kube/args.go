@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"time"
+
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -131,6 +133,9 @@ func commands(c Config) []command {
 	if !c.Kubelets {
 		return []command{etcd, api, kcm}
 	}
+	// A Node whose kubelet stops posting status (every 5 s in the lab) is
+	// NotReady after 20 s rather than the default 50 s.
+	kcm.Args = append(kcm.Args, "--node-monitor-grace-period="+NodeMonitorGrace.String())
 	sched := command{Name: Scheduler, Bin: filepath.Join(c.BinDir, Scheduler), Args: []string{
 		"--kubeconfig=" + p.schedKubeconfig,
 		"--authentication-kubeconfig=" + p.schedKubeconfig,
@@ -146,6 +151,10 @@ func commands(c Config) []command {
 	}}
 	return []command{etcd, api, kcm, sched}
 }
+
+// NodeMonitorGrace is how long a Node may go without a status from its
+// kubelet before the node lifecycle controller marks it NotReady.
+const NodeMonitorGrace = 20 * time.Second
 
 // controllers is kube-controller-manager's --controllers.
 func controllers(c Config) string {

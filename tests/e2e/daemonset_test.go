@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftnet/weft/lab"
+	"github.com/weftnet/weft/lab/kube"
 	"github.com/weftnet/weft/nodestate"
 )
 
@@ -214,6 +216,31 @@ func TestDaemonSetInstall(t *testing.T) {
 		t.Errorf("lab node stop in a DaemonSet lab: %v: %s", err, out)
 	}
 
+	// A node that goes away (its kubelet and containerd killed, as when
+	// the machine dies) turns NotReady and is tainted unreachable.
+	pid, err := os.ReadFile(filepath.Join(c.layout.Node("n3").RuntimeDir, "runtime.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	c.mustRun(t, "kill", "-KILL", strings.TrimSpace(string(pid)))
+	eventually(t, kube.NodeMonitorGrace+40*time.Second, "Node n3 NotReady and tainted unreachable", func() error {
+		node, err := cs.CoreV1().Nodes().Get(ctx, "n3", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if nodeReady(node) {
+			return fmt.Errorf("Node n3 still Ready")
+		}
+		for _, tn := range node.Spec.Taints {
+			if tn.Key == corev1.TaintNodeUnreachable {
+				return nil
+			}
+		}
+		return fmt.Errorf("Node n3 taints %v", node.Spec.Taints)
+	})
+	t.Logf("Node n3 NotReady and tainted %s after its kubelet was killed", time.Since(t0).Round(100*time.Millisecond))
+
 	// Down: the node directories were bound in the runtimes' own mount
 	// namespaces only; nothing of them is mounted on the host.
 	c.mustWeft("lab", "down", "--name", c.name)
@@ -273,6 +300,13 @@ func serviceAnswers(t *testing.T, c *cluster, pod string, backends map[string]bo
 		}
 		return nil
 	})
+}
+
+func (c *cluster) mustRun(t *testing.T, argv ...string) {
+	t.Helper()
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, out)
+	}
 }
 
 func (c *cluster) mustKubectl(t *testing.T, args ...string) string {
