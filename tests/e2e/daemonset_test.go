@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,6 +170,28 @@ func TestDaemonSetInstall(t *testing.T) {
 	for _, p := range agents {
 		old[p.UID] = true
 	}
+	// Pod-to-pod probes both ways every 100 ms through the restart.
+	servers := startPodServers(t, podsBefore)
+	defer closeAll(servers)
+	streams := []*prober{newProber(podsBefore[0], podsBefore[1]), newProber(podsBefore[1], podsBefore[0])}
+	pctx, stopProbes := context.WithCancel(ctx)
+	var probing sync.WaitGroup
+	for _, s := range streams {
+		probing.Add(1)
+		go func() { defer probing.Done(); s.run(pctx, 100*time.Millisecond, 300*time.Millisecond) }()
+	}
+	defer func() { stopProbes(); probing.Wait() }()
+	streamsUp := func(since time.Time) func() error {
+		return func() error {
+			for _, s := range streams {
+				if err := s.upSince(since, time.Second); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	eventually(t, 20*time.Second, "pod-to-pod probes answering before the restart", streamsUp(time.Now()))
 	t0 := time.Now()
 	c.mustKubectl(t, "-n", lab.WeftNamespace, "rollout", "restart", "daemonset/weft")
 	eventually(t, 3*time.Minute, "every agent pod replaced and Ready", func() error {
@@ -191,6 +214,12 @@ func TestDaemonSetInstall(t *testing.T) {
 		return nil
 	})
 	t.Logf("rolling restart of the DaemonSet: every agent replaced and Ready in %s", time.Since(t0).Round(100*time.Millisecond))
+	eventually(t, 30*time.Second, "pod-to-pod probes answering after the restart", streamsUp(time.Now()))
+	for _, s := range streams {
+		t.Logf("rolling restart: longest pod-to-pod gap %s: %.1fs", s.name, s.longestGap(t0.Add(-time.Second), time.Now()).Seconds())
+	}
+	stopProbes()
+	probing.Wait()
 	for _, n := range nodes {
 		st, err := nodestate.Read(c.layout.Node(n).StateFile)
 		if err != nil || st.PodCIDR.String() != before[n] {
