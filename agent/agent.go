@@ -462,5 +462,6 @@ func gossipCounters(s gossip.Stats) map[string]uint64 {
 		"decrypt_failures": s.DecryptFailures,
 		"conflicts_lost":   s.ConflictsLost,
 		"reclaims":         s.Reclaims,
+		"unproven_members": s.Unproven,
 	}
 }
