@@ -163,6 +163,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.proofRetry = mc.ProbeInterval
 	n.rejoinEvery = mc.PushPullInterval
+	if cfg.RejoinInterval > 0 {
+		n.rejoinEvery = cfg.RejoinInterval
+	}
 	if n.rejoinEvery <= 0 {
 		n.rejoinEvery = 30 * time.Second
 	}
