@@ -531,7 +531,7 @@ func (s *routeSampler) sample(c *cluster, nodes []string, keyName map[string]str
 	at := time.Now().Format("15:04:05.000")
 	own := map[string]netip.Prefix{}
 	routes := map[string]map[string][]netip.Prefix{}
-	for _, n := range nodes {
+	for _, n := range nodes { // keys appear as agents first start
 		if _, ok := keyName[n]; !ok {
 			if raw, err := os.ReadFile(c.layout.Node(n).TunnelKey); err == nil {
 				if k, err := wgtypes.ParseKey(strings.TrimSpace(string(raw))); err == nil {
@@ -541,6 +541,8 @@ func (s *routeSampler) sample(c *cluster, nodes []string, keyName map[string]str
 				}
 			}
 		}
+	}
+	for _, n := range nodes {
 		st, err := c.agentStatus(n)
 		if err != nil {
 			continue
