@@ -252,7 +252,7 @@ func (n *Node) takenLocked(now time.Time) ([]netip.Prefix, []string) {
 	}
 	for name, t := range n.tombs {
 		if !t.live(now) {
-			delete(n.tombs, name)
+			n.expireLocked(name, t)
 			continue
 		}
 		if name != n.cfg.NodeName {

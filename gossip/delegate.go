@@ -42,7 +42,7 @@ func (d delegate) LocalState(join bool) []byte {
 	tombs := make([]tombstone, 0, len(n.tombs))
 	for name, t := range n.tombs {
 		if !t.live(now) {
-			delete(n.tombs, name)
+			n.expireLocked(name, t)
 			continue
 		}
 		tombs = append(tombs, t)
@@ -75,6 +75,12 @@ func (d delegate) MergeRemoteState(buf []byte, join bool) {
 	for _, t := range tombs {
 		if _, alive := n.members[t.Name]; alive || t.Name == n.cfg.NodeName {
 			continue
+		}
+		if old, ok := n.tombs[t.Name]; ok && !old.live(now) {
+			n.expireLocked(t.Name, old)
+		}
+		if e, ok := n.expired[t.Name]; ok && sameClaim(e, t.claim) {
+			continue // its grace has run out here already: a replay, or a peer that heard of it late
 		}
 		if mergeTombstone(n.tombs, t, now) {
 			changed = true
@@ -159,6 +165,7 @@ func (n *Node) admitLocked(meta Meta, known bool) {
 	n.members[name] = meta
 	n.peersOK = false
 	delete(n.tombs, name)
+	delete(n.expired, name)
 	delete(n.pending, name)
 	delete(n.gone, name)
 	// Only a claim overlapping ours can take our lease; the claim loop

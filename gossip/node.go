@@ -62,6 +62,7 @@ type Node struct {
 	tombs          map[string]tombstone // leases of failed members, by name
 	pending        map[string]Meta      // members that must answer a ping before they count (proof.go)
 	gone           map[string]time.Time // members that went down, by name, and when; at most goneMax
+	expired        map[string]claim     // claims whose tombstone ran out here, by name; at most goneMax (proof.go)
 	foreign        map[string]bool      // members of other clusters, already logged
 	staticConflict string               // last static-lease conflict logged
 	peers          []Meta               // Peers() result; valid while peersOK; never mutated
@@ -109,6 +110,7 @@ func New(cfg Config) (*Node, error) {
 		answers:    make(chan answer, 64),
 		challenges: make(map[[nonceLen]byte]challenge),
 		gone:       make(map[string]time.Time),
+		expired:    make(map[string]claim),
 		foreign:    make(map[string]bool),
 	}
 	if n.self.Boot == 0 {

@@ -34,6 +34,13 @@ package gossip
 // answers within one round trip. One that does not is left out until
 // memberlist declares it dead, and then forgotten without a tombstone.
 //
+// Tombstones travel in push/pull streams, which a replay can send again
+// too: a tombstone of a claim whose grace has already run out on this node
+// is not taken back (expired), so a replay cannot pin a freed block for
+// another grace. A node that restarted has no such memory, and takes a
+// replayed tombstone once, for at most its grace: it holds a free block
+// from new claims, never takes one from a live holder.
+//
 // Challenges and answers are memberlist user messages (UDP, encrypted):
 //
 //	version(1) kind(1) nonce(16) len name [len replyAddr]  -- replyAddr in challenges only
@@ -175,6 +182,25 @@ func (n *Node) answerLoop() {
 			}
 		}
 	}
+}
+
+// expireLocked drops the expired tombstone t of name and remembers its
+// claim. Caller holds mu.
+func (n *Node) expireLocked(name string, t tombstone) {
+	delete(n.tombs, name)
+	n.expired[name] = t.claim
+	if len(n.expired) > goneMax {
+		for k := range n.expired { // any one: a bound, not an order
+			if k != name {
+				delete(n.expired, k)
+				break
+			}
+		}
+	}
+}
+
+func sameClaim(a, b claim) bool {
+	return a.Name == b.Name && a.CIDR == b.CIDR && a.ClaimedAt.Equal(b.ClaimedAt) && a.Static == b.Static
 }
 
 // prove challenges a pending member at addr (host:port) until it answers,

@@ -68,3 +68,30 @@ func TestProofMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiredTombstoneNotTakenBack: a lease table carrying a tombstone
+// whose grace has run out here (a replayed push/pull) is ignored; a
+// tombstone of a newer claim of the same node is taken.
+func TestExpiredTombstoneNotTakenBack(t *testing.T) {
+	c := newTestCluster(t)
+	n := c.node("n0", nil, nil)
+	block := netip.MustParsePrefix("10.244.7.0/24")
+	at := time.Unix(1700000000, 0)
+	now := time.Now()
+	n.mu.Lock()
+	n.tombs["dead"] = tombstone{claim: claim{Name: "dead", CIDR: block, ClaimedAt: at}, Expires: now.Add(-time.Second)}
+	n.mu.Unlock()
+	replayed, err := encodeState([]tombstone{{claim: claim{Name: "dead", CIDR: block, ClaimedAt: at}, Expires: now.Add(time.Minute)}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delegate{n}.MergeRemoteState(replayed, false)
+	if n.reserved(block) {
+		t.Fatal("a replayed tombstone whose grace had run out holds the block again")
+	}
+	newer, _ := encodeState([]tombstone{{claim: claim{Name: "dead", CIDR: block, ClaimedAt: at.Add(time.Hour)}, Expires: now.Add(time.Minute)}}, now)
+	delegate{n}.MergeRemoteState(newer, false)
+	if !n.reserved(block) {
+		t.Fatal("the tombstone of a newer claim was not taken")
+	}
+}

@@ -247,7 +247,7 @@ func TestGossipOnlyAndTunnelOnlyPartition(t *testing.T) {
 }
 
 // TestPartitionLongerThanLeaseGrace keeps {n1,n2} and {n3,n4} apart for
-// longer than the lease grace, so that {n3,n4} may hand n1's block on: n4
+// longer than the lease grace and than memberlist remembers dead members, so that {n3,n4} may hand n1's block on: n4
 // starts with a persisted lease of it (as a node that held it last would)
 // and gets it. At the heal n1's older claim wins, n4 re-claims once, and
 // no node routes the block to two peers at any sample.
@@ -274,6 +274,11 @@ func TestPartitionLongerThanLeaseGrace(t *testing.T) {
 	if got := c.leases("n4")["n4"]; got != before["n1"] {
 		t.Fatalf("n4 took %s, want n1's %s, free on its side after the grace", got, before["n1"])
 	}
+	// Hold the cut past memberlist's GossipToTheDeadTime (15 s), so that
+	// each side has forgotten the other and only the agents' re-join of
+	// their seeds (every 5 s in the lab), with the challenge a forgotten
+	// member must answer, can heal it.
+	time.Sleep(time.Until(cut.Add(detected + 16*time.Second)))
 
 	healAt := time.Now()
 	c.heal()
