@@ -146,20 +146,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		seeds = append(seeds, kseeds...)
 	}
 	g, err := gossip.New(gossip.Config{
-		NodeName:      cfg.NodeName,
-		ClusterID:     cfg.ClusterID,
-		BindAddr:      u.Address,
-		BindPort:      cfg.Gossip.Port,
-		AdvertiseAddr: u.Address,
-		Seeds:         seeds,
-		Key:           key,
-		ClusterCIDR:   cfg.ClusterPrefix(),
-		BlockBits:     cfg.BlockSize,
-		LeaseFile:     cfg.Gossip.LeaseFile,
-		LeaseGrace:    cfg.Gossip.LeaseGrace.Duration,
-		StaticLease:   static,
-		Meta:          gossip.Meta{UnderlayIP: u.Address, TunnelPort: cfg.Tunnel.Port, GatewayEligible: a.gatewayEligible()},
-		Logger:        a.base,
+		NodeName:       cfg.NodeName,
+		ClusterID:      cfg.ClusterID,
+		BindAddr:       u.Address,
+		BindPort:       cfg.Gossip.Port,
+		AdvertiseAddr:  u.Address,
+		Seeds:          seeds,
+		Key:            key,
+		ClusterCIDR:    cfg.ClusterPrefix(),
+		BlockBits:      cfg.BlockSize,
+		LeaseFile:      cfg.Gossip.LeaseFile,
+		LeaseGrace:     cfg.Gossip.LeaseGrace.Duration,
+		RejoinInterval: cfg.Gossip.RejoinInterval.Duration,
+		StaticLease:    static,
+		Meta:           gossip.Meta{UnderlayIP: u.Address, TunnelPort: cfg.Tunnel.Port, GatewayEligible: a.gatewayEligible()},
+		Logger:         a.base,
 	})
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
@@ -462,5 +463,6 @@ func gossipCounters(s gossip.Stats) map[string]uint64 {
 		"decrypt_failures": s.DecryptFailures,
 		"conflicts_lost":   s.ConflictsLost,
 		"reclaims":         s.Reclaims,
+		"unproven_members": s.Unproven,
 	}
 }

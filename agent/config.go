@@ -94,6 +94,10 @@ type GossipConfig struct {
 	// LeaseGrace is how long a dead node's lease is held before reuse.
 	// Default 5m.
 	LeaseGrace Duration `yaml:"leaseGrace"`
+	// RejoinInterval is how often the agent joins seeds that are not live
+	// members again, which heals a partition. Default 0: memberlist's
+	// push/pull interval (60s).
+	RejoinInterval Duration `yaml:"rejoinInterval"`
 }
 
 // TunnelConfig selects and configures the tunnel backend.
@@ -363,6 +367,9 @@ func (c *Config) validate() error {
 	}
 	if c.Gossip.LeaseGrace.Duration < 0 {
 		return fmt.Errorf("gossip.leaseGrace: %s is negative", c.Gossip.LeaseGrace)
+	}
+	if c.Gossip.RejoinInterval.Duration < 0 {
+		return fmt.Errorf("gossip.rejoinInterval: %s is negative", c.Gossip.RejoinInterval)
 	}
 	switch c.Tunnel.Backend {
 	case "wireguard":

@@ -87,7 +87,7 @@ func (n *Node) join(ctx context.Context) error {
 	}
 	delay := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		contacted, err := n.ml.Join(seeds)
+		contacted, err := n.joinAny(seeds)
 		if contacted > 0 {
 			n.log.Info("joined gossip cluster", "contacted", contacted, "members", n.ml.NumMembers())
 			return nil
@@ -102,6 +102,35 @@ func (n *Node) join(ctx context.Context) error {
 		}
 		delay = min(2*delay, 5*time.Second)
 	}
+}
+
+// joinAny joins every seed at once and returns as soon as one has
+// answered (the others go on in the background), or when all have failed.
+// memberlist's Join tries seeds one after another, and a seed whose
+// packets are dropped (a partition, a powered-off node whose address is
+// still listed) costs its whole TCP timeout, 10 s, before the next is
+// tried.
+func (n *Node) joinAny(seeds []string) (int, error) {
+	type result struct {
+		ok  bool
+		err error
+	}
+	res := make(chan result, len(seeds)) // buffered: late answers never block
+	for _, s := range seeds {
+		go func() {
+			c, err := n.ml.Join([]string{s})
+			res <- result{c > 0, err}
+		}()
+	}
+	var errs []error
+	for range seeds {
+		r := <-res
+		if r.ok {
+			return 1, nil
+		}
+		errs = append(errs, r.err)
+	}
+	return 0, errors.Join(errs...)
 }
 
 // obtainLease picks the first lease and installs it in n.self.
@@ -223,7 +252,7 @@ func (n *Node) takenLocked(now time.Time) ([]netip.Prefix, []string) {
 	}
 	for name, t := range n.tombs {
 		if !t.live(now) {
-			delete(n.tombs, name)
+			n.expireLocked(name, t)
 			continue
 		}
 		if name != n.cfg.NodeName {

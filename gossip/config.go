@@ -30,6 +30,12 @@ type Config struct {
 	LeaseGrace  time.Duration // a failed node's lease is held this long before reuse; default 5m
 	StaticLease netip.Prefix  // if valid, use it (Kubernetes podCIDR) instead of claiming
 
+	// RejoinInterval is how often seeds that are not live members are
+	// joined again, which is what heals a partition that outlasted
+	// memberlist's own gossip to the dead. Default: the push/pull
+	// interval (60 s with DefaultTuning).
+	RejoinInterval time.Duration
+
 	// Meta holds the initial endpoint fields (UnderlayIP, TunnelPort,
 	// PublicKey, VTEPMAC). Name, ClusterID, PodCIDR, ClaimedAt and Static
 	// are owned by the package. UnderlayIP defaults to AdvertiseAddr.
@@ -112,6 +118,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.LeaseGrace < 0 {
 		bad("LeaseGrace %s is negative", c.LeaseGrace)
+	}
+	if c.RejoinInterval < 0 {
+		bad("RejoinInterval %s is negative", c.RejoinInterval)
 	}
 	if c.StaticLease.IsValid() && c.StaticLease != c.StaticLease.Masked() {
 		bad("StaticLease %s is not a network address (want %s)", c.StaticLease, c.StaticLease.Masked())

@@ -30,7 +30,7 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (d delegate) NotifyMsg([]byte) {}
+func (d delegate) NotifyMsg(b []byte) { d.n.handleProof(b) }
 
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
@@ -42,7 +42,7 @@ func (d delegate) LocalState(join bool) []byte {
 	tombs := make([]tombstone, 0, len(n.tombs))
 	for name, t := range n.tombs {
 		if !t.live(now) {
-			delete(n.tombs, name)
+			n.expireLocked(name, t)
 			continue
 		}
 		tombs = append(tombs, t)
@@ -75,6 +75,12 @@ func (d delegate) MergeRemoteState(buf []byte, join bool) {
 	for _, t := range tombs {
 		if _, alive := n.members[t.Name]; alive || t.Name == n.cfg.NodeName {
 			continue
+		}
+		if old, ok := n.tombs[t.Name]; ok && !old.live(now) {
+			n.expireLocked(t.Name, old)
+		}
+		if e, ok := n.expired[t.Name]; ok && sameClaim(e, t.claim) {
+			continue // its grace has run out here already: a replay, or a peer that heard of it late
 		}
 		if mergeTombstone(n.tombs, t, now) {
 			changed = true
@@ -111,6 +117,7 @@ func (n *Node) memberUp(node *memberlist.Node) {
 		n.mu.Lock()
 		_, known := n.members[name]
 		delete(n.members, name)
+		delete(n.pending, name)
 		n.peersOK = n.peersOK && !known
 		n.mu.Unlock()
 		n.log.Warn("ignoring member with malformed meta", "peer", name, "err", err)
@@ -124,6 +131,7 @@ func (n *Node) memberUp(node *memberlist.Node) {
 		n.foreign[name] = true
 		_, known := n.members[name]
 		delete(n.members, name)
+		delete(n.pending, name)
 		n.peersOK = n.peersOK && !known
 		n.mu.Unlock()
 		if first {
@@ -139,9 +147,27 @@ func (n *Node) memberUp(node *memberlist.Node) {
 	}
 	n.mu.Lock()
 	_, known := n.members[name]
+	if !known && n.mustProveLocked(meta) {
+		_, waiting := n.pending[name]
+		n.pending[name] = meta
+		n.mu.Unlock()
+		if !waiting {
+			n.prove(name, node.Address())
+		}
+		return
+	}
+	n.admitLocked(meta, known)
+}
+
+// admitLocked records a live member's meta and unlocks mu. Caller holds mu.
+func (n *Node) admitLocked(meta Meta, known bool) {
+	name := meta.Name
 	n.members[name] = meta
 	n.peersOK = false
 	delete(n.tombs, name)
+	delete(n.expired, name)
+	delete(n.pending, name)
+	delete(n.gone, name)
 	// Only a claim overlapping ours can take our lease; the claim loop
 	// need not scan every member on every update (O(N) each, O(N²) while
 	// a large cluster joins).
@@ -172,9 +198,12 @@ func (n *Node) memberDown(node *memberlist.Node) {
 	now := time.Now()
 	n.mu.Lock()
 	meta, ok := n.members[name]
+	_, unproven := n.pending[name]
 	delete(n.members, name)
+	delete(n.pending, name)
 	delete(n.addrs, name)
 	delete(n.foreign, name)
+	n.markGoneLocked(name, now)
 	n.peersOK = n.peersOK && !ok
 	hold := ok && meta.PodCIDR.IsValid()
 	if hold {
@@ -186,6 +215,9 @@ func (n *Node) memberDown(node *memberlist.Node) {
 	noLease := !n.self.PodCIDR.IsValid()
 	n.mu.Unlock()
 	switch {
+	case unproven:
+		n.stats.unproven.Add(1)
+		n.log.Warn("member reported alive went down before answering a ping; ignored (a replayed message, or a node that failed at once)", "peer", name)
 	case hold:
 		n.log.Info("member failed; lease held", "peer", name, "block", meta.PodCIDR, "grace", n.cfg.LeaseGrace)
 	case ok:

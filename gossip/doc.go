@@ -23,7 +23,14 @@
 //
 // memberlist alone does not reconnect to members it declared dead, so the
 // node re-joins configured seeds that are not live members every
-// PushPullInterval; this is what heals a partition.
+// RejoinInterval (default PushPullInterval); this is what heals a
+// partition. Start joins all seeds at once, so seeds whose packets are
+// dropped do not delay the join by a TCP timeout each.
+//
+// memberlist's encryption does not stop replays. A member that a replayed
+// alive message could have brought back (one this node saw go down or
+// holds a tombstone of, or whose lease overlaps a live one) counts only
+// after it answers a challenge sent to its address (proof.go).
 //
 // A member that has just joined exchanges full state with one random live
 // member 2 s and 10 s after Start (catchUp in claim.go): while its own join

@@ -32,6 +32,7 @@ type Node struct {
 	changes     chan struct{} // to the agent; buffered(1), coalesced
 	kick        chan struct{} // to the claim loop; buffered(1), coalesced
 	rejoinEvery time.Duration // how often missing seeds are joined again
+	proofRetry  time.Duration // how often a pending member is pinged (proof.go)
 	stats       counters
 
 	// Test hooks, set before Start.
@@ -48,6 +49,10 @@ type Node struct {
 
 	own *transport // weft's transport; nil with Config.Transport
 
+	answers    chan answer // challenges to us, to answerLoop (proof.go); buffered
+	proofMu    sync.Mutex  // guards challenges
+	challenges map[[nonceLen]byte]challenge
+
 	mu             sync.Mutex // guards the fields below
 	self           Meta
 	selfAddr       string               // our memberlist host:port
@@ -55,6 +60,9 @@ type Node struct {
 	members        map[string]Meta      // live members of our cluster with good meta, by name
 	addrs          map[string]string    // every live memberlist member (any meta) -> host:port
 	tombs          map[string]tombstone // leases of failed members, by name
+	pending        map[string]Meta      // members that must answer a ping before they count (proof.go)
+	gone           map[string]time.Time // members that went down, by name, and when; at most goneMax
+	expired        map[string]claim     // claims whose tombstone ran out here, by name; at most goneMax (proof.go)
 	foreign        map[string]bool      // members of other clusters, already logged
 	staticConflict string               // last static-lease conflict logged
 	peers          []Meta               // Peers() result; valid while peersOK; never mutated
@@ -69,6 +77,7 @@ type Stats struct {
 	MalformedState  uint64  // push/pull lease tables that failed to decode
 	DecryptFailures uint64  // packets or streams that could not be decrypted (peer with another key or none)
 	ConflictsLost   uint64  // times our lease lost a conflict to another node's
+	Unproven        uint64  // members reported alive that went down again before answering a ping (a replay, or a node that failed at once)
 	Reclaims        uint64  // times we claimed a new block because ours was lost or taken
 	Traffic         Traffic // zero with Config.Transport
 }
@@ -76,6 +85,7 @@ type Stats struct {
 type counters struct {
 	malformedMeta, foreignMeta, malformedState atomic.Uint64
 	decrypt, conflictsLost, reclaims           atomic.Uint64
+	unproven                                   atomic.Uint64
 }
 
 // New validates cfg and creates the memberlist instance (listening, but not
@@ -96,6 +106,11 @@ func New(cfg Config) (*Node, error) {
 		members:    make(map[string]Meta),
 		addrs:      make(map[string]string),
 		tombs:      make(map[string]tombstone),
+		pending:    make(map[string]Meta),
+		answers:    make(chan answer, 64),
+		challenges: make(map[[nonceLen]byte]challenge),
+		gone:       make(map[string]time.Time),
+		expired:    make(map[string]claim),
 		foreign:    make(map[string]bool),
 	}
 	if n.self.Boot == 0 {
@@ -148,7 +163,11 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Tune != nil {
 		cfg.Tune(mc)
 	}
+	n.proofRetry = mc.ProbeInterval
 	n.rejoinEvery = mc.PushPullInterval
+	if cfg.RejoinInterval > 0 {
+		n.rejoinEvery = cfg.RejoinInterval
+	}
 	if n.rejoinEvery <= 0 {
 		n.rejoinEvery = 30 * time.Second
 	}
@@ -158,6 +177,8 @@ func New(cfg Config) (*Node, error) {
 		}
 		return nil, fmt.Errorf("failed to create memberlist for %q: %w", cfg.NodeName, err)
 	}
+	n.loops.Add(1)
+	go n.answerLoop()
 	return n, nil
 }
 
@@ -235,6 +256,7 @@ func (n *Node) Stats() Stats {
 		DecryptFailures: n.stats.decrypt.Load(),
 		ConflictsLost:   n.stats.conflictsLost.Load(),
 		Reclaims:        n.stats.reclaims.Load(),
+		Unproven:        n.stats.unproven.Load(),
 	}
 }
 

@@ -14,6 +14,9 @@ import (
 const (
 	LabResync     = 2 * time.Second
 	LabLeaseGrace = 30 * time.Second
+	// LabRejoin heals a partition within seconds: a lab's partitions are
+	// made on purpose, to watch the heal.
+	LabRejoin = 5 * time.Second
 	// LabMetricsAddress works in every node: each netns has its own loopback.
 	LabMetricsAddress = "127.0.0.1:9464"
 	// LabKubeSyncTimeout bounds an agent's wait for the first list of
@@ -81,6 +84,7 @@ type agentGossip struct {
 	KeyFile    string   `yaml:"keyFile"`
 	LeaseFile  string   `yaml:"leaseFile"`
 	LeaseGrace string   `yaml:"leaseGrace"`
+	Rejoin     string   `yaml:"rejoinInterval"`
 }
 
 type agentTunnel struct {
@@ -106,12 +110,16 @@ func AgentConfig(l Layout, s Spec, n NodePlan, seeds []netip.Addr) AgentConfigFi
 			KeyFile:    l.GossipKeyFile(),
 			LeaseFile:  n.Paths.LeaseFile,
 			LeaseGrace: LabLeaseGrace.String(),
+			Rejoin:     LabRejoin.String(),
 		},
 		Tunnel:         agentTunnel{Backend: s.Backend},
 		ResyncInterval: LabResync.String(),
 		StateFile:      n.Paths.StateFile,
 		StatusSocket:   n.Paths.StatusSocket,
 		MetricsAddress: LabMetricsAddress,
+	}
+	if s.LeaseGrace != "" {
+		c.Gossip.LeaseGrace = s.LeaseGrace
 	}
 	if s.Backend == "wireguard" {
 		c.Tunnel.KeyFile = n.Paths.TunnelKey

@@ -164,6 +164,10 @@ func (lb *Lab) Up(ctx context.Context, spec Spec) error {
 		}
 		return lb.addUpPods(ctx, st, plans)
 	}
+	if spec.NoAgents {
+		lb.opts.Log.Info("lab up without agents; start them with `weft lab node start`", "lab", l.Name, "nodes", len(plans))
+		return nil
+	}
 	pids := map[string]int{}
 	for i, n := range plans {
 		if n.Index <= spec.Gateways {

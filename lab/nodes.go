@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/weftnet/weft/lab/kubelet"
 )
@@ -202,22 +204,68 @@ func (lb *Lab) StopNode(ctx context.Context, name string) error {
 // StartNode restarts node name's agent with its existing config and files
 // and waits until every running node sees every other.
 func (lb *Lab) StartNode(ctx context.Context, name string) error {
+	return lb.StartNodes(ctx, true, name)
+}
+
+// StartNodes starts the agents of the named nodes together: every process
+// is spawned before any is waited for, so their joins and claims race as
+// they would in a DaemonSet rollout. It returns once every running node
+// sees every other, or at once without wait (a node started during a
+// partition cannot see every other).
+func (lb *Lab) StartNodes(ctx context.Context, wait bool, nodes ...string) error {
 	st, unlock, err := lb.openState()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	rec, n, err := lb.nodePlan(st, name)
+	if st.Spec.DaemonSet() {
+		return errDaemonSetAgent(nodes[0])
+	}
+	var plans []NodePlan
+	for _, name := range nodes {
+		rec, n, err := lb.nodePlan(st, name)
+		if err != nil {
+			return err
+		}
+		if agentRunning(rec.PID, n.Paths.Config) {
+			return fmt.Errorf("the agent of node %s is running already (pid %d)", name, rec.PID)
+		}
+		if err := prepareNodeView(n); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		plans = append(plans, n)
+	}
+	if len(plans) == 1 && wait {
+		return lb.startLocked(ctx, st, plans[0])
+	}
+	started := map[string]int{}
+	first := time.Now()
+	for _, n := range plans {
+		pid, err := startAgent(lb.opts.Weft, n)
+		if err != nil {
+			return err
+		}
+		rec, _ := st.node(n.Name)
+		rec.PID, started[n.Name] = pid, pid
+	}
+	spread := time.Since(first)
+	if err := saveState(lb.layout, st); err != nil {
+		return err
+	}
+	lb.opts.Log.Info("agents started", "nodes", len(plans), "spread", spread)
+	if !wait {
+		return nil
+	}
+	run, pids, err := lb.running(st)
 	if err != nil {
 		return err
 	}
-	if st.Spec.DaemonSet() {
-		return errDaemonSetAgent(name)
-	}
-	if agentRunning(rec.PID, n.Paths.Config) {
-		return fmt.Errorf("the agent of node %s is running already (pid %d)", name, rec.PID)
-	}
-	return lb.startLocked(ctx, st, n)
+	// A new agent may be caught mid-exec by running's command-line check;
+	// wait for every one regardless.
+	run = slices.DeleteFunc(run, func(p NodePlan) bool { _, ok := started[p.Name]; return ok })
+	run = append(run, plans...)
+	maps.Copy(pids, started)
+	return waitReady(ctx, lb.opts.Runner, lb.opts.Weft, run, pids, names(run), lb.opts.ReadyTimeout)
 }
 
 // DeleteNode takes node name away: deletes its Node object and its Pods (in

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"time"
 )
 
 // Spec is what `weft lab up` is asked for. The zero value of a field means
@@ -54,6 +55,13 @@ type Spec struct {
 	// outside the cluster to (ip or ip:port; Kube only). Default: the
 	// host's /etc/resolv.conf, which lab nodes usually cannot reach.
 	DNSUpstream string `json:"dnsUpstream,omitempty"`
+	// LeaseGrace is how long the agents hold a failed node's block before
+	// it may be claimed again (a Go duration). Default LabLeaseGrace.
+	LeaseGrace string `json:"leaseGrace,omitempty"`
+	// NoAgents creates the nodes with their files but starts no agent;
+	// `weft lab node start N1 N2 ...` then starts any number together, as
+	// a DaemonSet rollout or a power cut's return would.
+	NoAgents bool `json:"noAgents,omitempty"`
 }
 
 // Spec.Agents values.
@@ -148,6 +156,17 @@ func (s *Spec) Complete() error {
 				return fmt.Errorf("dns-upstream: %q is not ip or ip:port", u)
 			}
 		}
+	}
+	if s.LeaseGrace != "" {
+		if d, err := time.ParseDuration(s.LeaseGrace); err != nil || d < time.Second {
+			return fmt.Errorf("lease-grace: %q is not a duration of at least 1s", s.LeaseGrace)
+		}
+	}
+	if s.NoAgents && s.PodsPerNode > 0 {
+		return fmt.Errorf("pods-per-node: needs agents, and no-agents is set")
+	}
+	if s.NoAgents && s.DaemonSet() {
+		return fmt.Errorf("no-agents: the DaemonSet starts the agents (agents: %s)", AgentsDaemonSet)
 	}
 	if s.Kubelets && !s.Kube {
 		return fmt.Errorf("kubelets: needs --kube")

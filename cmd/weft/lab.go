@@ -161,6 +161,8 @@ func newLabUpCommand(f *labFlags) *cobra.Command {
 	fl.StringVar(&spec.Agents, "agents", lab.AgentsProcess, "how the agents run: process (started by the lab) or daemonset (with --kubelets: deploy/kubernetes's DaemonSet from a locally built image, as users install weft)")
 	fl.StringVar(&spec.KubeBinDir, "kube-bin-dir", "", "directory holding kube-apiserver and kube-controller-manager (default: --bin-dir)")
 	fl.StringVar(&spec.DNSUpstream, "dns-upstream", "", "resolver (ip or ip:port) the agents' DNS proxies forward other names to (--kube; default: the host's resolv.conf)")
+	fl.StringVar(&spec.LeaseGrace, "lease-grace", "", "how long agents hold a failed node's block before reuse (default "+lab.LabLeaseGrace.String()+")")
+	fl.BoolVar(&spec.NoAgents, "no-agents", false, "create the nodes but start no agent; start them together with `weft lab node start N1 N2 ...`")
 	fl.StringVar(&spec.Manifests, "manifests", "", "deploy/kubernetes, whose RBAC --kube applies (default: found from the working directory or this binary)")
 	return cmd
 }
@@ -236,14 +238,7 @@ func newLabNodeCommand(f *labFlags) *cobra.Command {
 				return l.StopNode(ctx, name)
 			}),
 		},
-		&cobra.Command{
-			Use:   "start NAME",
-			Short: "restart the node's agent with its config and files",
-			Args:  cobra.ExactArgs(1),
-			RunE: run(func(ctx context.Context, l *lab.Lab, name string) error {
-				return l.StartNode(ctx, name)
-			}),
-		},
+		newLabNodeStartCommand(f),
 		&cobra.Command{
 			Use:   "del NAME",
 			Short: "take the node away: kill its agent, delete its pods and namespace",
@@ -553,5 +548,19 @@ func newLabCNIExecCommand() *cobra.Command {
 	fl.StringVar(&r.ContainerID, "container-id", "", "container id")
 	fl.StringVar(&r.NetNS, "netns", "", "path of the pod's netns")
 	fl.StringVar(&r.IfName, "ifname", lab.PodIfName, "interface name in the pod")
+	return cmd
+}
+
+func newLabNodeStartCommand(f *labFlags) *cobra.Command {
+	var noWait bool
+	cmd := &cobra.Command{
+		Use:   "start NAME...",
+		Short: "start the nodes' agents with their config and files, all at once",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: f.labRun(func(ctx context.Context, _ *cobra.Command, l *lab.Lab, args []string) error {
+			return l.StartNodes(ctx, !noWait, args...)
+		}),
+	}
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the agents are spawned, without waiting until every node sees every other")
 	return cmd
 }

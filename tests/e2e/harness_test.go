@@ -106,7 +106,13 @@ func newCluster(t *testing.T, args ...string) *cluster {
 func newClusterNamed(t *testing.T, suffix string, args ...string) *cluster {
 	t.Helper()
 	needRoot(t)
-	name := fmt.Sprintf("we%d%s", os.Getpid()%100000, suffix)
+	// WEFT_E2E_PREFIX (lower-case letters) keeps the labs of several
+	// people running tests on one machine apart by name; default "we".
+	prefix := os.Getenv("WEFT_E2E_PREFIX")
+	if prefix == "" {
+		prefix = "we"
+	}
+	name := fmt.Sprintf("%s%d%s", prefix, os.Getpid()%100000, suffix)
 	c := &cluster{t: t, name: name, layout: lab.Layout{Root: lab.DefaultRoot, Name: name}}
 	c.weft("lab", "down", "--name", name) // a leftover from a crashed run
 	t.Cleanup(func() {
