@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -43,6 +42,7 @@ type Agent struct {
 	backend   tunnel.Backend
 
 	leaveReq chan struct{} // buffered(1): `weft leave` asked us to leave
+	proc     Process       // the binary's process hooks (SetProcess)
 
 	peering    *peeringState   // nil when peering is off; owned by Run's loop
 	clusterset *clustersetSync // nil unless peering is on in Kubernetes mode; set before Run's loop
@@ -67,6 +67,22 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a.metrics = newMetrics(a.liveStatus, nil)
 	return a, nil
 }
+
+// Process is what the binary running the agent does for the process as a
+// whole: the Go runtime's collector and memory limit are the binary's, and
+// the agent never sets them itself, only calls these at points of its
+// start-up. Nil fields are skipped.
+type Process struct {
+	// Started is called once start-up is done (lease, device, every peer
+	// programmed), with whether the tunnel's device is an embedded
+	// wireguard-go device in this process. It must not block.
+	Started func(ctx context.Context, embeddedDevice bool)
+	// Memory is handed to the tunnel backend (tunnel.Config.Memory).
+	Memory tunnel.ProcessMemory
+}
+
+// SetProcess sets the binary's process hooks; call it before Run.
+func (a *Agent) SetProcess(p Process) { a.proc = p }
 
 // Status returns a copy of the node's current view.
 func (a *Agent) Status() Status {
@@ -122,6 +138,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		KeyFile:   cfg.Tunnel.KeyFile,
 		VNI:       cfg.Tunnel.VNI,
 		Logger:    a.base.With("node", cfg.NodeName),
+		Memory:    a.proc.Memory,
 	})
 	if err != nil {
 		return err
@@ -192,11 +209,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("peering device: %w", err)
 	}
 	a.reconcile(ctx)
-	// Start-up (the join's state exchange, programming every peer) leaves
-	// garbage several times the agent's steady heap; return it to the OS
-	// now rather than when the background scavenger gets to it.
-	debug.FreeOSMemory()
-	a.settleMemory(ctx)
+	if a.proc.Started != nil {
+		e, ok := a.backend.(interface{ Embedded() bool })
+		a.proc.Started(ctx, ok && e.Embedded())
+	}
 	if err := a.startAddons(ctx); err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/weftnet/weft/internal/memory"
 	"github.com/weftnet/weft/nodestate"
 	"github.com/weftnet/weft/serviceproxy"
 	"github.com/weftnet/weft/yamlfield"
@@ -60,11 +61,12 @@ type Config struct {
 	Masquerade *bool `yaml:"masquerade"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"logLevel"`
-	// MemoryLimit is the Go runtime's soft memory limit: "auto" (default)
-	// keeps it a fixed headroom above the agent's live data, "off" leaves
-	// the collector to GOGC alone, a size ("128Mi") fixes it. See memory.go
-	// and docs/configuration.md.
-	MemoryLimit MemoryLimit `yaml:"memoryLimit"`
+	// MemoryLimit is the Go runtime's soft memory limit while the agent
+	// hosts the embedded wireguard-go device: "auto" (default) keeps it a
+	// small headroom above the agent's live data, "off" leaves the
+	// collector to GOGC alone, a size ("128Mi") fixes it. Applied by the
+	// binary (internal/memory); see docs/configuration.md.
+	MemoryLimit memory.Limit `yaml:"memoryLimit"`
 }
 
 // UnderlayConfig says how this node is reached by the others.

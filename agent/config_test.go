@@ -143,3 +143,25 @@ func TestSeedAddrAddsGossipPort(t *testing.T) {
 		}
 	}
 }
+func TestConfigMemoryLimit(t *testing.T) {
+	base := "nodeName: n1\ngossip: {keyFile: /k}\n"
+	c, err := ParseConfig(strings.NewReader(base))
+	if err == nil {
+		err = c.Complete()
+	}
+	if err != nil || !c.MemoryLimit.Auto() {
+		t.Errorf("default memoryLimit %s (%v), want auto", c.MemoryLimit, err)
+	}
+	c, err = ParseConfig(strings.NewReader(base + "memoryLimit: 96Mi\n"))
+	if err != nil || c.MemoryLimit.Bytes != 96<<20 {
+		t.Errorf("memoryLimit: 96Mi gave %+v, %v", c.MemoryLimit, err)
+	}
+	c, err = ParseConfig(strings.NewReader(base + "memoryLimit: off\n")) // not YAML 1.1's false
+	if err != nil || !c.MemoryLimit.Off {
+		t.Errorf("memoryLimit: off gave %+v, %v", c.MemoryLimit, err)
+	}
+	_, err = ParseConfig(strings.NewReader(base + "memoryLimit: 96MB\n"))
+	if err == nil || !strings.Contains(err.Error(), "memoryLimit") {
+		t.Errorf("memoryLimit: 96MB: error %v does not name the field", err)
+	}
+}

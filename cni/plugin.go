@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"runtime"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -26,12 +25,6 @@ import (
 	"github.com/weftnet/weft/cni/ipam"
 	"github.com/weftnet/weft/nodestate"
 )
-
-func init() {
-	// Namespace switches (setns) apply to one OS thread: keep main on
-	// the thread group leader, as the reference plugins do.
-	runtime.LockOSThread()
-}
 
 // SupportedVersions are the CNI spec versions weft-cni speaks. 0.1.0 and
 // 0.2.0 are left out: their results cannot describe interfaces.
@@ -75,7 +68,8 @@ type Plugin struct {
 	ReadState func(path string) (nodestate.State, error)
 }
 
-// Main runs the plugin on the real kernel: the whole of cmd/weft-cni.
+// Main runs the plugin on the real kernel: the whole of cmd/weft-cni, which
+// locks main to its OS thread first (namespace switches are per thread).
 // Stdin is read here first, bounded and screened (stdin.go).
 func Main() {
 	if err := screenStdin(); err != nil {

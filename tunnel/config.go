@@ -23,6 +23,21 @@ type Config struct {
 	VNI int
 	// Logger receives the backend's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Memory is told when a device that lives in this process (the
+	// embedded wireguard-go device) allocates in bulk; nil: nobody is.
+	Memory ProcessMemory
+}
+
+// ProcessMemory is the binary's say over the process's memory when a
+// backend's device lives in the process. Process-wide runtime state (the
+// collector, the memory limit) is the binary's, never a backend's: the
+// backend only says when it is about to allocate in bulk.
+type ProcessMemory interface {
+	// DeviceStarting is called before the device allocates its buffers.
+	DeviceStarting()
+	// AddingPeers is called before n peers are added to the device; the
+	// returned func is called once they are in.
+	AddingPeers(n int) (done func())
 }
 
 // Resolve fills Interface and Port with a backend's defaults, checks them

@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/internal/memory"
 )
 
 func newAgentCommand() *cobra.Command {
@@ -27,7 +29,7 @@ tunnels to every other node, and publish the node state for weft-cni.
 Flags override the config file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			heapProfileRate := agent.SetHeapProfiling(os.Getenv("GODEBUG"))
+			heapProfileRate := setHeapProfiling(os.Getenv("GODEBUG"))
 			var cfg agent.Config
 			if configPath != "" {
 				c, err := agent.LoadConfig(configPath)
@@ -73,6 +75,7 @@ Flags override the config file.`,
 			if err != nil {
 				return err
 			}
+			a.SetProcess(agentProcess(cfg, log))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log.Info("weft agent starting", "version", version, "node", cfg.NodeName, "backend", cfg.Tunnel.Backend,
@@ -92,6 +95,25 @@ Flags override the config file.`,
 	f.BoolVar(&over.Kubernetes.Enabled, "kubernetes", false, "Kubernetes mode with the in-cluster ServiceAccount")
 	f.StringVar(&over.Kubernetes.Kubeconfig, "kubeconfig", "", "Kubernetes mode with this kubeconfig")
 	return cmd
+}
+
+// agentProcess is the agent's say over the process's memory. Start-up (the
+// join's state exchange, programming every peer) leaves garbage several
+// times the agent's steady heap, returned to the OS once it is done; with
+// the embedded wireguard-go device, package memory then keeps the process
+// small. The kernel WireGuard and VXLAN backends hold no device memory in
+// the process and are left to the runtime's defaults (and GOMEMLIMIT).
+func agentProcess(cfg agent.Config, log *slog.Logger) agent.Process {
+	return agent.Process{
+		Started: func(ctx context.Context, embeddedDevice bool) {
+			if !embeddedDevice {
+				debug.FreeOSMemory()
+				return
+			}
+			memory.Settle(ctx, log.With("component", "memory"), cfg.MemoryLimit, cfg.Tunnel.Interface)
+		},
+		Memory: memory.Device{},
+	}
 }
 
 func newLogger(level string) *slog.Logger {

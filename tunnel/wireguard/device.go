@@ -69,7 +69,7 @@ func (d *Device) PublicKey() wgtypes.Key { return d.key.PublicKey() }
 // port, address, MTU and up state.
 func (d *Device) ensureLocked() error {
 	if d.emb == nil {
-		kernel, emb, err := createDevice(d.cfg.Name, d.cfg.MTU, d.log)
+		kernel, emb, err := createDevice(d.cfg.Name, d.cfg.MTU, d.log, nil)
 		if err != nil {
 			return err
 		}

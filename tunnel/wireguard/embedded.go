@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/tunnel"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/ipc"
@@ -37,14 +37,13 @@ type embedded struct {
 	text   bytes.Buffer // the last read's UAPI text, kept for the next (uapi.go)
 }
 
-func startEmbedded(name string, mtu int, log *slog.Logger) (*embedded, error) {
-	// The device allocates about 400 message buffers of 64 KiB for its
-	// receive batches when it comes up. Placed on pages the process freed
-	// earlier (start-up garbage), they are zeroed and so resident: up to
-	// 25 MiB of RSS for buffers no packet has touched. Handing freed pages
-	// back to the OS first gives them a better chance of staying untouched
-	// until traffic arrives, as in a fresh wireguard-go process.
-	debug.FreeOSMemory()
+// startEmbedded starts the device; mem, if not nil, is told first, as the
+// device allocates its receive buffers (about 400 of 64 KiB) when it comes
+// up.
+func startEmbedded(name string, mtu int, log *slog.Logger, mem tunnel.ProcessMemory) (*embedded, error) {
+	if mem != nil {
+		mem.DeviceStarting()
+	}
 	tdev, err := tun.CreateTUN(name, mtu)
 	if err != nil {
 		return nil, fmt.Errorf("failed to create TUN device %s: %w", name, err)
@@ -167,30 +166,6 @@ func (e *embedded) withoutHandshakeSince(keys []wgtypes.Key, t time.Time) []wgty
 		done, ok := shook[k]
 		return !ok || done
 	})
-}
-
-// bulkPeers is how many new peers make an Apply a bulk add (bulkAdd).
-const bulkPeers = 64
-
-// bulkAdd prepares the process for an Apply that grows the device by n
-// peers and returns what undoes it. Each peer costs the device two 1,024-slot
-// queues and its goroutines, about 30 KiB, of which a fresh process writes
-// only the first page of each queue; placed on pages the process used and
-// freed before, the runtime zeroes them and all of it is resident. For a
-// bulk add (start-up, a cluster joining at once), every free page is
-// handed back to the OS first, which the runtime then knows to be zero, and
-// the collector is paused until the device holds the peers, so that the
-// garbage of the same Apply is not freed and reused for them. A memory limit
-// in force still bounds the heap meanwhile. At 1,000 peers this kept
-// 2-2.5 MiB less of the agent resident, with no measurable cost in the time
-// to program them (0.37-0.50 s from start, against 0.46-0.51 s before).
-func bulkAdd(n int) (undo func()) {
-	if n < bulkPeers {
-		return func() {}
-	}
-	debug.FreeOSMemory()
-	old := debug.SetGCPercent(-1)
-	return func() { debug.SetGCPercent(old) }
 }
 
 // close removes the UAPI socket and stops the device, which deletes the

@@ -46,6 +46,7 @@ type Backend struct {
 	port    int
 	keyFile string
 	log     *slog.Logger
+	mem     tunnel.ProcessMemory // told of an embedded device's bulk allocations; nil: nobody
 
 	// OS hooks, replaced in unit tests.
 	routes dataplane.Routes
@@ -82,6 +83,7 @@ func New(cfg tunnel.Config) (tunnel.Backend, error) {
 		routes:  dataplane.Netlink{},
 		newWG:   func() (dataplane.WireGuard, error) { return wgctrl.New() },
 		log:     log,
+		mem:     cfg.Memory,
 	}
 	if b.keyFile == "" {
 		b.keyFile = DefaultKeyFile
@@ -91,6 +93,14 @@ func New(cfg tunnel.Config) (tunnel.Backend, error) {
 
 // Name returns "wireguard".
 func (b *Backend) Name() string { return "wireguard" }
+
+// Embedded reports whether the device is an embedded wireguard-go device
+// in this process (known after Setup).
+func (b *Backend) Embedded() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.emb != nil
+}
 
 // Overhead is 60 bytes for an IPv4 underlay, 80 for IPv6 (known after
 // Setup; 60 before).
@@ -185,7 +195,7 @@ func (b *Backend) ensureDeviceLocked(mtu int) error {
 	if b.emb != nil {
 		return nil
 	}
-	kernel, emb, err := createDevice(b.name, mtu, b.log)
+	kernel, emb, err := createDevice(b.name, mtu, b.log, b.mem)
 	if err != nil {
 		return err
 	}
@@ -195,7 +205,7 @@ func (b *Backend) ensureDeviceLocked(mtu int) error {
 
 // createDevice adopts an existing kernel WireGuard link, or creates one,
 // or — when the kernel has no WireGuard — starts an embedded device.
-func createDevice(name string, mtu int, log *slog.Logger) (kernel bool, emb *embedded, err error) {
+func createDevice(name string, mtu int, log *slog.Logger, mem tunnel.ProcessMemory) (kernel bool, emb *embedded, err error) {
 	link, err := netlink.LinkByName(name)
 	switch {
 	case err == nil && link.Type() == "wireguard":
@@ -213,7 +223,7 @@ func createDevice(name string, mtu int, log *slog.Logger) (kernel bool, emb *emb
 		return false, nil, fmt.Errorf("failed to create wireguard interface %s: %w", name, err)
 	}
 	log.Info("kernel has no WireGuard, starting embedded wireguard-go device", "interface", name, "reason", err.Error())
-	emb, err = startEmbedded(name, mtu, log)
+	emb, err = startEmbedded(name, mtu, log, mem)
 	if err != nil {
 		return false, nil, err
 	}
@@ -374,8 +384,8 @@ func (b *Backend) syncDeviceLocked(peers []tunnel.Peer, dev *wgtypes.Device) err
 
 	// Peers first, so a new route never points at a device without the
 	// peer that carries its traffic; stale routes go in the same pass.
-	if b.emb != nil {
-		defer bulkAdd(len(wgPeers) - len(dev.Peers))()
+	if b.emb != nil && b.mem != nil {
+		defer b.mem.AddingPeers(len(wgPeers) - len(dev.Peers))()
 	}
 	lastSet, err := dataplane.SyncWGPeersOf(b.wg, dev, wgPeers, b.lastSet)
 	b.lastSet = lastSet

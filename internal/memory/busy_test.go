@@ -1,4 +1,4 @@
-package agent
+package memory
 
 import (
 	"math"
@@ -115,7 +115,7 @@ func TestNetDevCounter(t *testing.T) {
 func TestMemoryGovernorBusy(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	g := &memoryGovernor{}
+	g := &governor{ceiling: math.MaxInt64}
 	g.afterGC()
 	if l := debug.SetMemoryLimit(-1); l == math.MaxInt64 {
 		t.Fatal("auto set no limit")
@@ -131,5 +131,21 @@ func TestMemoryGovernorBusy(t *testing.T) {
 	g.setBusy(false)
 	if l := debug.SetMemoryLimit(-1); l == math.MaxInt64 || l > 1<<30 {
 		t.Errorf("after the spell: limit %d MiB, want the auto limit back", l>>20)
+	}
+}
+
+// With a GOMEMLIMIT from the environment, a busy spell lifts the limit to
+// it, not above.
+func TestGovernorBusyCeiling(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	const ceiling = 1 << 30
+	g := &governor{ceiling: ceiling}
+	g.setBusy(true)
+	if l := debug.SetMemoryLimit(-1); l != ceiling {
+		t.Errorf("busy under GOMEMLIMIT: limit %d MiB, want %d MiB", l>>20, ceiling>>20)
+	}
+	g.setBusy(false)
+	if l := debug.SetMemoryLimit(-1); l > ceiling {
+		t.Errorf("after the spell: limit %d MiB above the ceiling", l>>20)
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package memory
 
 import (
 	"testing"
@@ -49,7 +49,7 @@ func TestGCPacerHeadroom(t *testing.T) {
 		// Counters that went backwards (a new process's) are not a rate.
 		{"counters going backwards", []reading{{0, 100, 10, 1}, {1, 50, 5, 0.5}}, 16 * MB},
 	} {
-		p := &gcPacer{}
+		p := &pacer{}
 		var got int64
 		for _, r := range tc.readings {
 			got = p.headroom(at(r.at), gcCounters{allocs: r.allocs * MB, cycles: r.cycles, cpu: r.cpu}, live)

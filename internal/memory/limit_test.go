@@ -1,4 +1,4 @@
-package agent
+package memory
 
 import (
 	"context"
@@ -6,59 +6,35 @@ import (
 	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
-	"strings"
 	"testing"
 	"time"
 )
 
-func TestParseMemoryLimit(t *testing.T) {
+func TestParseLimit(t *testing.T) {
 	tests := []struct {
 		in   string
-		want MemoryLimit
+		want Limit
 		str  string
 	}{
-		{"", MemoryLimit{}, "auto"},
-		{"auto", MemoryLimit{}, "auto"},
-		{"off", MemoryLimit{Off: true}, "off"},
-		{"128Mi", MemoryLimit{Bytes: 128 << 20}, "128Mi"},
-		{"1Gi", MemoryLimit{Bytes: 1 << 30}, "1024Mi"},
-		{"65536Ki", MemoryLimit{Bytes: 64 << 20}, "64Mi"},
-		{"134217729", MemoryLimit{Bytes: 128<<20 + 1}, "134217729"},
-		{"200M", MemoryLimit{Bytes: 200e6}, "200000000"},
+		{"", Limit{}, "auto"},
+		{"auto", Limit{}, "auto"},
+		{"off", Limit{Off: true}, "off"},
+		{"128Mi", Limit{Bytes: 128 << 20}, "128Mi"},
+		{"1Gi", Limit{Bytes: 1 << 30}, "1024Mi"},
+		{"65536Ki", Limit{Bytes: 64 << 20}, "64Mi"},
+		{"134217729", Limit{Bytes: 128<<20 + 1}, "134217729"},
+		{"200M", Limit{Bytes: 200e6}, "200000000"},
 	}
 	for _, tc := range tests {
-		got, err := ParseMemoryLimit(tc.in)
+		got, err := ParseLimit(tc.in)
 		if err != nil || got != tc.want || got.String() != tc.str {
-			t.Errorf("ParseMemoryLimit(%q) = %+v (%s), %v; want %+v (%s)", tc.in, got, got, err, tc.want, tc.str)
+			t.Errorf("ParseLimit(%q) = %+v (%s), %v; want %+v (%s)", tc.in, got, got, err, tc.want, tc.str)
 		}
 	}
 	for _, bad := range []string{"128MB", "-1Mi", "0", "1Mi", "lots", "9999999999Gi"} {
-		if got, err := ParseMemoryLimit(bad); err == nil {
-			t.Errorf("ParseMemoryLimit(%q) = %+v, want an error", bad, got)
+		if got, err := ParseLimit(bad); err == nil {
+			t.Errorf("ParseLimit(%q) = %+v, want an error", bad, got)
 		}
-	}
-}
-
-func TestConfigMemoryLimit(t *testing.T) {
-	base := "nodeName: n1\ngossip: {keyFile: /k}\n"
-	c, err := ParseConfig(strings.NewReader(base))
-	if err == nil {
-		err = c.Complete()
-	}
-	if err != nil || !c.MemoryLimit.Auto() {
-		t.Errorf("default memoryLimit %s (%v), want auto", c.MemoryLimit, err)
-	}
-	c, err = ParseConfig(strings.NewReader(base + "memoryLimit: 96Mi\n"))
-	if err != nil || c.MemoryLimit.Bytes != 96<<20 {
-		t.Errorf("memoryLimit: 96Mi gave %+v, %v", c.MemoryLimit, err)
-	}
-	c, err = ParseConfig(strings.NewReader(base + "memoryLimit: off\n")) // not YAML 1.1's false
-	if err != nil || !c.MemoryLimit.Off {
-		t.Errorf("memoryLimit: off gave %+v, %v", c.MemoryLimit, err)
-	}
-	_, err = ParseConfig(strings.NewReader(base + "memoryLimit: 96MB\n"))
-	if err == nil || !strings.Contains(err.Error(), "memoryLimit") {
-		t.Errorf("memoryLimit: 96MB: error %v does not name the field", err)
 	}
 }
 
@@ -69,11 +45,18 @@ func TestMemoryLimitApply(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 
-	if got := (MemoryLimit{Bytes: 200 << 20}).apply(nil); got != 200<<20 || debug.SetMemoryLimit(-1) != 200<<20 {
+	if got := (Limit{Bytes: 200 << 20}).apply(nil, math.MaxInt64); got != 200<<20 || debug.SetMemoryLimit(-1) != 200<<20 {
 		t.Errorf("fixed: apply %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
-	if got := (MemoryLimit{Off: true}).apply(nil); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+	if got := (Limit{Off: true}).apply(nil, math.MaxInt64); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		t.Errorf("off: apply %d, runtime %d", got, debug.SetMemoryLimit(-1))
+	}
+	// A GOMEMLIMIT from the environment is the ceiling of every limit.
+	const ceiling = 100 << 20
+	for _, m := range []Limit{{Bytes: 200 << 20}, {Off: true}, {}} {
+		if got := m.apply(&pacer{}, ceiling); got > ceiling || debug.SetMemoryLimit(-1) != got {
+			t.Errorf("%s under a %d MiB ceiling: apply %d MiB, runtime %d MiB", m, ceiling>>20, got>>20, debug.SetMemoryLimit(-1)>>20)
+		}
 	}
 	runGC()
 	live := liveRuntimeBytes()
@@ -82,7 +65,7 @@ func TestMemoryLimitApply(t *testing.T) {
 		ballast[i] = new([1 << 20]byte)
 	}
 	runGC()
-	got := MemoryLimit{}.apply(&gcPacer{})
+	got := Limit{}.apply(&pacer{}, math.MaxInt64)
 	if debug.SetMemoryLimit(-1) != got {
 		t.Errorf("auto: apply returned %d, runtime holds %d", got, debug.SetMemoryLimit(-1))
 	}
@@ -91,7 +74,7 @@ func TestMemoryLimitApply(t *testing.T) {
 	}
 	runtime.KeepAlive(ballast)
 	runGC()
-	if after := (MemoryLimit{}).apply(&gcPacer{}); after > got-24<<20 {
+	if after := (Limit{}).apply(&pacer{}, math.MaxInt64); after > got-24<<20 {
 		t.Errorf("auto did not follow the live heap down: %d MiB, was %d MiB", after>>20, got>>20)
 	}
 }

@@ -1,45 +1,30 @@
-package agent
+package memory
 
 // Whether the agent is busy: carrying heavy traffic through its embedded
 // WireGuard device.
 //
-// The memory limit "auto" keeps little room for garbage, which suits a node
-// at rest. Under load it costs throughput: the device holds every packet in
-// flight in a 64 KiB buffer, so a single TCP stream keeps 100-150 MiB of
-// them live, and the buffers come from pools the collector empties at every
-// cycle. A quarter of the live data as room (the pacer's ceiling) collected
-// about four times as often as a standalone wireguard-go (GOGC=100, room
-// equal to the live data), and each collection was followed by refilling
-// the pools from freshly faulted pages. While busy, the limit steps aside
-// and GOGC alone paces the collector, as in a standalone wireguard-go; when
-// the spell ends the limit comes back and the garbage goes back to the OS
-// at once (memoryGovernor).
+// The auto limit keeps little room for garbage, which suits a node at rest.
+// Under load it costs throughput: the device holds every packet in flight
+// in a 64 KiB buffer from pools the collector empties at every cycle, so a
+// tight limit collects far more often than a standalone wireguard-go and
+// refills the pools from freshly faulted pages. While busy, the limit steps
+// aside (back to the ceiling) and GOGC alone paces the collector, as in a
+// standalone wireguard-go; when the spell ends the limit comes back and the
+// garbage goes back to the OS at once (governor).
 //
 // Busy is read from the bytes the tunnel interface has carried (received
-// and sent, /proc/self/net/dev), every busyInterval: busyEnter a second or
-// more over each of busyEnterTicks intervals in a row (a second) starts a
-// spell, and it ends once every interval for busyLeaveAfter has stayed
-// below busyLeave. Traffic is what fills the device's buffers, and a node
-// at rest carries none. The agent's CPU time, read at first, is not a
-// signal for this: at rest with 1,000 peers it came in bursts above half a
-// CPU over a whole second (handshake retries, gossip push-pulls, and the
-// collector itself when a burst of garbage met the limit), which started
-// spells that lifted the limit in the 1,000-peer footprint bench (RSS 70-90
-// MiB against 50); and while busy, those bursts kept a spell from ending.
-//
+// and sent, /proc/self/net/dev), every busyInterval: busyEnter or more over
+// each of busyEnterTicks intervals in a row (a second) starts a spell, and
+// it ends once every interval for busyLeaveAfter has stayed below
+// busyLeave. Traffic is what fills the device's buffers, and a node at rest
+// carries none; the agent's CPU time is no signal for this (at rest it
+// comes in bursts: handshake retries, gossip push-pulls, the collector).
 // The end is slow because ending a spell is not free: two collections,
-// every free page handed back, and the next burst faulting them in again
-// under the limit until the next spell starts. In A/B runs of 5 s TCP
-// transfers 5 s apart, a spell that ended between them cost 49-60 thousand
-// page faults per GB carried, one held across the pause 2-11 thousand
-// (standalone wireguard-go: almost none; the Go runtime hands its free
-// pages back over minutes). Half a minute without traffic still returns the
-// memory long before that.
+// every free page handed back, and the next burst faulting them in again.
 
 import (
 	"context"
 	"log/slog"
-	"math"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -100,57 +85,58 @@ func (w *busyWatch) observe(now time.Time, bytes uint64) (busy, changed bool) {
 	return w.busy, w.busy != was
 }
 
-// memoryGovernor keeps the auto limit: re-derived after every collection,
-// and stepped aside while the agent is busy (busy.go).
-type memoryGovernor struct {
-	limit MemoryLimit
+// governor keeps the auto limit: re-derived after every collection, and
+// stepped aside while the agent is busy.
+type governor struct {
+	limit   Limit
+	ceiling int64 // the environment's limit (envLimit): no limit is set above it
 
-	mu    sync.Mutex
-	pacer gcPacer
+	mu    sync.Mutex // guards the fields below
+	pacer pacer
 	busy  bool
 }
 
 // isBusy reports whether a busy spell has lifted the limit.
-func (g *memoryGovernor) isBusy() bool {
+func (g *governor) isBusy() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.busy
 }
 
 // afterGC re-derives the limit, unless a busy spell has lifted it.
-func (g *memoryGovernor) afterGC() {
+func (g *governor) afterGC() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.busy {
-		g.limit.apply(&g.pacer)
+		g.limit.apply(&g.pacer, g.ceiling)
 	}
 }
 
-// setBusy lifts the limit for a busy spell, or restores it when the spell
-// ends and hands the spell's garbage back to the OS.
-func (g *memoryGovernor) setBusy(busy bool) {
+// setBusy lifts the limit to the ceiling for a busy spell, or restores it
+// when the spell ends and hands the spell's garbage back to the OS.
+func (g *governor) setBusy(busy bool) {
 	g.mu.Lock()
 	g.busy = busy
 	if busy {
-		debug.SetMemoryLimit(math.MaxInt64)
+		debug.SetMemoryLimit(g.ceiling)
 		g.mu.Unlock()
 		return
 	}
 	// The spell's allocations are not the rate at rest: measure afresh.
 	g.pacer.rebase(time.Now(), readGCCounters())
-	g.limit.apply(&g.pacer)
+	g.limit.apply(&g.pacer, g.ceiling)
 	g.mu.Unlock()
 	// Two full collections, as the device's buffer pools outlive the first
-	// (sync.Pool keeps a victim cache for one cycle): about 150 MiB of
-	// them after a single TCP stream. afterGC then sets the limit from the
-	// live data left, and FreeOSMemory returns every free page.
+	// (sync.Pool keeps a victim cache for one cycle). afterGC then sets the
+	// limit from the live data left, and FreeOSMemory returns every free
+	// page.
 	runtime.GC()
 	debug.FreeOSMemory()
 }
 
 // watch reads the tunnel's byte count (read) every busyInterval until ctx
 // is done and starts and ends busy spells.
-func (g *memoryGovernor) watch(ctx context.Context, log *slog.Logger, read func() (uint64, error)) {
+func (g *governor) watch(ctx context.Context, log *slog.Logger, read func() (uint64, error)) {
 	var w busyWatch
 	var failing bool
 	t := time.NewTicker(busyInterval)

@@ -1,26 +1,16 @@
-package agent
+package memory
 
-// How much garbage memoryLimit "auto" lets accumulate above the live data
+// How much garbage the auto limit lets accumulate above the live data
 // before the next collection.
 //
-// A fixed share of the live data (GOGC=25 with a 16 MiB floor) was too
-// much at rest: at 1,000 peers most of the live heap is wireguard-go's
-// receive buffers and per-peer queues, allocated but never written, so a
-// quarter of it (16 MiB) was room for garbage, which is written and so
-// resident, while the agent at rest allocates well under 1 MB/s and a
-// collection costs it about 25 ms of CPU. The pacer instead gives the
+// A fixed share of the live data is too much at rest: at 1,000 peers most
+// of the live heap is the device's buffers and queues, never written, while
+// the garbage is written and so resident. The pacer instead gives the
 // collector a budget: room for what the agent allocates in the time one
-// collection's cost takes out of gcBudget of a CPU. Collections then cost at
-// most that budget, and the room is as small as the allocation rate allows,
-// never below gcFloor nor above the old rule (gcCeiling): under load, when
-// packets in flight make the rate high, it is the old rule exactly.
-//
-// The budget is 2% of a CPU, the floor 2 MiB. (They were chosen against 1%
-// and 4 MiB before limitFor added back the runtime's own reserve below the
-// limit; until then the room the pacer asked for was partly eaten by that
-// reserve, and at the floor entirely, so the collector ran back to back.
-// With the reserve counted, 1,000 peers at rest cost 2.1-4.0% of a CPU and
-// 49-75 collections in 120 s, docs/benchmarks.md.)
+// collection's cost takes out of gcBudget of a CPU. Collections then cost
+// at most that budget, and the room is as small as the allocation rate
+// allows, never below gcFloor nor above gcCeiling (which it is under load,
+// when packets in flight make the rate high).
 
 import (
 	rtmetrics "runtime/metrics"
@@ -37,9 +27,9 @@ const (
 // a quarter of it, at least 16 MiB.
 func gcCeiling(live int64) int64 { return max(16<<20, live/4) }
 
-// gcPacer tracks the allocation rate and the cost of a collection from the
+// pacer tracks the allocation rate and the cost of a collection from the
 // runtime's cumulative counters, read after each collection.
-type gcPacer struct {
+type pacer struct {
 	mu   sync.Mutex
 	seen bool
 	at   time.Time
@@ -83,7 +73,7 @@ func readGCCounters() gcCounters {
 // headroom takes the counters as read now and returns the room for garbage
 // above live bytes of live data. Until it has seen two readings a
 // collection apart it returns the ceiling.
-func (p *gcPacer) headroom(now time.Time, c gcCounters, live int64) int64 {
+func (p *pacer) headroom(now time.Time, c gcCounters, live int64) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ceiling := gcCeiling(live)
@@ -112,7 +102,7 @@ func (p *gcPacer) headroom(now time.Time, c gcCounters, live int64) int64 {
 // rebase makes c, read at now, the reading the next one is measured from,
 // keeping the smoothed rate and cost: what was allocated since the last
 // reading is not counted.
-func (p *gcPacer) rebase(now time.Time, c gcCounters) {
+func (p *pacer) rebase(now time.Time, c gcCounters) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.seen, p.at, p.last = true, now, c
@@ -120,7 +110,7 @@ func (p *gcPacer) rebase(now time.Time, c gcCounters) {
 
 // room is the allocation of cost/gcBudget seconds at the smoothed rate,
 // within [gcFloor, ceiling]; with nothing measured yet, the ceiling.
-func (p *gcPacer) room(ceiling int64) int64 {
+func (p *pacer) room(ceiling int64) int64 {
 	if p.rate == 0 && p.cost == 0 {
 		return ceiling
 	}

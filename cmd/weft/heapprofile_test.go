@@ -1,4 +1,4 @@
-package agent
+package main
 
 import (
 	"runtime"
@@ -20,7 +20,7 @@ func TestSetHeapProfiling(t *testing.T) {
 		{"memprofilerates=1", 512 * 1024, 0}, // another name
 	} {
 		runtime.MemProfileRate = tc.before
-		if got := SetHeapProfiling(tc.godebug); got != tc.want || runtime.MemProfileRate != tc.want {
+		if got := setHeapProfiling(tc.godebug); got != tc.want || runtime.MemProfileRate != tc.want {
 			t.Errorf("GODEBUG=%q: got %d, MemProfileRate %d, want %d", tc.godebug, got, runtime.MemProfileRate, tc.want)
 		}
 	}
