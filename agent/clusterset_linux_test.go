@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"github.com/weftnet/weft/clusterset"
 	"github.com/weftnet/weft/dnsproxy"
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/poll"
 	"github.com/weftnet/weft/peering"
 )
 
@@ -63,16 +65,15 @@ func newTestCluster(t *testing.T, id string, objs ...kruntime.Object) *testClust
 
 func waitFor(t *testing.T, what string, cond func() bool, why ...*error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			if len(why) > 0 {
-				t.Fatalf("timed out waiting for %s: %v", what, *why[0])
-			}
-			t.Fatalf("timed out waiting for %s", what)
+	poll.Eventually(t, 10*time.Second, 20*time.Millisecond, what, func() error {
+		switch {
+		case cond():
+			return nil
+		case len(why) > 0 && *why[0] != nil:
+			return *why[0]
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return errors.New("still false")
+	})
 }
 
 // inNetNS runs f on a thread of its own in ns: the test's namespace is

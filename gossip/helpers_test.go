@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/weftnet/weft/internal/poll"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -36,13 +38,7 @@ func fastTune(mc *memberlist.Config) {
 // eventually polls cond until it holds or d passes.
 func eventually(t *testing.T, d time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s: "+format, append([]any{d}, args...)...)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.True(t, d, 20*time.Millisecond, fmt.Sprintf(format, args...), cond)
 }
 
 // recorder is an slog handler that keeps records for assertions and

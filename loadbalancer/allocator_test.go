@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/weftnet/weft/internal/poll"
 )
 
 type allocTest struct {
@@ -272,16 +274,19 @@ func TestAllocatorRetriesOnConflict(t *testing.T) {
 
 func TestAllocatorRetriesFailedWrites(t *testing.T) {
 	var fail atomic.Bool
+	var failed atomic.Int32 // status writes refused
 	fail.Store(true)
 	at := newAllocTestWith(t, []string{"10.0.0.0/29"}, func(c *fake.Clientset) {
 		c.PrependReactor("update", "services", func(a k8stesting.Action) (bool, runtime.Object, error) {
 			if a.GetSubresource() == "status" && fail.Load() {
+				failed.Add(1)
 				return true, nil, apierrors.NewServiceUnavailable("etcd is down")
 			}
 			return false, nil, nil
 		})
 	}, service("a", 1), service("b", 2))
-	time.Sleep(300 * time.Millisecond) // some failing passes
+	// Failing passes: both Services' writes refused at least once.
+	poll.True(t, 5*time.Second, 10*time.Millisecond, "two refused status writes", func() bool { return failed.Load() >= 2 })
 	if got := at.ingress("a"); len(got) != 0 {
 		t.Fatalf("a shows %v though every write failed", got)
 	}

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/weftnet/weft/internal/poll"
 )
 
 func node(name, ip, cidr string, ann map[string]string) *corev1.Node {
@@ -72,13 +74,7 @@ func TestFromObjectToleratesOddNodes(t *testing.T) {
 
 func eventually(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within 5s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.True(t, 5*time.Second, 10*time.Millisecond, what, f)
 }
 
 func TestWatcherTracksNodesAndDeletions(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/poll"
 )
 
 // binDir is where scripts/build-controlplane.sh puts the binaries by
@@ -68,17 +69,7 @@ func (w tWriter) Write(b []byte) (int, error) {
 // eventually polls f every 200ms until it returns nil or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	poll.Eventually(t, timeout, 200*time.Millisecond, what, f)
 }
 
 // processesOf lists the pids of this control plane's components still

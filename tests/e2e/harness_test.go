@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/internal/poll"
 	"github.com/weftnet/weft/lab"
 )
 
@@ -181,16 +182,5 @@ func (c *cluster) dumpLogs() {
 // returns how long it took.
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) time.Duration {
 	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return poll.Eventually(t, timeout, 100*time.Millisecond, what, f)
 }
