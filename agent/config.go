@@ -15,9 +15,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/weftnet/weft/internal/memory"
+	"github.com/weftnet/weft/internal/yamlfield"
 	"github.com/weftnet/weft/nodestate"
 	"github.com/weftnet/weft/serviceproxy"
-	"github.com/weftnet/weft/yamlfield"
 )
 
 // Config is the agent's configuration file (YAML). Every field is optional

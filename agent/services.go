@@ -11,8 +11,8 @@ import (
 
 	"github.com/weftnet/weft/agent/kube"
 	"github.com/weftnet/weft/gossip"
+	"github.com/weftnet/weft/internal/nftable"
 	"github.com/weftnet/weft/loadbalancer"
-	"github.com/weftnet/weft/nftable"
 	"github.com/weftnet/weft/serviceproxy"
 )
 

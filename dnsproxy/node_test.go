@@ -3,7 +3,7 @@ package dnsproxy
 import (
 	"context"
 	"encoding/binary"
-	"github.com/weftnet/weft/nftable/nftabletest"
+	"github.com/weftnet/weft/internal/nftable/nftabletest"
 	"net/netip"
 	"os"
 	"os/exec"

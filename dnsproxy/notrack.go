@@ -9,7 +9,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/nftable"
+	"github.com/weftnet/weft/internal/nftable"
 )
 
 // NotrackTable is the nftables table that keeps DNS to and from the proxy

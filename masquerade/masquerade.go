@@ -15,7 +15,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
-	"github.com/weftnet/weft/nftable"
+	"github.com/weftnet/weft/internal/nftable"
 )
 
 // TableName is the nftables table weft owns for masquerading.

@@ -2,7 +2,7 @@ package masquerade
 
 import (
 	"bytes"
-	"github.com/weftnet/weft/nftable/nftabletest"
+	"github.com/weftnet/weft/internal/nftable/nftabletest"
 	"net/netip"
 	"os"
 	"os/exec"

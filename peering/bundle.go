@@ -6,7 +6,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/weftnet/weft/yamlfield"
+	"github.com/weftnet/weft/internal/yamlfield"
 )
 
 // DefaultZone is a bundle's DNS zone when it declares none.

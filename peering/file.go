@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/weftnet/weft/yamlfield"
+	"github.com/weftnet/weft/internal/yamlfield"
 )
 
 // File is the peering file an operator writes (a file on disk or a key of

@@ -3,7 +3,7 @@ package policy
 import (
 	"github.com/google/nftables"
 
-	"github.com/weftnet/weft/nftable"
+	"github.com/weftnet/weft/internal/nftable"
 )
 
 // Remove deletes weft's policy table; a missing table is not an error.

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/weftnet/weft/internal/yamlfield"
 	"github.com/weftnet/weft/loadbalancer"
-	"github.com/weftnet/weft/yamlfield"
 )
 
 // Config is the services section of the agent's configuration

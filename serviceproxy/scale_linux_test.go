@@ -13,7 +13,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
 
-	"github.com/weftnet/weft/nftable"
+	"github.com/weftnet/weft/internal/nftable"
 )
 
 var scaleSeq int

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
-	"github.com/weftnet/weft/nftable/nftabletest"
+	"github.com/weftnet/weft/internal/nftable/nftabletest"
 )
 
 // recorder is the shared fake.
