@@ -536,6 +536,16 @@ func TestDaemonSet(t *testing.T) {
 	if slices.Contains(args, "--underlay-address=$(NODE_IP)") && env["NODE_IP"] != "status.hostIP" {
 		t.Errorf("NODE_IP comes from %q, want status.hostIP", env["NODE_IP"])
 	}
+	// GOMEMLIMIT is the agent container's own memory limit.
+	var memLimit bool
+	for _, e := range ag.Env {
+		if r := e.ValueFrom; e.Name == "GOMEMLIMIT" && r != nil && r.ResourceFieldRef != nil {
+			memLimit = r.ResourceFieldRef.Resource == "limits.memory" && r.ResourceFieldRef.ContainerName == ag.Name
+		}
+	}
+	if !memLimit || ag.Resources.Limits.Memory().IsZero() {
+		t.Error("GOMEMLIMIT does not come from the agent container's limits.memory (or it has none)")
+	}
 	sc := ag.SecurityContext
 	if sc == nil || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Add, "NET_ADMIN") {
 		t.Error("agent lacks NET_ADMIN")
