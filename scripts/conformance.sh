@@ -6,6 +6,7 @@
 #
 #   FOCUS   ginkgo focus (default: every sig-network [Conformance] test)
 #   SKIP    ginkgo skip (default: tests that need a cloud or more than one lab)
+#   E2E_FLAGS  more flags for e2e.test (e.g. --ginkgo.v to name every test as it runs)
 #   REPORT  where the JUnit report and the e2e log go (default /tmp/weft-conformance)
 #   KEEP=1  leave the lab up afterwards
 #
@@ -52,6 +53,7 @@ ip netns exec "$name-cp" env PATH="$root/bin:$PATH" KUBECONFIG="$kubeconfig" \
   --minStartupPods=0 \
   --allowed-not-ready-nodes=0 \
   --node-schedulable-timeout=2m \
+  ${E2E_FLAGS:-} \
   >"$report/e2e.log" 2>&1
 rc=$?
 set -e
