@@ -15,8 +15,10 @@ package lab
 // /run/weft, /var/lib/weft, /etc/cni/net.d and /opt/cni/bin.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,8 +56,8 @@ const (
 	weftConfigMap          = "weft-config"
 	weftAPIServerConfigMap = "weft-apiserver"
 	weftGossipSecret       = "weft-gossip-key"
-	// daemonSetLabel selects the agents' pods (daemonset.yaml's selector).
-	daemonSetLabel = "app.kubernetes.io/name=weft,app.kubernetes.io/component=agent"
+	// AgentPodSelector selects the agents' pods (daemonset.yaml's selector).
+	AgentPodSelector = "app.kubernetes.io/name=weft,app.kubernetes.io/component=agent"
 )
 
 // daemonSetReadyTimeout bounds the wait for the DaemonSet's pods to be
@@ -136,14 +138,10 @@ func prepareDaemonSetNode(n NodePaths) error {
 			return err
 		}
 	}
-	for _, p := range []string{loopbackPlugin, filepath.Join(filepath.Dir(loopbackPlugin), portmapPlugin)} {
-		link := filepath.Join(n.CRIBinDir, filepath.Base(p))
-		_ = os.Remove(link)
-		if err := os.Symlink(p, link); err != nil {
-			return err
-		}
-	}
-	return nil
+	return linkCNIPlugins(n.CRIBinDir, map[string]string{
+		"loopback":    loopbackPlugin,
+		portmapPlugin: filepath.Join(filepath.Dir(loopbackPlugin), portmapPlugin),
+	})
 }
 
 // toManifest turns a typed object into a Manifest for applyManifests.
@@ -252,7 +250,7 @@ func (lb *Lab) waitDaemonSet(ctx context.Context, a *kubeAPI, plans []NodePlan) 
 	if err != nil {
 		var b strings.Builder
 		for _, n := range want {
-			fmt.Fprintf(&b, "\n  node %s: %s", n, cmp(last[n], "no pod"))
+			fmt.Fprintf(&b, "\n  node %s: %s", n, cmp.Or(last[n], "no pod"))
 		}
 		return fmt.Errorf("the weft DaemonSet: %w%s", err, b.String())
 	}
@@ -260,18 +258,11 @@ func (lb *Lab) waitDaemonSet(ctx context.Context, a *kubeAPI, plans []NodePlan) 
 	return waitReady(ctx, lb.opts.Runner, lb.opts.Weft, plans, nil, want, lb.opts.ReadyTimeout)
 }
 
-func cmp(s, fallback string) string {
-	if s == "" {
-		return fallback
-	}
-	return s
-}
-
 // agentPods maps each node to the state of its agent pod: "Ready", or what
 // keeps it from being Ready (a waiting reason and message, the last exit,
 // the tail of the agent's log).
 func agentPods(ctx context.Context, a *kubeAPI) (map[string]string, error) {
-	pods, err := a.cs.CoreV1().Pods(WeftNamespace).List(ctx, metav1.ListOptions{LabelSelector: daemonSetLabel})
+	pods, err := a.cs.CoreV1().Pods(WeftNamespace).List(ctx, metav1.ListOptions{LabelSelector: AgentPodSelector})
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +305,7 @@ func podState(ctx context.Context, a *kubeAPI, p *corev1.Pod) string {
 // agent processes say in a DaemonSet lab.
 func errDaemonSetAgent(node string) error {
 	return fmt.Errorf("node %s: the agent runs as the weft DaemonSet's pod; restart it with `kubectl --kubeconfig $(weft lab kubeconfig) -n %s delete pod -l %s --field-selector spec.nodeName=%s`",
-		node, WeftNamespace, daemonSetLabel, node)
+		node, WeftNamespace, AgentPodSelector, node)
 }
 
 // daemonSetAgentReady reports whether node n's agent answers /readyz with
@@ -324,5 +315,5 @@ func daemonSetAgentReady(n NodePaths, netns string) bool {
 		return false
 	}
 	code, err := readyz(netns)
-	return err == nil && code == 200
+	return err == nil && code == http.StatusOK
 }

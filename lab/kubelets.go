@@ -212,13 +212,18 @@ func (lb *Lab) prepareKubelets(spec Spec) error {
 	if err := os.MkdirAll(l.CNIBinDir(), 0o755); err != nil {
 		return err
 	}
-	plugins := map[string]string{
+	return linkCNIPlugins(l.CNIBinDir(), map[string]string{
 		CNIPluginType: filepath.Join(lb.opts.BinDir, CNIPluginType),
 		"loopback":    loopbackPlugin,
 		portmapPlugin: filepath.Join(filepath.Dir(loopbackPlugin), portmapPlugin),
-	}
-	for name, target := range plugins {
-		link := filepath.Join(l.CNIBinDir(), name)
+	})
+}
+
+// linkCNIPlugins links each name in dir to its target plugin (made
+// absolute), replacing what was there.
+func linkCNIPlugins(dir string, targets map[string]string) error {
+	for name, target := range targets {
+		link := filepath.Join(dir, name)
 		_ = os.Remove(link)
 		abs, err := filepath.Abs(target)
 		if err != nil {

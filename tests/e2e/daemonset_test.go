@@ -49,9 +49,6 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 `
 
-// agentSelector selects the DaemonSet's pods (deploy/kubernetes).
-const agentSelector = "app.kubernetes.io/name=weft,app.kubernetes.io/component=agent"
-
 // TestDaemonSetInstall installs weft as users do: the kubelets of a
 // --kubelets lab run deploy/kubernetes's DaemonSet from the locally built
 // weft:dev image; its init container installs weft-cni and the conflist on
@@ -153,7 +150,7 @@ func TestDaemonSetInstall(t *testing.T) {
 		}
 		return nil
 	})
-	serviceAnswers(t, c, "n1-p1", backends)
+	serviceAnswers(t, c, "n1-p1", "web", backends)
 
 	// A rolling restart: every agent replaced, one node at a time; pods
 	// keep their addresses, nodes their blocks, and traffic resumes.
@@ -195,7 +192,7 @@ func TestDaemonSetInstall(t *testing.T) {
 	t0 := time.Now()
 	c.mustKubectl(t, "-n", lab.WeftNamespace, "rollout", "restart", "daemonset/weft")
 	eventually(t, 3*time.Minute, "every agent pod replaced and Ready", func() error {
-		pods, err := cs.CoreV1().Pods(lab.WeftNamespace).List(ctx, metav1.ListOptions{LabelSelector: agentSelector})
+		pods, err := cs.CoreV1().Pods(lab.WeftNamespace).List(ctx, metav1.ListOptions{LabelSelector: lab.AgentPodSelector})
 		if err != nil {
 			return err
 		}
@@ -235,7 +232,7 @@ func TestDaemonSetInstall(t *testing.T) {
 		_, err := c.weft("lab", "check", "--name", c.name)
 		return err
 	})
-	serviceAnswers(t, c, "n2-p1", backends)
+	serviceAnswers(t, c, "n2-p1", "web", backends)
 
 	// A node added later gets its agent from the DaemonSet.
 	c.mustWeft("lab", "node", "add", "--name", c.name)
@@ -290,7 +287,7 @@ func agentPodsByNode(t *testing.T, cs kubernetes.Interface, n int) map[string]co
 	t.Helper()
 	out := map[string]corev1.Pod{}
 	eventually(t, 2*time.Minute, fmt.Sprintf("%d Ready agent pods, one per node", n), func() error {
-		pods, err := cs.CoreV1().Pods(lab.WeftNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: agentSelector})
+		pods, err := cs.CoreV1().Pods(lab.WeftNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: lab.AgentPodSelector})
 		if err != nil {
 			return err
 		}
@@ -308,14 +305,14 @@ func agentPodsByNode(t *testing.T, cs kubernetes.Interface, n int) map[string]co
 	return out
 }
 
-// serviceAnswers checks that every one of backends answers through the
-// web Service, by name, from Pod pod.
-func serviceAnswers(t *testing.T, c *cluster, pod string, backends map[string]bool) {
+// serviceAnswers checks that every one of backends answers through
+// Service svc (port 80), by name, from Pod pod.
+func serviceAnswers(t *testing.T, c *cluster, pod, svc string, backends map[string]bool) {
 	t.Helper()
 	seen := map[string]bool{}
-	eventually(t, 30*time.Second, "every web backend from "+pod+" through the Service", func() error {
+	eventually(t, 30*time.Second, "every backend of "+svc+" from "+pod+" through the Service", func() error {
 		out, err := c.kubectl("exec", pod, "--", "sh", "-c",
-			`printf 'GET /hostname HTTP/1.0\r\n\r\n' | nc -w 3 web 80 | tail -n 1`)
+			`printf 'GET /hostname HTTP/1.0\r\n\r\n' | nc -w 3 `+svc+` 80 | tail -n 1`)
 		if err != nil {
 			return err
 		}

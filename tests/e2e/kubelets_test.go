@@ -170,23 +170,7 @@ func TestKubelets(t *testing.T) {
 
 	// kubectl exec into the frontend: backend-service by name through the
 	// search path, every backend answering.
-	seen := map[string]bool{}
-	eventually(t, 30*time.Second, "every backend seen from the frontend through backend-service", func() error {
-		out, err := c.kubectl("exec", "frontend", "--", "sh", "-c",
-			`printf 'GET /hostname HTTP/1.0\r\n\r\n' | nc -w 3 backend-service 80 | tail -n 1`)
-		if err != nil {
-			return err
-		}
-		name := strings.TrimSpace(out)
-		if !backends[name] {
-			return fmt.Errorf("answer %q is no backend", name)
-		}
-		seen[name] = true
-		if len(seen) < len(backends) {
-			return fmt.Errorf("seen %d of %d backends", len(seen), len(backends))
-		}
-		return nil
-	})
+	serviceAnswers(t, c, "frontend", "backend-service", backends)
 
 	// The NodePort from the lab's internet, on every node.
 	for i := range nodes {
